@@ -1,14 +1,17 @@
-"""One download helper for the full world: resume, SHA-256 check, atomic rename."""
+"""One download helper for the full world: resume, SHA-256 (or MD5) check, atomic rename."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -24,11 +27,29 @@ class DownloadError(RuntimeError):
 
 def sha256sum(path: str | os.PathLike, chunk: int = CHUNK) -> str:
     """The SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
+    return _digest(path, hashlib.sha256(), chunk)
+
+
+def md5sum(path: str | os.PathLike, chunk: int = CHUNK) -> str:
+    """The MD5 hex digest of a file (for sources that publish no SHA-256)."""
+    return _digest(path, hashlib.md5(usedforsecurity=False), chunk)
+
+
+def _digest(path: str | os.PathLike, h, chunk: int) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _mismatch(path: Path, sha256: str | None, md5: str | None) -> str | None:
+    """Why ``path`` does not match the expected checksums, or ``None`` if it does."""
+    for name, expected, digest in (("SHA-256", sha256, sha256sum), ("MD5", md5, md5sum)):
+        if expected is not None:
+            got = digest(path)
+            if got != expected.lower():
+                return f"its {name} is {got}, expected {expected}"
+    return None
 
 
 def _manual_hint(url: str, target: Path) -> str:
@@ -37,24 +58,43 @@ def _manual_hint(url: str, target: Path) -> str:
 
 
 def download(url: str, sha256: str | None, filename: str | None = None,
-             folder: str | os.PathLike | None = None, *, timeout: float = 60.0,
-             progress: bool = True) -> Path:
+             folder: str | os.PathLike | None = None, *, md5: str | None = None,
+             timeout: float = 60.0, progress: bool = True) -> Path:
     """Fetch ``url`` into ``folder`` (default: the cache folder) and return the file's path.
 
     A complete file with the right checksum is reused. A partial ``.part`` file is resumed with an
-    HTTP range request. The finished file is checked against ``sha256`` and only then renamed into
-    place, so a killed or corrupted download never looks complete.
+    HTTP range request. The finished file is checked against ``sha256`` (and ``md5`` if given) and
+    only then renamed into place, so a killed or corrupted download never looks complete.
     """
     folder = Path(folder) if folder is not None else cache_dir("downloads")
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (filename or url.rstrip("/").rsplit("/", 1)[-1])
+    target = folder / (filename or url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
     if target.exists():
-        if sha256 is None or sha256sum(target) == sha256:
+        problem = _mismatch(target, sha256, md5)
+        if problem is None:
             return target
-        raise DownloadError(f"{target} exists but its SHA-256 is {sha256sum(target)}, expected "
-                            f"{sha256}: the file is corrupted or from another release. Delete it "
-                            f"and call again. " + _manual_hint(url, target))
+        raise DownloadError(f"{target} exists but {problem}: the file is corrupted or from another "
+                            "release. Delete it and call again. " + _manual_hint(url, target))
     part = target.with_name(target.name + ".part")
+    total = _fetch(url, part, timeout=timeout, progress=progress, hint=_manual_hint(url, target))
+    if total is not None and part.stat().st_size > total:
+        part.unlink()
+        raise DownloadError(f"The partial file for {url} was longer than the file on the server "
+                            "and was deleted; call again. " + _manual_hint(url, target))
+    if total is not None and part.stat().st_size != total:
+        raise DownloadError(f"Download of {url} is truncated ({part.stat().st_size} of {total} "
+                            "bytes); call again to resume. " + _manual_hint(url, target))
+    problem = _mismatch(part, sha256, md5)
+    if problem is not None:
+        part.unlink()
+        raise DownloadError(f"Checksum mismatch for {url}: {problem}. The partial file was "
+                            "deleted; call again. " + _manual_hint(url, target))
+    os.replace(part, target)
+    return target
+
+
+def _fetch(url: str, part: Path, *, timeout: float, progress: bool, hint: str) -> int | None:
+    """Append the rest of ``url`` to ``part`` (or write it afresh); return the expected size."""
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "companion"})
     if start:
@@ -68,29 +108,27 @@ def download(url: str, sha256: str | None, filename: str | None = None,
             total = int(total) + start if total is not None else None
             with open(part, "ab" if resumed else "wb") as out, tqdm(
                     total=total, initial=start, unit="B", unit_scale=True,
-                    desc=target.name, disable=not progress) as bar:
+                    desc=part.name.removesuffix(".part"), disable=not progress) as bar:
                 while block := response.read(CHUNK):
                     out.write(block)
                     bar.update(len(block))
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise DownloadError(f"Could not download {url}: {err}. " + _manual_hint(url, target)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:
+            # the server has nothing past our partial file: it is complete (or too long)
+            size = re.fullmatch(r"bytes \*/(\d+)", err.headers.get("Content-Range", ""))
+            return int(size.group(1)) if size else None
+        raise DownloadError(f"Could not download {url}: {err}. " + hint) from err
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
+        raise DownloadError(f"Could not download {url}: {err}. " + hint
                             + " A partial file is kept and resumed on the next call.") from err
-    if total is not None and part.stat().st_size != total:
-        raise DownloadError(f"Download of {url} is truncated ({part.stat().st_size} of {total} "
-                            "bytes); call again to resume. " + _manual_hint(url, target))
-    if sha256 is not None:
-        digest = sha256sum(part)
-        if digest != sha256:
-            part.unlink()
-            raise DownloadError(f"Checksum mismatch for {url}: got {digest}, expected {sha256}. "
-                                "The partial file was deleted; call again. " + _manual_hint(url, target))
-    os.replace(part, target)
-    return target
+    return total
 
 
 def extract(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Unpack a ``.tgz``/``.tar``/``.zip`` into ``folder`` atomically (via a temporary folder)."""
     archive, folder = Path(archive), Path(folder)
+    if not archive.is_file():
+        raise FileNotFoundError(f"No archive at {archive}: download it first.")
     tmp = folder.with_name(folder.name + ".extracting")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -104,9 +142,12 @@ def extract(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
         else:
             raise DownloadError(f"{archive} is neither a zip nor a tar archive; delete it and "
                                 "download again.")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DownloadError(f"{archive} is damaged ({err}); delete it and download again.") from err
+        if isinstance(err, (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)):
+            raise DownloadError(f"{archive} is damaged ({err}); delete it and download "
+                                "again.") from err
+        raise
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

@@ -1,1 +1,5 @@
-"""models."""
+"""Backbones and the methods' heads and modules."""
+
+from .backbones import Backbone, Classifier, SmallCNN, TimmBackbone, create_backbone
+
+__all__ = ["Backbone", "Classifier", "SmallCNN", "TimmBackbone", "create_backbone"]

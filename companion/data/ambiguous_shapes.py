@@ -1,0 +1,200 @@
+"""Ambiguous shapes: synthetic scenes of nested and overlapping objects with instance masks.
+
+Every scene holds one or two *groups* of shapes on a noisy background:
+
+* ``nested``: an outer shape with a smaller inner shape near its centre. Two instances: the
+  ``part`` (inner shape) and the ``whole`` (outer shape, inner included). A click near the
+  centre of the whole lands on the part, so one click has two valid answers.
+* ``overlap``: shape B lies partly on top of shape A. Three instances: ``object`` A (its visible
+  part), ``object`` B, and the ``group`` A ∪ B.
+* ``single``: one shape, one instance; a click is unambiguous.
+
+The ground truth of the segmentation task is an instance mask, so the data knows which answer
+was meant, which the promptable segmenter cannot know from a single click.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+SHAPES = ("disk", "square", "diamond", "triangle", "ellipse")
+GROUPS = ("nested", "overlap", "single")
+KINDS = ("single", "part", "whole", "object", "group")
+MIN_AREA = 12
+
+
+@dataclass(frozen=True)
+class AmbiguousShapes:
+    """Scenes and their instances; instance ``i`` lives in image ``image_index[i]``."""
+
+    images: torch.Tensor       # (N, 3, S, S) float in [0, 1]
+    masks: torch.Tensor        # (M, S, S) bool, one instance mask per row
+    image_index: torch.Tensor  # (M,) long
+    kind: torch.Tensor         # (M,) long, index into KINDS
+    group: torch.Tensor        # (M,) long, instances of one group share the id
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    def kind_names(self) -> list[str]:
+        """The kind of every instance as a word (``part``, ``whole`` …)."""
+        return [KINDS[k] for k in self.kind.tolist()]
+
+    def instance(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image and mask of instance ``i``."""
+        return self.images[self.image_index[i]], self.masks[i]
+
+    def subset(self, index) -> "AmbiguousShapes":
+        """The instances in ``index`` (images are kept whole and shared)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return AmbiguousShapes(self.images, self.masks[index], self.image_index[index],
+                               self.kind[index], self.group[index])
+
+    def dataset(self, extra: dict[str, torch.Tensor] | None = None) -> "InstanceDataset":
+        """A torch ``Dataset`` of ``(image, mask, *extra)`` per instance."""
+        return InstanceDataset(self, extra or {})
+
+
+class InstanceDataset(Dataset):
+    """One item per instance: its image (3, S, S), its mask (S, S) and any per-instance extras."""
+
+    def __init__(self, data: AmbiguousShapes, extra: dict[str, torch.Tensor]):
+        for name, value in extra.items():
+            if len(value) != len(data):
+                raise ValueError(f"extra {name!r} has {len(value)} rows but the data has "
+                                 f"{len(data)} instances: give one row per instance.")
+        self.data, self.extra = data, list(extra.values())
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        image, mask = self.data.instance(i)
+        return (image, mask.float(), *(value[i] for value in self.extra))
+
+
+def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float,
+                angle: float, aspect: float) -> np.ndarray:
+    """Boolean mask of a shape of radius ``r`` centred at (cy, cx), rotated by ``angle``."""
+    c, s = np.cos(angle), np.sin(angle)
+    u = c * (xx - cx) + s * (yy - cy)
+    v = -s * (xx - cx) + c * (yy - cy)
+    if kind == "disk":
+        return u**2 + v**2 <= r**2
+    if kind == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.85 * r
+    if kind == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.2 * r
+    if kind == "ellipse":
+        return (u / r) ** 2 + (v / (aspect * r)) ** 2 <= 1.0
+    # equilateral triangle: three half-planes at distance r/2 from the centre
+    normals = np.array([[np.cos(t), np.sin(t)] for t in (np.pi / 2, 7 * np.pi / 6, 11 * np.pi / 6)])
+    return np.all(normals[:, 0, None, None] * u + normals[:, 1, None, None] * v <= 0.55 * r, axis=0)
+
+
+def _colour(rng: np.random.Generator, avoid: list[np.ndarray]) -> np.ndarray:
+    """A bright random colour at least 0.45 away (L2) from every colour in ``avoid``."""
+    for _ in range(100):
+        colour = rng.uniform(0.25, 1.0, size=3)
+        if all(np.linalg.norm(colour - other) > 0.45 for other in avoid):
+            return colour
+    return colour
+
+
+def _random_shape(rng: np.random.Generator, yy, xx, cy, cx, r) -> np.ndarray:
+    kind = SHAPES[rng.integers(len(SHAPES))]
+    return _shape_mask(kind, yy, xx, cy, cx, r, rng.uniform(0, np.pi), rng.uniform(0.55, 0.8))
+
+
+def _group(rng: np.random.Generator, kind: str, yy, xx, cy, cx, radius):
+    """Shapes (mask, paint order) and instances (mask, kind) of one group."""
+    if kind == "single":
+        m = _random_shape(rng, yy, xx, cy, cx, radius)
+        return [m], [(m, "single")]
+    if kind == "nested":
+        outer = _random_shape(rng, yy, xx, cy, cx, radius)
+        r_in = radius * rng.uniform(0.38, 0.55)
+        off = rng.uniform(-0.25, 0.25, size=2) * r_in
+        inner = _random_shape(rng, yy, xx, cy + off[0], cx + off[1], r_in) & outer
+        return [outer, inner], [(inner, "part"), (outer, "whole")]
+    r_a, r_b = radius * rng.uniform(0.6, 0.8), radius * rng.uniform(0.5, 0.7)
+    theta = rng.uniform(0, 2 * np.pi)
+    dist = 0.75 * (r_a + r_b) * rng.uniform(0.6, 0.9)
+    ay, ax = cy - 0.5 * dist * np.sin(theta), cx - 0.5 * dist * np.cos(theta)
+    by, bx = cy + 0.5 * dist * np.sin(theta), cx + 0.5 * dist * np.cos(theta)
+    a = _random_shape(rng, yy, xx, ay, ax, r_a)
+    b = _random_shape(rng, yy, xx, by, bx, r_b)
+    return [a, b], [(a & ~b, "object"), (b, "object"), (a | b, "group")]
+
+
+def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 48, *, seed: int = 0,
+                          group_probs: tuple[float, float, float] = (0.45, 0.35, 0.2),
+                          max_groups: int = 2, noise: float = 0.06,
+                          progress: bool = True) -> AmbiguousShapes:
+    """Draw ``n_images`` scenes of nested / overlapping / single shapes (seeded, reproducible).
+
+    ``group_probs`` gives the probability of a nested, an overlapping and a single group. Instances
+    smaller than ``MIN_AREA`` pixels (an object hidden by the one on top) are dropped.
+    """
+    if n_images < 1:
+        raise ValueError(f"n_images must be at least 1, got {n_images}.")
+    if image_size < 24:
+        raise ValueError(f"image_size must be at least 24 pixels to hold nested shapes, "
+                         f"got {image_size}.")
+    probs = np.asarray(group_probs, dtype=float)
+    if probs.shape != (3,) or (probs < 0).any() or probs.sum() <= 0:
+        raise ValueError(f"group_probs must be three non-negative weights (nested, overlap, "
+                         f"single), got {group_probs}.")
+    rng = np.random.default_rng(seed)
+    size = image_size
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    images = np.empty((n_images, 3, size, size), dtype=np.float32)
+    masks, image_index, kinds, groups = [], [], [], []
+    group_id = 0
+    for n in tqdm(range(n_images), desc="ambiguous shapes", disable=not progress):
+        background = rng.uniform(0.0, 0.3, size=3)
+        canvas = np.broadcast_to(background[:, None, None], (3, size, size)).copy()
+        n_groups = int(rng.integers(1, max_groups + 1))
+        placed: list[tuple[float, float, float]] = []
+        colours = [background]
+        for _ in range(n_groups):
+            kind = GROUPS[rng.choice(3, p=probs / probs.sum())]
+            radius = size * (rng.uniform(0.22, 0.3) if n_groups == 1 else rng.uniform(0.16, 0.22))
+            for _attempt in range(50):
+                cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
+                if all(np.hypot(cy - py, cx - px) > 1.05 * (radius + pr) for py, px, pr in placed):
+                    break
+            else:
+                continue
+            placed.append((cy, cx, radius))
+            shapes, instances = _group(rng, kind, yy, xx, cy, cx, radius)
+            for shape in shapes:
+                colour = _colour(rng, colours)
+                colours.append(colour)
+                texture = 1.0 + 0.15 * rng.standard_normal((size, size))
+                canvas = np.where(shape[None], colour[:, None, None] * texture[None], canvas)
+            for mask, name in instances:
+                if mask.sum() >= MIN_AREA:
+                    masks.append(mask)
+                    image_index.append(n)
+                    kinds.append(KINDS.index(name))
+                    groups.append(group_id)
+            group_id += 1
+        canvas += noise * rng.standard_normal(canvas.shape)
+        images[n] = np.clip(canvas, 0.0, 1.0)
+    return AmbiguousShapes(
+        images=torch.from_numpy(images),
+        masks=torch.from_numpy(np.stack(masks)),
+        image_index=torch.tensor(image_index, dtype=torch.long),
+        kind=torch.tensor(kinds, dtype=torch.long),
+        group=torch.tensor(groups, dtype=torch.long),
+    )

@@ -1,0 +1,70 @@
+"""Efficiency measures: kept-token ratio per layer, FLOPs counted by torch, wall-clock time."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+
+def keep_ratio_per_layer(keep: torch.Tensor) -> torch.Tensor:
+    """Fraction of tokens each block processed, averaged over frames: (..., depth, N) → (depth,)."""
+    if keep.ndim < 2:
+        raise ValueError(f"keep must be (..., depth, N), got shape {tuple(keep.shape)}.")
+    return keep.detach().float().reshape(-1, *keep.shape[-2:]).mean(dim=(0, 2))
+
+
+def patch_keep_ratio(keep: torch.Tensor) -> float:
+    """Patch keep ratio (PKR): mean over blocks of the kept fraction, as the paper logs it."""
+    return float(keep_ratio_per_layer(keep).mean())
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call of ``fn`` as counted by ``FlopCounterMode``.
+
+    A multiply-add counts as 2 FLOPs; matrix products, convolutions and attention are counted,
+    element-wise operations are not.
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of repeated calls: median and quartiles over ``repeats`` samples."""
+
+    median: float
+    q25: float
+    q75: float
+    repeats: int
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 3,
+                     progress: bool = True) -> dict[str, Timing]:
+    """Time several functions side by side: each round calls every function once, in rotating
+    order, so that a busy machine slows them all alike; report the median per function."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"Need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}.")
+    names = list(fns)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for n in names:
+                fns[n]()
+        for r in tqdm(range(repeats), desc="timing", disable=not progress, leave=False):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                start = time.perf_counter()
+                fns[n]()
+                samples[n].append(time.perf_counter() - start)
+    out = {}
+    for n, s in samples.items():
+        q = statistics.quantiles(s, n=4) if len(s) > 1 else [s[0]] * 3
+        out[n] = Timing(statistics.median(s), q[0], q[2], len(s))
+    return out

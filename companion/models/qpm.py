@@ -1,0 +1,180 @@
+"""QPM's constants A, R, b from cached features, and the binary last layer built from a solution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BIAS_SCALE = np.sqrt(10) * 0.1  # the paper scales the locality bias b to at most √10·0.1 ≈ 0.316
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def qpm_similarity(features, labels, n_classes: int | None = None) -> np.ndarray:
+    """A (C×N): Pearson correlation of each feature with each class indicator, divided by max |A|.
+
+    Constant (dead) features get 0 instead of the NaN of a zero denominator.
+    """
+    X = _as_numpy(features)
+    y = np.asarray(_as_numpy(labels), dtype=int).reshape(-1)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"features must be (samples, N) with one label per sample; got features "
+                         f"{X.shape} and {len(y)} labels.")
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}; got {y.min()}..{y.max()}.")
+    Y = np.eye(n_classes)[y]
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    cov = Yc.T @ Xc / len(X)
+    denom = np.outer(Yc.std(0), Xc.std(0))
+    A = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 1e-10)
+    peak = np.abs(A).max()
+    return A / peak if peak > 0 else A
+
+
+def qpm_redundancy(similarity) -> np.ndarray:
+    """R (N×N, upper triangle): cosine similarity of the features' class profiles (columns of A).
+
+    Divided by max |R|, negatives set to 0, diagonal and lower triangle 0, as the paper does.
+    """
+    A = _as_numpy(similarity)
+    norms = np.linalg.norm(A, axis=0)
+    unit = A / np.where(norms > 1e-12, norms, 1.0)
+    R = np.triu(unit.T @ unit, 1)
+    peak = np.abs(R).max()
+    R = R / peak if peak > 0 else R
+    return np.clip(R, 0.0, None)
+
+
+def greedy_clique(adjacency: np.ndarray, size: int, starts: int = 5) -> np.ndarray | None:
+    """A clique of at least ``size`` vertices found greedily (most-connected first), or None."""
+    adj = np.asarray(adjacency, dtype=bool)
+    degree = adj.sum(1)
+    for v in np.argsort(-degree, kind="stable")[:starts]:
+        clique = [int(v)]
+        cand = np.flatnonzero(adj[v])
+        while len(cand):
+            inner = adj[np.ix_(cand, cand)].sum(1)
+            u = int(cand[np.argmax(inner)])
+            clique.append(u)
+            cand = cand[adj[u, cand]]
+        if len(clique) >= size:
+            return np.sort(np.array(clique[:size]))
+    return None
+
+
+def redundancy_threshold(redundancy, n_features: int, steps: int = 100):
+    """τ: the lowest threshold on R that still leaves n_f features with no pair at or above τ.
+
+    The search runs over ``steps`` quantiles of R's upper triangle (bisection; clique found
+    greedily), starting from the Turán density that guarantees an n_f-clique. Returns
+    ``(tau, clique)``; the clique is a penalty-free selection and a good starting point.
+    """
+    R = _as_numpy(redundancy)
+    n = R.shape[0]
+    if n_features > n:
+        raise ValueError(f"n_features ({n_features}) exceeds the number of features ({n}).")
+    values = R[np.triu_indices(n, 1)]
+    if n_features < 2 or len(values) == 0:
+        return float(values.max(initial=0.0)) + 1.0, np.arange(n_features)
+    turan = (1 - 1 / max(n_features - 1, 1)) * n / max(n - 1, 1)
+    levels = np.unique(np.concatenate([np.linspace(0.0, min(turan, 1.0), steps), [1.0]]))
+    taus = np.quantile(values, levels)
+    taus[-1] = values.max() + 1e-9  # everything allowed: the full graph is a clique
+
+    def clique_at(tau):
+        allowed = (R + R.T) < tau
+        np.fill_diagonal(allowed, False)
+        return greedy_clique(allowed, n_features)
+
+    lo, hi = 0, len(taus) - 1
+    best = (float(taus[hi]), clique_at(taus[hi]))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        clique = clique_at(taus[mid])
+        if clique is not None:
+            best, hi = (float(taus[mid]), clique), mid
+        else:
+            lo = mid + 1
+    return best
+
+
+def qpm_penalty(redundancy, tau: float) -> np.ndarray:
+    """R̃: R min–max scaled over its non-zero entries, kept only for pairs with R ≥ τ (Z_R)."""
+    R = _as_numpy(redundancy)
+    nz = R[R > 0]
+    if len(nz) == 0:
+        return np.zeros_like(R)
+    lo, hi = nz.min(), nz.max()
+    scaled = (R - lo) / (hi - lo) if hi > lo else np.ones_like(R)
+    return np.where((R >= tau) & (R > 0), np.clip(scaled, 0.0, None), 0.0)
+
+
+def _clip_scale(x: np.ndarray) -> np.ndarray:
+    """Clip outliers to the 5–95 % range, centre, and scale to at most ``BIAS_SCALE``."""
+    lo, hi = np.percentile(x, [5, 95])
+    x = np.clip(x, lo, hi)
+    x = x - x.mean()
+    peak = np.abs(x).max()
+    return x / peak * BIAS_SCALE if peak > 0 else x
+
+
+def qpm_locality(maps, features=None) -> np.ndarray:
+    """b (N): locality bias from feature maps M (samples×N×H×W), scaled to at most ≈0.316.
+
+    Locality of feature j: mean over images of ``max_p softmax_p(M_ij) · f_ij / Σ_j' f_ij'``.
+    Features whose peak lies on the map border more often than average (share-weighted) get the
+    minimum locality. The paper clips outliers to the largest MeanShift cluster; we clip to the
+    5–95 % percentile range instead.
+    """
+    M = _as_numpy(maps)
+    if M.ndim != 4:
+        raise ValueError(f"maps must be (samples, N, H, W); got shape {M.shape}.")
+    n, d, h, w = M.shape
+    flat = M.reshape(n, d, h * w)
+    f = flat.mean(-1) if features is None else _as_numpy(features)
+    share = f / np.maximum(f.sum(1, keepdims=True), 1e-12)
+    z = flat - flat.max(-1, keepdims=True)
+    soft_max = 1.0 / np.exp(z).sum(-1)  # max_p softmax = 1 / Σ_p exp(M_p − max M)
+    locality = _clip_scale((soft_max * share).mean(0))
+    border = np.ones((h, w), dtype=bool)
+    border[1:-1, 1:-1] = False
+    on_edge = border.reshape(-1)[flat.argmax(-1)]
+    edge = _clip_scale(-(share * on_edge).sum(0))
+    bias = np.where(edge >= 0, locality, locality.min())
+    return _clip_scale(bias) if np.ptp(bias) > 0 else bias
+
+
+@dataclass(frozen=True)
+class QPMProblem:
+    """The solver's inputs: ``similarity`` (A, scaled), ``redundancy`` (R̃ on pairs ≥ τ), ``bias`` (b)."""
+
+    similarity: np.ndarray
+    redundancy: np.ndarray
+    bias: np.ndarray
+    tau: float
+    clique: np.ndarray
+    raw_similarity: np.ndarray
+    raw_redundancy: np.ndarray
+
+
+def qpm_problem(features, labels, maps=None, *, n_features: int, per_class: int,
+                n_classes: int | None = None, scale: bool = True) -> QPMProblem:
+    """A, R̃ and b as QPM defines them, ready for ``companion.solvers.qpm.solve_assignment``.
+
+    ``scale`` multiplies A by 1000/(k·C), the paper's weighting of Z_A against Z_R and Z_B.
+    """
+    A = qpm_similarity(features, labels, n_classes)
+    R = qpm_redundancy(A)
+    tau, clique = redundancy_threshold(R, n_features)
+    penalty = qpm_penalty(R, tau)
+    bias = qpm_locality(maps, features) if maps is not None else np.zeros(A.shape[1])
+    factor = 1000.0 / (per_class * A.shape[0]) if scale else 1.0
+    return QPMProblem(similarity=A * factor, redundancy=penalty, bias=bias, tau=tau,
+                      clique=clique, raw_similarity=A, raw_redundancy=R)

@@ -1,0 +1,176 @@
+"""Train the VPP chapter's smoke-world models: dense segmenter, then VPP and SViT-style fine-tuning.
+
+The committed checkpoint ``companion/checkpoints/vpp/vpp_smoke.pt`` was made on a CPU with::
+
+    python -m companion.models.vpp_pretrain --seed 0
+
+(one thread, about half an hour on a shared CPU). :func:`load_or_train` loads it when it is present
+and trains the same models otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.moving_shapes import MovingShapes, make_moving_shapes
+from ..runtime import resolve_device
+from ..train import fit
+from .vit_video import SegmenterConfig, VideoSegmenter, frame_loss
+from .vpp import KeepRatioSchedule, PrunedSegmenter, chain_loss
+
+CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "vpp" / "vpp_smoke.pt"
+FORMAT = "companion.vpp_pretrain/1"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Data and schedule of the smoke-world training (the paper's recipe at toy scale)."""
+
+    n_videos: int = 48
+    n_frames: int = 12
+    dense_epochs: int = 15
+    dense_lr: float = 1e-3
+    dense_batch: int = 16
+    sparse_epochs: int = 4
+    sparse_lr: float = 1e-3          # selection modules; backbone and head train at ×0.1
+    sparse_batch: int = 8
+    chain_length: int = 3
+    frame_range: int = 3
+    pkr: float = 0.55                # the paper's operating point (ρ_map 0.7, ×0.8 per stage)
+
+
+@dataclass(frozen=True)
+class VPPModels:
+    """The three models the chapter compares."""
+
+    dense: VideoSegmenter
+    vpp: PrunedSegmenter
+    svit: PrunedSegmenter
+
+
+def train_data(config: PretrainConfig, seed: int = 0) -> MovingShapes:
+    """The training clips (validation clips use ``seed + 1``)."""
+    return make_moving_shapes(config.n_videos, config.n_frames, seed=seed)
+
+
+def train_dense(data: MovingShapes, config: PretrainConfig = PretrainConfig(), seed: int = 0,
+                device=None, progress: bool = True) -> VideoSegmenter:
+    """Dense training on single frames (AdamW, cosine schedule)."""
+    torch.manual_seed(seed)
+    model = VideoSegmenter(SegmenterConfig(num_classes=len(data.classes)))
+    fit(model, data.frames(), epochs=config.dense_epochs, loss=frame_loss, optimizer="adamw",
+        lr=config.dense_lr, weight_decay=0.05, batch_size=config.dense_batch, scheduler="cosine",
+        grad_clip=1.0, seed=seed, device=device, progress=progress, desc="dense")
+    return model.eval()
+
+
+def train_sparse(dense: VideoSegmenter, data: MovingShapes, schedule: KeepRatioSchedule,
+                 config: PretrainConfig = PretrainConfig(), seed: int = 0, device=None,
+                 progress: bool = True, desc: str = "sparse") -> PrunedSegmenter:
+    """Sparse fine-tuning on frame chains: selection modules at lr, backbone and head at lr/10."""
+    torch.manual_seed(seed)
+    model = PrunedSegmenter(_copy(dense), schedule)
+    modules = [p for n, p in model.named_parameters() if not n.startswith("segmenter.")]
+    groups = [{"params": modules, "lr": config.sparse_lr},
+              {"params": model.segmenter.parameters(), "lr": config.sparse_lr / 10}]
+    fit(model, data.chains(config.chain_length, config.frame_range, seed=seed),
+        epochs=config.sparse_epochs, loss=chain_loss, optimizer="adamw", lr=config.sparse_lr,
+        weight_decay=0.05, param_groups=groups, batch_size=config.sparse_batch,
+        scheduler=("step", max(1, config.sparse_epochs * 2 // 3), 0.1), grad_clip=1.0, seed=seed,
+        device=device, progress=progress, desc=desc)
+    return model.eval()
+
+
+def _copy(model: VideoSegmenter) -> VideoSegmenter:
+    clone = VideoSegmenter(model.config)
+    clone.load_state_dict(model.state_dict())
+    return clone.to(next(model.parameters()).device)
+
+
+def schedules(config: PretrainConfig = PretrainConfig()) -> tuple[KeepRatioSchedule, KeepRatioSchedule]:
+    """VPP's schedule and the later-layers-only schedule with the same target keep ratio."""
+    vpp = KeepRatioSchedule.paper(config.pkr)
+    return vpp, KeepRatioSchedule.later_only(vpp.pkr)
+
+
+def pretrain(config: PretrainConfig = PretrainConfig(), seed: int = 0, device=None,
+             progress: bool = True) -> VPPModels:
+    """Train the dense model and fine-tune it twice: with VPP and with later-layer modules only."""
+    data = train_data(config, seed)
+    dense = train_dense(data, config, seed, device, progress)
+    vpp_schedule, svit_schedule = schedules(config)
+    vpp = train_sparse(dense, data, vpp_schedule, config, seed, device, progress, "vpp")
+    svit = train_sparse(dense, data, svit_schedule, config, seed, device, progress, "svit")
+    return VPPModels(dense.cpu(), vpp.cpu(), svit.cpu())
+
+
+def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, seed: int) -> Path:
+    """Write the three models in half precision, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = {name: {n: (t.half() if t.is_floating_point() else t)
+                   for n, t in getattr(models, name).state_dict().items()}
+            for name in ("dense", "vpp", "svit")}
+    state = {"format": FORMAT, "segmenter": dataclasses.asdict(models.dense.config),
+             "pretrain": dataclasses.asdict(config), "seed": seed, **half}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load(path: str | os.PathLike = CHECKPOINT) -> tuple[VPPModels, PretrainConfig]:
+    """Read models written by :func:`save` (weights back in float32, eval mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No VPP checkpoint at {path}; train one with "
+                                "`python -m companion.models.vpp_pretrain` or call load_or_train().")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by companion.models.vpp_pretrain; "
+                         "delete it and retrain.")
+    config = PretrainConfig(**state["pretrain"])
+    seg_config = SegmenterConfig(**state["segmenter"])
+    vpp_schedule, svit_schedule = schedules(config)
+    models = VPPModels(VideoSegmenter(seg_config), PrunedSegmenter(VideoSegmenter(seg_config), vpp_schedule),
+                       PrunedSegmenter(VideoSegmenter(seg_config), svit_schedule))
+    for name in ("dense", "vpp", "svit"):
+        getattr(models, name).load_state_dict({n: t.float() if t.is_floating_point() else t
+                                               for n, t in state[name].items()})
+        getattr(models, name).eval()
+    return models, config
+
+
+def load_or_train(path: str | os.PathLike = CHECKPOINT, config: PretrainConfig = PretrainConfig(),
+                  seed: int = 0, device=None, progress: bool = True) -> VPPModels:
+    """Load the committed models if present, else train them (and save them to ``path``)."""
+    if Path(path).is_file():
+        return load(path)[0]
+    models = pretrain(config, seed, resolve_device(device), progress)
+    save(models, path, config, seed)
+    return models
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = PretrainConfig()
+    save(pretrain(config, args.seed), args.out, config, args.seed)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

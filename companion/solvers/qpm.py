@@ -1,0 +1,558 @@
+"""QPM's class–feature assignment: choose n_f of N features and give every class k of them.
+
+The binary program of QPM (eqs. 1–7 of the paper), in the reduced linear form used here::
+
+    max  Σ_cj A_cj W_cj + Σ_j b_j s_j − λ Σ_{i<j} R_ij s_i s_j           (Z_A + Z_B − λ Z_R)
+    s.t. W_cj ≤ s_j,  Σ_j W_cj = k  for every class c,  Σ_j s_j = n_f,
+         no two rows of W equal,  W ∈ {0,1}^{C×N},  s ∈ {0,1}^N.
+
+Once ``s`` is fixed, each class simply takes its k most similar selected features, so only ``s``
+must branch: ``W`` is continuous in the MILP (its polytope is integral for fixed ``s``) except for
+the classes that carry a uniqueness cut. Products ``s_i s_j`` are linearised (``y_ij ≥ s_i + s_j − 1``)
+only for the penalised pairs (``R_ij > 0``). Uniqueness is added lazily, as in the paper: a class
+signature that occurs twice gets the cut ``Σ_{j∈S} (W_c1j + W_c2j) ≤ 2k − 1`` and the model is
+solved again. A Lagrangian bound gives safe candidate pre-filtering (reduced-cost fixing) and a
+bound for the heuristic; a greedy/swap heuristic gives the incumbent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+SOLVERS = ("HIGHS", "SCIP", "heuristic")
+
+
+class NotProvenOptimalWarning(UserWarning):
+    """The returned assignment is feasible but its optimality is not proven."""
+
+
+@dataclass(frozen=True)
+class AssignmentResult:
+    """A solution of the assignment problem with the solver's account of it.
+
+    ``assignment`` is W (C×N, 0/1) over all N features, ``selected`` the indices j with s_j = 1.
+    ``bound`` is an upper bound on the optimum, ``gap = (bound − objective) / max(|objective|, 1)``.
+    """
+
+    assignment: np.ndarray
+    selected: np.ndarray
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    seconds: float
+    n_lazy_rounds: int
+    solver: str
+    n_candidates: int = 0
+    history: tuple = field(default=(), repr=False)
+
+    @property
+    def proven_optimal(self) -> bool:
+        """True when the solver proved the gap closed (within its tolerance)."""
+        return self.status == "optimal"
+
+    def class_features(self) -> list[np.ndarray]:
+        """The k feature indices of every class (row c of W)."""
+        return [np.flatnonzero(row) for row in self.assignment]
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _as_problem(similarity, redundancy, bias, n_features: int, per_class: int, penalty: float,
+                unique: bool):
+    """Validate the inputs and return float arrays ``A (C,N)``, symmetric ``R (N,N)``, ``b (N,)``."""
+    A = np.asarray(similarity, dtype=float)
+    if A.ndim != 2 or A.shape[0] < 1 or A.shape[1] < 1:
+        raise ValueError(f"similarity (A) must be a 2-D array of shape (classes, features); got "
+                         f"shape {A.shape}.")
+    n_classes, n_all = A.shape
+    if not np.all(np.isfinite(A)):
+        raise ValueError(f"similarity (A) contains {int((~np.isfinite(A)).sum())} NaN/inf entries; "
+                         "dead (constant) features give NaN correlations: drop them or use "
+                         "companion.models.qpm.qpm_similarity, which maps them to 0.")
+    if redundancy is None:
+        R = np.zeros((n_all, n_all))
+    else:
+        R = np.asarray(redundancy, dtype=float)
+        if R.shape != (n_all, n_all):
+            raise ValueError(f"redundancy (R) must have shape ({n_all}, {n_all}) to match A; got "
+                             f"{R.shape}.")
+        if not np.all(np.isfinite(R)) or (R < 0).any():
+            raise ValueError("redundancy (R) must be finite and non-negative (the paper clips "
+                             "negative similarities to 0); got negative or NaN entries.")
+        R = np.triu(R, 1)
+        R = R + R.T
+    if bias is None:
+        b = np.zeros(n_all)
+    else:
+        b = np.asarray(bias, dtype=float).reshape(-1)
+        if b.shape != (n_all,) or not np.all(np.isfinite(b)):
+            raise ValueError(f"bias (b) must be a finite vector of length {n_all}; got shape "
+                             f"{np.shape(bias)}.")
+    for name, value in (("n_features", n_features), ("per_class", per_class)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if per_class > n_features:
+        raise ValueError(f"per_class (k={per_class}) cannot exceed n_features (n_f={n_features}): "
+                         "a class cannot use more features than are selected.")
+    if n_features > n_all:
+        raise ValueError(f"n_features (n_f={n_features}) exceeds the number of candidate features "
+                         f"(N={n_all}); choose n_f ≤ N.")
+    if unique and math.comb(n_features, per_class) < n_classes:
+        raise ValueError(f"Unique class signatures are impossible: only C({n_features}, {per_class}) "
+                         f"= {math.comb(n_features, per_class)} distinct {per_class}-subsets exist "
+                         f"for {n_classes} classes. Increase n_features or per_class, or pass "
+                         "unique=False.")
+    if not np.isfinite(penalty) or penalty < 0:
+        raise ValueError(f"penalty (λ) must be a finite non-negative number; got {penalty!r}.")
+    return A, R, b
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def assignment_objective(assignment, selected, similarity, redundancy=None, bias=None,
+                         penalty: float = 1.0) -> float:
+    """Z_A + Z_B − λ Z_R of a solution (``redundancy`` upper-triangular or symmetric)."""
+    W = np.asarray(assignment, dtype=float)
+    sel = np.asarray(selected, dtype=int)
+    value = float((np.asarray(similarity, dtype=float) * W).sum())
+    if bias is not None:
+        value += float(np.asarray(bias, dtype=float)[sel].sum())
+    if redundancy is not None and penalty:
+        R = np.triu(np.asarray(redundancy, dtype=float), 1)
+        R = R + R.T
+        value -= penalty * float(R[np.ix_(sel, sel)].sum()) / 2
+    return value
+
+
+def check_assignment(assignment, selected, *, n_features: int, per_class: int,
+                     unique: bool = True) -> None:
+    """Raise ``ValueError`` naming the first constraint the solution violates."""
+    W = np.asarray(assignment)
+    sel = np.asarray(selected)
+    if W.ndim != 2 or not np.isin(W, (0, 1)).all():
+        raise ValueError("W must be a 2-D 0/1 matrix.")
+    if sel.ndim != 1 or len(np.unique(sel)) != len(sel) or len(sel) != n_features:
+        raise ValueError(f"Σ s = n_f violated: {len(np.unique(sel))} distinct features selected, "
+                         f"expected {n_features}.")
+    s = np.zeros(W.shape[1], dtype=bool)
+    s[sel] = True
+    if (W[:, ~s] != 0).any():
+        raise ValueError("W ≤ s violated: a class uses a feature that is not selected.")
+    rows = W.sum(axis=1)
+    if (rows != per_class).any():
+        bad = int(np.flatnonzero(rows != per_class)[0])
+        raise ValueError(f"Σ_j W_cj = k violated: class {bad} has {int(rows[bad])} features, "
+                         f"expected {per_class}.")
+    if unique and len({r.tobytes() for r in W.astype(np.int8)}) != W.shape[0]:
+        raise ValueError("Uniqueness violated: two classes share the same feature set.")
+
+
+# ----------------------------------------------------------------------------- heuristic
+
+
+def _top_k(A: np.ndarray, selected: np.ndarray, k: int) -> np.ndarray:
+    """Each class's k most similar selected features (ties → lower index), as a 0/1 matrix."""
+    sub = A[:, selected]
+    order = np.lexsort((np.broadcast_to(np.arange(len(selected)), sub.shape), -sub), axis=1)
+    W = np.zeros(A.shape, dtype=np.int8)
+    rows = np.arange(A.shape[0])[:, None]
+    W[rows, selected[order[:, :k]]] = 1
+    return W
+
+
+def _subsets_by_value(values: np.ndarray, k: int):
+    """Yield index tuples of k-subsets in order of decreasing value sum (best-first search)."""
+    order = np.argsort(-values, kind="stable")
+    v = values[order]
+    n = len(v)
+    start = tuple(range(k))
+    heap = [(-v[list(start)].sum(), start)]
+    seen = {start}
+    while heap:
+        neg, pos = heapq.heappop(heap)
+        yield tuple(int(order[p]) for p in pos), -neg
+        for i in range(k):
+            nxt = pos[i] + 1
+            if nxt < n and (i == k - 1 or nxt < pos[i + 1]):
+                cand = pos[:i] + (nxt,) + pos[i + 1:]
+                if cand not in seen:
+                    seen.add(cand)
+                    heapq.heappush(heap, (-v[list(cand)].sum(), cand))
+
+
+def _deduplicate(W: np.ndarray, A: np.ndarray, selected: np.ndarray, k: int) -> np.ndarray:
+    """Give duplicated classes their best unused k-subset of the selected features (cheapest first)."""
+    W = W.copy()
+    while True:
+        groups: dict[bytes, list[int]] = {}
+        for c, row in enumerate(W):
+            groups.setdefault(row.tobytes(), []).append(c)
+        dup = [g for g in groups.values() if len(g) > 1]
+        if not dup:
+            return W
+        used = set(groups)
+        best = None
+        for group in dup:
+            for c in group:
+                for subset, value in _subsets_by_value(A[c, selected], k):
+                    row = np.zeros(W.shape[1], dtype=np.int8)
+                    row[selected[list(subset)]] = 1
+                    if row.tobytes() not in used:
+                        loss = float(A[c] @ W[c]) - value
+                        if best is None or loss < best[0]:
+                            best = (loss, c, row)
+                        break
+        W[best[1]] = best[2]
+
+
+def _selection_value(A, R, b, s_idx, k, penalty) -> float:
+    """Objective of a selection with each class on its top-k (uniqueness ignored)."""
+    sub = -np.sort(-A[:, s_idx], axis=1)[:, :k]
+    return float(sub.sum() + b[s_idx].sum() - penalty * R[np.ix_(s_idx, s_idx)].sum() / 2)
+
+
+def _swap_search(A, R, b, s, k, penalty, max_iter=10_000) -> np.ndarray:
+    """Best-improvement 1-swap local search on the selection ``s`` (bool mask)."""
+    for _ in range(max_iter):
+        inside, outside = np.flatnonzero(s), np.flatnonzero(~s)
+        if len(outside) == 0:
+            break
+        sub = A[:, inside]
+        part = -np.sort(-sub, axis=1)
+        v_k = part[:, k - 1]
+        v_k1 = part[:, k] if len(inside) > k else np.full(len(A), -np.inf)
+        in_top = (sub >= v_k[:, None]).astype(float)
+        # exact for distinct values: class c loses A_ci and gains max(v_{k+1}, A_cj) if i is in its
+        # top-k, otherwise gains max(0, A_cj − v_k)
+        out = A[:, outside]
+        g1 = np.maximum(v_k1[:, None], out)
+        g2 = np.maximum(0.0, out - v_k[:, None])
+        delta = in_top.T @ g1 + (1 - in_top).T @ g2 - (in_top * sub).sum(0)[:, None]
+        rs = R @ s.astype(float)
+        delta += b[outside][None, :] - b[inside][:, None]
+        delta -= penalty * (rs[outside][None, :] - R[np.ix_(inside, outside)] - rs[inside][:, None])
+        i, j = np.unravel_index(np.argmax(delta), delta.shape)
+        if delta[i, j] <= 1e-9:
+            break
+        s[inside[i]], s[outside[j]] = False, True
+    return s
+
+
+def _greedy(A, R, b, n_features, k, penalty, rng=None) -> np.ndarray:
+    """Greedy forward selection by marginal objective gain (randomised among near-best if rng)."""
+    n = A.shape[1]
+    s = np.zeros(n, dtype=bool)
+    for step in range(n_features):
+        idx = np.flatnonzero(s)
+        if step < k:
+            gain = A.sum(0)
+        else:
+            v_k = -np.sort(-A[:, idx], axis=1)[:, k - 1]
+            gain = np.maximum(0.0, A - v_k[:, None]).sum(0)
+        gain = gain + b - penalty * (R[:, idx].sum(1) if len(idx) else 0.0)
+        gain[s] = -np.inf
+        if rng is not None:
+            top = np.argsort(-gain)[:3]
+            s[rng.choice(top[np.isfinite(gain[top])])] = True
+        else:
+            s[int(np.argmax(gain))] = True
+    return s
+
+
+def _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed, start=None):
+    """Greedy + swap search (several randomised restarts) → (W, selected, objective)."""
+    rng = np.random.default_rng(seed)
+    starts = [_greedy(A, R, b, n_features, k, penalty)]
+    if start is not None:
+        s0 = np.zeros(A.shape[1], dtype=bool)
+        s0[start] = True
+        starts.append(s0)
+    starts += [_greedy(A, R, b, n_features, k, penalty, rng) for _ in range(restarts)]
+    best = None
+    for s in starts:
+        s = _swap_search(A, R, b, s, k, penalty)
+        sel = np.flatnonzero(s)
+        W = _top_k(A, sel, k)
+        if unique:
+            W = _deduplicate(W, A, sel, k)
+        value = assignment_objective(W, sel, A, np.triu(R, 1), b, penalty)
+        if best is None or value > best[2]:
+            best = (W, sel, value)
+    return best
+
+
+# ----------------------------------------------------------------------------- Lagrangian bound
+
+
+def lagrangian_bound(similarity, bias=None, *, n_features: int, per_class: int,
+                     incumbent: float | None = None, iterations: int = 300):
+    """Upper bound on the optimum by relaxing ``Σ_j W_cj = k`` (ν_c) and ``Σ s = n_f`` (μ).
+
+    For multipliers ν, each feature's profit is ``g_j = b_j + Σ_c max(0, A_cj − ν_c)`` and
+    ``L(ν) = k Σ_c ν_c + Σ (top n_f of g)`` bounds every feasible solution (the redundancy penalty
+    and uniqueness are dropped, which can only raise the maximum). Minimised by subgradient steps
+    (Polyak steps towards ``incumbent`` when given). Returns ``(bound, reduced)``, where
+    ``bound + min(0, reduced_j)`` bounds every solution that selects feature j.
+    """
+    A = np.asarray(similarity, dtype=float)
+    b = np.zeros(A.shape[1]) if bias is None else np.asarray(bias, dtype=float)
+    k, nf = per_class, n_features
+
+    def evaluate(nu):
+        g = b + np.maximum(0.0, A - nu[:, None]).sum(0)
+        order = np.argsort(-g)
+        value = k * nu.sum() + g[order[:nf]].sum()
+        mu = g[order[nf - 1]]
+        return value, g - mu, order[:nf]
+
+    # start between each class's k-th and (k+1)-th best feature overall
+    part = -np.sort(-A, axis=1)
+    nu = part[:, k] if A.shape[1] > k else part[:, k - 1] - 1.0
+    best_value, best_reduced = math.inf, None
+    step_scale = 1.0
+    for it in range(iterations):
+        value, reduced, top = evaluate(nu)
+        if value < best_value - 1e-12:
+            best_value, best_reduced = value, reduced
+        else:
+            step_scale *= 0.97
+        grad = k - (A[:, top] > nu[:, None]).sum(1)
+        norm2 = float(grad @ grad)
+        if norm2 == 0:
+            break
+        target = incumbent if incumbent is not None else best_value - 0.01 * abs(best_value)
+        step = step_scale * max(value - target, 1e-9) / norm2
+        nu = nu - step * grad
+    return best_value, best_reduced
+
+
+def prefilter_candidates(similarity, bias=None, *, n_features: int, per_class: int,
+                         n_candidates: int) -> np.ndarray:
+    """The ``n_candidates`` features with the largest Lagrangian profit (sorted indices)."""
+    A = np.asarray(similarity, dtype=float)
+    if n_candidates >= A.shape[1]:
+        return np.arange(A.shape[1])
+    if n_candidates < n_features:
+        raise ValueError(f"n_candidates ({n_candidates}) must be at least n_features ({n_features}).")
+    _, reduced = lagrangian_bound(A, bias, n_features=n_features, per_class=per_class)
+    return np.sort(np.argsort(-reduced, kind="stable")[:n_candidates])
+
+
+# ----------------------------------------------------------------------------- MILP
+
+
+def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver, time_limit,
+          mip_gap, incumbent, verbose):
+    """Build the linearised model in cvxpy and solve it → (selected, E rows, status, value, bound).
+
+    Class c only gets variables W_cj for the features in its ``window`` (its most similar ones);
+    the other features are represented by k − Σ_j W_cj "overflow" slots worth θ_c, the best
+    similarity outside the window. That is a relaxation (θ_c bounds every outside feature); it is
+    exact for every solution that fills each class inside its window.
+    """
+    import cvxpy as cp
+    import scipy.sparse as sp
+
+    n_classes, n = A.shape
+    full = window.all(axis=1)
+    theta = np.where(full, 0.0, np.where(window, -np.inf, A).max(axis=1))
+    cls, feat = np.nonzero(window)
+    is_cut = np.isin(cls, cut_classes)
+    s = cp.Variable(n, boolean=True)
+    cons = [cp.sum(s) == n_features]
+    objective = b @ s + k * theta.sum()
+    parts, rows_of = [], {}
+    for boolean in (False, True):
+        pick = np.flatnonzero(is_cut == boolean)
+        if len(pick) == 0:
+            continue
+        e = cp.Variable(len(pick), boolean=boolean, nonneg=not boolean)
+        c, j = cls[pick], feat[pick]
+        P = sp.csr_array((np.ones(len(pick)), (np.arange(len(pick)), j)), shape=(len(pick), n))
+        G = sp.csr_array((np.ones(len(pick)), (c, np.arange(len(pick)))),
+                         shape=(n_classes, len(pick)))
+        present = np.isin(np.arange(n_classes), c)
+        cons.append(e <= P @ s)
+        per = G @ e
+        if full[present].any():
+            cons.append(per[np.flatnonzero(full & present)] == k)
+        if (~full & present).any():
+            cons.append(per[np.flatnonzero(~full & present)] <= k)
+        objective = objective + (A[c, j] - theta[c]) @ e
+        parts.append((pick, e))
+        for t, (ci, ji) in enumerate(zip(c, j)):
+            if boolean:
+                rows_of[(int(ci), int(ji))] = (e, t)
+    iu, ju = np.nonzero(np.triu(R, 1))
+    if penalty > 0 and len(iu):
+        y = cp.Variable(len(iu), nonneg=True)
+        cons.append(y >= s[iu] + s[ju] - 1)
+        objective = objective - penalty * (R[iu, ju] @ y)
+    for c1, c2, features in cut_sets:
+        terms = [rows_of[(c, j)] for c in (c1, c2) for j in features if (c, j) in rows_of]
+        if terms:
+            cons.append(cp.sum(cp.hstack([var[t] for var, t in terms])) <= 2 * k - 1)
+    problem = cp.Problem(cp.Maximize(objective), cons)
+    try:
+        if solver == "HIGHS":
+            opts = dict(time_limit=float(max(time_limit, 0.01)), mip_rel_gap=mip_gap,
+                        output_flag=verbose)
+            if incumbent is not None:
+                # prune nodes that cannot beat the heuristic (HiGHS minimises −objective)
+                opts["objective_bound"] = -incumbent + 1e-7 * max(1.0, abs(incumbent))
+            problem.solve(solver="HIGHS", verbose=verbose, **opts)
+            bound = -float(problem.solver_stats.extra_stats.mip_dual_bound)
+        else:
+            problem.solve(solver="SCIP", verbose=verbose,
+                          scip_params={"limits/time": float(max(time_limit, 0.01)),
+                                       "limits/gap": mip_gap})
+            bound = -float(problem.solver_stats.extra_stats["model"].getDualbound())
+    except cp.SolverError:
+        return None, None, "solver_error", -math.inf, math.inf
+    if s.value is None or problem.status not in ("optimal", "optimal_inaccurate", "user_limit"):
+        return None, None, problem.status, -math.inf, bound
+    E = np.zeros((n_classes, n))
+    for pick, e in parts:
+        E[cls[pick], feat[pick]] = e.value
+    return np.flatnonzero(s.value > 0.5), E > 0.5, problem.status, float(problem.value), bound
+
+
+def _signature_groups(W: np.ndarray) -> list[list[int]]:
+    """Groups of classes that share one feature set."""
+    groups: dict[bytes, list[int]] = {}
+    for c, row in enumerate(W):
+        groups.setdefault(row.tobytes(), []).append(c)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int, per_class: int,
+                     penalty: float = 1.0, unique: bool = True, solver: str = "HIGHS",
+                     time_limit: float = 60.0, mip_gap: float = 1e-4,
+                     n_candidates: int | None = None, warm_start: bool = True,
+                     window: int = 3, max_rounds: int = 50, restarts: int = 2, seed: int = 0,
+                     verbose: bool = False, progress: bool = True) -> AssignmentResult:
+    """Solve QPM's assignment problem; every returned solution satisfies every constraint.
+
+    ``similarity`` A (C×N, Z_A), ``redundancy`` R (N×N, ≥ 0, only pairs to penalise non-zero, Z_R),
+    ``bias`` b (N, Z_B), ``n_features`` n_f, ``per_class`` k, ``penalty`` λ. ``solver`` is
+    ``"HIGHS"`` or ``"SCIP"`` (through cvxpy) or ``"heuristic"`` (greedy/swap only, with a
+    Lagrangian bound). ``time_limit`` (seconds, whole call) and ``mip_gap`` (relative) stop the
+    solver; ``n_candidates`` pre-filters features by Lagrangian profit — the bound stays valid for
+    the full problem because every dropped feature is bounded by reduced-cost fixing. Warns with
+    :class:`NotProvenOptimalWarning` when the answer is not proven optimal.
+    """
+    t0 = time.perf_counter()
+    if solver not in SOLVERS:
+        raise ValueError(f"Unknown solver {solver!r}: choose one of {', '.join(SOLVERS)}.")
+    if solver != "heuristic":
+        import cvxpy as cp
+
+        if solver not in cp.installed_solvers():
+            raise RuntimeError(f"Solver {solver} is not available to cvxpy (installed: "
+                               f"{', '.join(cp.installed_solvers())}). Install it (pip install "
+                               f"{'highspy' if solver == 'HIGHS' else 'pyscipopt'}) or pass "
+                               "solver='heuristic'.")
+    if not time_limit > 0:
+        raise ValueError(f"time_limit must be positive seconds; got {time_limit!r}.")
+    A, R, b = _as_problem(similarity, redundancy, bias, n_features, per_class, penalty, unique)
+    n_classes, n_all = A.shape
+    k = per_class
+
+    W, sel, incumbent = _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed)
+    bound, reduced = lagrangian_bound(A, b, n_features=n_features, per_class=k, incumbent=incumbent)
+    history = [("heuristic", incumbent, bound)]
+    status, rounds, name = "heuristic", 0, "heuristic"
+    # reduced-cost fixing: a feature j with bound + min(0, reduced_j) < incumbent is in no
+    # better solution; keep the rest, or the n_candidates most profitable when given
+    if n_candidates is None:
+        keep = np.flatnonzero(bound + np.minimum(0.0, reduced) >= incumbent)
+    else:
+        if n_candidates < n_features:
+            raise ValueError(f"n_candidates ({n_candidates}) must be at least n_features "
+                             f"({n_features}).")
+        keep = np.argsort(-reduced, kind="stable")[:n_candidates]
+    keep = np.union1d(keep, sel)
+    dropped = np.setdiff1d(np.arange(n_all), keep)
+    dropped_bound = (bound + np.minimum(0.0, reduced[dropped])).max() if len(dropped) else -math.inf
+
+    if solver != "heuristic" and bound - incumbent > mip_gap * max(abs(incumbent), 1.0):
+        name = solver
+        Ak, Rk, bk = A[:, keep], R[np.ix_(keep, keep)], b[keep]
+        n_keep = len(keep)
+        width = np.full(n_classes, min(n_keep, window * per_class))
+        ranks = np.argsort(np.argsort(-Ak, axis=1, kind="stable"), axis=1, kind="stable")
+        cut_sets, cut_classes = [], []
+        inc = incumbent if warm_start else None
+        milp_bound = math.inf
+        bar = tqdm(total=max_rounds, desc=f"QPM assignment ({solver})", disable=not progress,
+                   leave=False)
+        while True:
+            left = time_limit - (time.perf_counter() - t0)
+            inside = ranks < width[:, None]
+            selk, E, st, value, milp_bound = _milp(
+                Ak, Rk, bk, n_features, k, penalty, inside, cut_sets, cut_classes, solver, left,
+                mip_gap, inc, verbose)
+            rounds += 1
+            bar.update(1)
+            if selk is None:  # nothing at least as good as the incumbent in the time left
+                if st == "infeasible":  # the cutoff proved the incumbent optimal
+                    milp_bound, status = incumbent, "optimal"
+                else:
+                    status = "time_limit"
+                break
+            Wk = _top_k(Ak, selk, k)
+            if cut_classes:
+                rows = E[cut_classes].sum(1) == k
+                Wk[np.asarray(cut_classes)[rows]] = E[np.asarray(cut_classes)[rows]]
+            # classes whose k features do not all lie in their window: widen it
+            chosen = np.zeros(n_keep, dtype=bool)
+            chosen[selk] = True
+            short = np.flatnonzero((inside & chosen).sum(1) < k)
+            dup = _signature_groups(Wk) if unique else []
+            history.append((f"round {rounds}", value, milp_bound))
+            done = not dup and not len(short)
+            if done or st != "optimal" or rounds >= max_rounds:
+                Wk = _deduplicate(Wk, Ak, selk, k) if dup else Wk
+                full_sel = keep[selk]
+                W_full = np.zeros((n_classes, n_all), dtype=np.int8)
+                W_full[:, keep] = Wk
+                true_value = assignment_objective(W_full, full_sel, A, np.triu(R, 1), b, penalty)
+                if true_value > incumbent:
+                    W, sel, incumbent = W_full, full_sel, true_value
+                status = "optimal" if done and st == "optimal" else "time_limit"
+                break
+            width[short] = np.minimum(n_keep, 2 * width[short])
+            for g in dup:
+                feats = tuple(int(j) for j in np.flatnonzero(Wk[g[0]]))
+                cut_sets += [(g[0], c2, feats) for c2 in g[1:]]
+                cut_classes = sorted(set(cut_classes) | set(g))
+        bar.close()
+        bound = min(bound, max(milp_bound, dropped_bound))
+        history.append(("final", incumbent, bound))
+    gap = max(0.0, (bound - incumbent) / max(abs(incumbent), 1.0))
+    if gap <= mip_gap * (1 + 1e-6) or bound <= incumbent:
+        status = "optimal"
+    elif status == "optimal":
+        status = "feasible"
+
+    sel = np.sort(np.asarray(sel))
+    check_assignment(W, sel, n_features=n_features, per_class=k, unique=unique)
+    result = AssignmentResult(assignment=W, selected=sel, status=status, objective=float(incumbent),
+                              bound=float(bound), gap=float(gap),
+                              seconds=time.perf_counter() - t0, n_lazy_rounds=max(rounds - 1, 0),
+                              solver=name, n_candidates=len(keep), history=tuple(history))
+    if not result.proven_optimal:
+        warnings.warn(f"QPM assignment not proven optimal ({status}): objective {incumbent:.4f}, "
+                      f"bound {bound:.4f}, gap {gap:.2%}. Raise time_limit or n_candidates for a "
+                      "tighter answer.", NotProvenOptimalWarning, stacklevel=2)
+    return result

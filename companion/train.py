@@ -1,0 +1,537 @@
+"""One training loop for every chapter: progress bar, mixed precision, atomic checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from tqdm.auto import tqdm
+
+from .runtime import resolve_device, seed_everything
+
+__all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
+
+CHECKPOINT_FORMAT = "companion.train/1"
+
+LossOutput = Union[torch.Tensor, tuple[torch.Tensor, Mapping[str, float]]]
+LossFn = Callable[[nn.Module, Any], LossOutput]
+
+
+@dataclass(frozen=True)
+class History:
+    """What :func:`fit` measured, one entry per epoch."""
+
+    train_loss: tuple[float, ...] = ()
+    train_metrics: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    val_metrics: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    seconds: tuple[float, ...] = ()
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def appended(self, loss: float, metrics: Mapping[str, float], val: Mapping[str, float],
+                 seconds: float) -> History:
+        """A new history with one more epoch."""
+        def grow(old: dict, new: Mapping) -> dict:  # a name missing in an epoch is NaN there
+            keys = [*old, *(k for k in new if k not in old)]
+            nan = float("nan")
+            return {k: (*old.get(k, (nan,) * self.epochs), float(new.get(k, nan))) for k in keys}
+        return History(train_loss=(*self.train_loss, float(loss)),
+                       train_metrics=grow(self.train_metrics, metrics),
+                       val_metrics=grow(self.val_metrics, val),
+                       seconds=(*self.seconds, float(seconds)))
+
+    def to_dict(self) -> dict:
+        return {"train_loss": list(self.train_loss), "seconds": list(self.seconds),
+                "train_metrics": {k: list(v) for k, v in self.train_metrics.items()},
+                "val_metrics": {k: list(v) for k, v in self.val_metrics.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> History:
+        return cls(train_loss=tuple(d["train_loss"]), seconds=tuple(d["seconds"]),
+                   train_metrics={k: tuple(v) for k, v in d["train_metrics"].items()},
+                   val_metrics={k: tuple(v) for k, v in d["val_metrics"].items()})
+
+
+# ---------------------------------------------------------------------------------------- data
+
+def as_dataset(data: Any) -> Dataset:
+    """A map-style dataset from a ``Dataset`` or a tuple of equally long tensors ``(x, y)``."""
+    if isinstance(data, DataLoader):
+        raise TypeError("Pass the Dataset itself (loader.dataset), not a DataLoader: the loop builds "
+                        "its own loader so that batch order is seeded, checkpointed and sharded.")
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        if len({len(t) for t in data}) != 1:
+            raise ValueError("Tensors given as data must have the same length (first dimension), got "
+                             f"{[tuple(t.shape) for t in data]}.")
+        return TensorDataset(*data)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return data
+    raise TypeError(f"Expected a map-style Dataset (with __len__ and __getitem__) or a tuple of "
+                    f"tensors (x, y), got {type(data).__name__}.")
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    if isinstance(batch, Mapping):
+        return _batch_len(next(iter(batch.values())))
+    return _batch_len(batch[0])
+
+
+def _split(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inputs and (if present) labels of a batch ``(x, y, ...)`` or ``x``."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    raise TypeError(f"Expected batches of x or (x, y, ...), got {type(batch).__name__}.")
+
+
+def _autocast(device: torch.device, amp: bool | None):
+    return torch.autocast(device.type, dtype=torch.float16, enabled=_use_amp(device, amp))
+
+
+def _use_amp(device: torch.device, amp: bool | None) -> bool:
+    return device.type == "cuda" and amp is not False
+
+
+# ---------------------------------------------------------------------------------- distributed
+
+def _world() -> tuple[int, int]:
+    """``(rank, world_size)`` of an initialised process group, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _setup_distributed(device: torch.device) -> torch.device:
+    """Under ``torchrun`` (``WORLD_SIZE > 1``): pick this process's device and join the group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def _all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    if _world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+class _Dispatch(nn.Module):
+    """Runs any ``forward*`` method of the wrapped model as one forward, so DDP sees every call."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args, **kwargs):
+        return getattr(self.model, method)(*args, **kwargs)
+
+
+class _DistributedView:
+    """What a loss function sees under DDP: the model, with its ``forward*`` methods run by DDP."""
+
+    def __init__(self, ddp: nn.Module, model: nn.Module):
+        self._ddp, self._model = ddp, model
+
+    def __call__(self, *args, **kwargs):
+        return self._ddp("forward", *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("forward") and callable(getattr(self._model, name, None)):
+            return functools.partial(self._ddp, name)
+        return getattr(self._model, name)
+
+
+# -------------------------------------------------------------------------------- optimisation
+
+def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``; logs the accuracy."""
+    x, y = _split(batch)
+    if y is None:
+        raise ValueError("The default loss needs batches (x, y); pass loss=... for other data.")
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    return loss, {"accuracy": (logits.argmax(1) == y).float().mean().item()}
+
+
+def _name(obj: Any) -> str:
+    if isinstance(obj, functools.partial):
+        return f"partial({_name(obj.func)})"
+    return getattr(obj, "__qualname__", type(obj).__qualname__)
+
+
+def _trainable_groups(model: nn.Module, param_groups: Sequence[Mapping] | None
+                      ) -> tuple[list[dict], list[dict]]:
+    """Optimiser parameter groups holding only ``requires_grad`` parameters, and their description."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    raw = [{"params": model.parameters()}] if param_groups is None else param_groups
+    groups, described = [], []
+    for group in raw:
+        params = list(group["params"])
+        unknown = [p for p in params if id(p) not in names]
+        if unknown:
+            raise ValueError("param_groups holds parameters that are not part of the model: pass "
+                             "groups built from model.<submodule>.parameters().")
+        params = [p for p in params if p.requires_grad]
+        if params:
+            options = {k: v for k, v in group.items() if k != "params"}
+            groups.append({"params": params, **options})
+            described.append({"params": [names[id(p)] for p in params],
+                              **{k: repr(v) for k, v in sorted(options.items())}})
+    if not groups:
+        raise ValueError("The model has no trainable parameters (requires_grad is False everywhere); "
+                         "unfreeze the parameters you mean to train.")
+    return groups, described
+
+
+def _make_optimizer(optimizer: str | Callable, groups: list[dict], lr: float, weight_decay: float,
+                    momentum: float) -> torch.optim.Optimizer:
+    if callable(optimizer):
+        return optimizer(groups, lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {optimizer!r}: use 'sgd', 'adamw' or a callable "
+                     "(param_groups, lr=..., weight_decay=...) -> torch.optim.Optimizer.")
+
+
+def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: int):
+    if scheduler is None:
+        return None
+    if scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if isinstance(scheduler, (tuple, list)) and len(scheduler) == 3 and scheduler[0] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(scheduler[1]),
+                                               gamma=float(scheduler[2]))
+    if callable(scheduler):
+        return scheduler(optimizer)
+    raise ValueError(f"Unknown scheduler {scheduler!r}: use None, 'cosine', ('step', step_size, "
+                     "gamma) or a callable optimizer -> LR scheduler (stepped once per epoch).")
+
+
+# --------------------------------------------------------------------------------- checkpoints
+
+def _rng_state(device: torch.device, generator: torch.Generator) -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)},
+             "data": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    generator.set_state(state["data"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"Checkpoint {path} could not be read ({err}). Delete it or pass "
+                         "resume=False to train from scratch.") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by companion.train.fit. Delete it, "
+                         "choose another checkpoint path, or pass resume=False.")
+    return state
+
+
+def _check_config(saved: Mapping, current: Mapping, path: Path) -> None:
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if key == "parameters":
+            old_d, new_d = dict(map(tuple, old or [])), dict(map(tuple, new or []))
+            detail = next((f"{n}: {old_d.get(n)} vs {new_d.get(n)}" for n in {**old_d, **new_d}
+                           if old_d.get(n) != new_d.get(n)), "order differs")
+            diffs.append(f"model parameters differ ({detail})")
+        else:
+            diffs.append(f"{key}: checkpoint {old!r}, now {new!r}")
+    if diffs:
+        raise ValueError(f"Checkpoint {path} was written for a different model or configuration: "
+                         + "; ".join(diffs) + ". Use another checkpoint path, delete the file, or "
+                         "pass resume=False to start again.")
+
+
+# ------------------------------------------------------------------------------------------ fit
+
+def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None = None,
+        optimizer: str | Callable = "sgd", lr: float, weight_decay: float = 0.0,
+        momentum: float = 0.9, param_groups: Sequence[Mapping] | None = None, batch_size: int = 64,
+        scheduler: Any = None, device: str | torch.device | None = None, amp: bool | None = None,
+        checkpoint: str | os.PathLike | None = None, resume: bool = True, val_data: Any = None,
+        seed: int | None = None, num_workers: int = 0, collate_fn: Callable | None = None,
+        grad_clip: float | None = None, progress: bool = True, desc: str = "train",
+        drop_last: bool = False, ddp_kwargs: Mapping[str, Any] | None = None) -> History:
+    """Train ``model`` on ``train_data`` for ``epochs`` epochs and return the :class:`History`.
+
+    ``loss(model, batch)`` gets the batch on the device and returns a scalar tensor or
+    ``(tensor, {name: float})`` (default: :func:`classification_loss`). Only parameters with
+    ``requires_grad`` are optimised. ``optimizer`` is ``"sgd"``, ``"adamw"`` or a callable
+    ``(groups, lr=, weight_decay=) -> Optimizer``; ``scheduler`` is ``None``, ``"cosine"``,
+    ``("step", step_size, gamma)`` or ``optimizer -> scheduler``, stepped once per epoch.
+    Mixed precision runs on CUDA unless ``amp=False``. With ``checkpoint`` a file is written
+    atomically after every epoch (model, optimiser, scheduler, scaler, history, RNG states) and,
+    with ``resume=True``, training continues from it: a killed run resumes to the same weights,
+    and a finished one is simply loaded. Under ``torchrun`` (``WORLD_SIZE > 1``) the model is
+    wrapped in DistributedDataParallel, ``batch_size`` is per process, and only rank 0 writes
+    checkpoints and shows the progress bar; a loss function's calls of ``model(...)`` and of
+    ``model.forward_*(...)`` go through DDP.
+    """
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    dataset = as_dataset(train_data)
+    if len(dataset) == 0:
+        raise ValueError("train_data is empty.")
+    device = _setup_distributed(resolve_device(device))
+    rank, world = _world()
+    loss_fn = classification_loss if loss is None else loss
+    if seed is not None:
+        seed_everything(seed + rank)
+    data_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item())
+    if world > 1:
+        shared = [data_seed]
+        dist.broadcast_object_list(shared, src=0)
+        data_seed = shared[0]
+
+    model.to(device)
+    groups, described = _trainable_groups(model, param_groups)
+    opt = _make_optimizer(optimizer, groups, lr, weight_decay, momentum)
+    sched = _make_scheduler(scheduler, opt, int(epochs))
+    use_amp = _use_amp(device, amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    trainable = [p for g in groups for p in g["params"]]
+
+    generator = torch.Generator().manual_seed(data_seed)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=data_seed, drop_last=drop_last) if world > 1 else None
+    loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=sampler is None,
+                        sampler=sampler, generator=generator, num_workers=num_workers,
+                        collate_fn=collate_fn, drop_last=drop_last,
+                        pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError(f"No batch to train on: {len(dataset)} samples with batch_size={batch_size} "
+                         "and drop_last=True.")
+
+    config = {"model": type(model).__qualname__,
+              "parameters": [[n, list(p.shape)] for n, p in model.named_parameters()],
+              "trainable": described, "loss": _name(loss_fn),
+              "optimizer": optimizer if isinstance(optimizer, str) else _name(optimizer),
+              "lr": float(lr), "weight_decay": float(weight_decay), "momentum": float(momentum),
+              "scheduler": repr(scheduler) if not callable(scheduler) else _name(scheduler),
+              "epochs": int(epochs), "batch_size": int(batch_size), "world_size": world,
+              "train_size": len(dataset), "grad_clip": grad_clip, "drop_last": bool(drop_last)}
+    path = Path(checkpoint).expanduser() if checkpoint is not None else None
+    if path is not None and path.is_dir():
+        raise IsADirectoryError(f"checkpoint must be a file path (e.g. {path / 'model.pt'}), "
+                                f"got the folder {path}.")
+    history, start = History(), 0
+    if path is not None and resume and path.exists():
+        state = _load_checkpoint(path)
+        _check_config(state["config"], config, path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        if use_amp and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        history, start = History.from_dict(state["history"]), int(state["epoch"])
+        _set_rng_state(state["rng"][rank], device, generator)
+
+    net = model
+    view: Any = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            _Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None,
+            **dict(ddp_kwargs or {}))
+        view = _DistributedView(net, model)
+
+    n_batches = len(loader)
+    bar = tqdm(total=int(epochs) * n_batches, initial=start * n_batches, desc=desc,
+               disable=not progress or rank != 0, dynamic_ncols=True)
+    try:
+        for epoch in range(start, int(epochs)):
+            bar.set_description(f"{desc} {epoch + 1}/{epochs}")
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            model.train()
+            sums: dict[str, float] = {}
+            count = 0
+            for batch in loader:
+                batch = to_device(batch, device)
+                with _autocast(device, amp):
+                    out = loss_fn(view, batch)
+                value, logs = out if isinstance(out, tuple) else (out, {})
+                if not isinstance(value, torch.Tensor) or value.ndim != 0:
+                    raise TypeError("The loss function must return a scalar tensor or (tensor, "
+                                    f"dict), got {type(value).__name__}.")
+                loss_value = value.item()
+                if not use_amp and not np.isfinite(loss_value):
+                    raise FloatingPointError(f"The loss became {loss_value} in epoch {epoch + 1}; "
+                                             "lower the learning rate or check the data.")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(value).backward()
+                if grad_clip is not None:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                n = _batch_len(batch)
+                count += n
+                for k, v in {"loss": loss_value, **logs}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * n
+                bar.update(1)
+                bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+            if sched is not None:
+                sched.step()
+            keys = sorted(sums)
+            totals = _all_reduce_sums([float(count)] + [sums[k] for k in keys], device)
+            means = {k: s / totals[0] for k, s in zip(keys, totals[1:])}
+            if world > 1:
+                for buf in model.buffers():  # BatchNorm statistics: keep rank 0's on every rank
+                    dist.broadcast(buf, src=0)
+            val = {} if val_data is None else evaluate(model, val_data, batch_size=batch_size,
+                                                       device=device, amp=amp,
+                                                       collate_fn=collate_fn)
+            train_loss = means.pop("loss")
+            history = history.appended(train_loss, means, val, time.perf_counter() - t0)
+            bar.set_postfix({"loss": f"{train_loss:.4g}", **{k: f"{v:.4g}" for k, v in means.items()},
+                             **{f"val_{k}": f"{v:.4g}" for k, v in val.items()}})
+            if path is not None:
+                rng = [_rng_state(device, generator)]
+                if world > 1:
+                    rng = [None] * world
+                    dist.all_gather_object(rng, _rng_state(device, generator))
+                if rank == 0:
+                    _save_atomic({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
+                                  "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                  "scheduler": sched.state_dict() if sched is not None else None,
+                                  "scaler": scaler.state_dict(), "history": history.to_dict(),
+                                  "rng": rng}, path)
+    finally:
+        bar.close()
+    return history
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+def _eval_batches(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
+                  progress: bool, desc: str, num_workers: int, collate_fn: Callable | None,
+                  amp: bool | None) -> Iterable[tuple[torch.Tensor, Any]]:
+    """``(logits, batch)`` for each batch, in order, in eval mode without gradients."""
+    loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_fn, pin_memory=device.type == "cuda")
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+                batch = to_device(batch, device)
+                x, _ = _split(batch)
+                with _autocast(device, amp):
+                    logits = model(x)
+                yield logits.float(), batch
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256,
+             device: str | torch.device | None = None, progress: bool = False,
+             amp: bool | None = None, num_workers: int = 0,
+             collate_fn: Callable | None = None) -> dict[str, float]:
+    """Top-1 ``accuracy`` and mean cross-entropy ``loss`` of a classifier on ``(x, y)`` data.
+
+    Inside an initialised process group each rank evaluates its share and the sums are combined,
+    so every rank returns the numbers of the whole dataset.
+    """
+    dataset = as_dataset(data)
+    if len(dataset) == 0:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    device = resolve_device(device)
+    rank, world = _world()
+    if world > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world))
+    correct = total_loss = count = 0.0
+    for logits, batch in _eval_batches(model, dataset, batch_size, device, progress, "evaluate",
+                                       num_workers, collate_fn, amp):
+        y = _split(batch)[1]
+        if y is None:
+            raise ValueError("evaluate needs batches (x, y) with class labels y.")
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+    count, correct, total_loss = _all_reduce_sums([count, correct, total_loss], device)
+    return {"accuracy": correct / count, "loss": total_loss / count}
+
+
+def predict(model: nn.Module, data: Any, *, batch_size: int = 256,
+            device: str | torch.device | None = None, progress: bool = False,
+            amp: bool | None = None, num_workers: int = 0,
+            collate_fn: Callable | None = None) -> torch.Tensor:
+    """The model's outputs (logits) for every sample, in order, as a float32 CPU tensor."""
+    dataset = as_dataset(data)
+    device = resolve_device(device)
+    outputs = [logits.cpu() for logits, _ in _eval_batches(
+        model, dataset, batch_size, device, progress, "predict", num_workers, collate_fn, amp)]
+    if not outputs:
+        raise ValueError("Cannot predict on an empty dataset.")
+    return torch.cat(outputs)

@@ -1,0 +1,211 @@
+"""Tests of the training loop: learning, exact resume, checkpoint checks, frozen parameters, evaluation."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from companion.train import History, evaluate, fit, predict
+
+
+def blobs(n=96, d=6, k=3, seed=0):
+    """Well separated Gaussian blobs: a linear model can reach (nearly) 100 % accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, d, generator=g) * 4
+    y = torch.arange(n) % k
+    x = centres[y] + torch.randn(n, d, generator=g)
+    return x, y
+
+
+class NoisyBlobs(Dataset):
+    """Blobs with augmentation noise from Python's, NumPy's and torch's global generators."""
+
+    def __init__(self, n=60):
+        self.x, self.y = blobs(n)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        jitter = random.random() + float(np.random.rand()) + torch.rand(()).item()
+        return self.x[i] + 0.01 * jitter, self.y[i]
+
+
+def mlp(seed=0, d=6, k=3):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(16, k))
+
+
+def assert_same_state(a: nn.Module, b: nn.Module):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after(n_batches):
+    """The default loss, but the process "dies" when batch ``n_batches + 1`` starts."""
+    from companion.train import classification_loss
+    calls = {"n": 0}
+
+    def loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] > n_batches:
+            raise Crash
+        return classification_loss(model, batch)
+    loss.__qualname__ = "classification_loss"  # the same configuration as the uninterrupted run
+    return loss
+
+
+RECIPE = dict(epochs=4, lr=0.1, momentum=0.9, weight_decay=1e-3, batch_size=16, scheduler="cosine",
+              seed=3, progress=False, device="cpu")
+
+
+def test_learns_separable_blobs():
+    x, y = blobs()
+    model = mlp()
+    history = fit(model, (x, y), epochs=8, lr=0.05, batch_size=16, seed=0, progress=False,
+                  device="cpu", val_data=(x, y))
+    assert isinstance(history, History) and history.epochs == 8
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert history.val_metrics["accuracy"][-1] >= 0.95
+    assert len(history.train_metrics["accuracy"]) == len(history.seconds) == 8
+
+
+def test_resume_after_crash_gives_identical_weights(tmp_path):
+    reference = mlp()
+    ref_hist = fit(reference, NoisyBlobs(), checkpoint=tmp_path / "ref.pt", **RECIPE)
+
+    batches_per_epoch = 4  # 60 samples, batch 16
+    crashed = mlp()
+    with pytest.raises(Crash):
+        fit(crashed, NoisyBlobs(), loss=crash_after(2 * batches_per_epoch),
+            checkpoint=tmp_path / "run.pt", **RECIPE)
+    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 2
+
+    torch.manual_seed(12345)  # a fresh process would have other global generator states
+    random.seed(7)
+    np.random.seed(7)
+    resumed = mlp(seed=99)
+    hist = fit(resumed, NoisyBlobs(), checkpoint=tmp_path / "run.pt", **RECIPE)
+    assert_same_state(resumed, reference)
+    assert hist.train_loss == ref_hist.train_loss
+    assert hist.train_metrics == ref_hist.train_metrics
+
+
+def test_finished_checkpoint_is_loaded_without_training(tmp_path):
+    trained = mlp()
+    first = fit(trained, NoisyBlobs(), checkpoint=tmp_path / "m.pt", **RECIPE)
+    again = mlp(seed=5)
+    second = fit(again, NoisyBlobs(), loss=crash_after(0), checkpoint=tmp_path / "m.pt", **RECIPE)
+    assert_same_state(again, trained)
+    assert second == first
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_checkpoint_of_other_configuration_is_refused(tmp_path):
+    fit(mlp(), NoisyBlobs(), checkpoint=tmp_path / "m.pt", **{**RECIPE, "epochs": 1})
+    with pytest.raises(ValueError, match="lr"):
+        fit(mlp(), NoisyBlobs(), checkpoint=tmp_path / "m.pt", **{**RECIPE, "epochs": 1, "lr": 0.5})
+    other = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match="parameters"):
+        fit(other, NoisyBlobs(), checkpoint=tmp_path / "m.pt", **{**RECIPE, "epochs": 1})
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="resume=False"):
+        fit(mlp(), NoisyBlobs(), checkpoint=tmp_path / "bad.pt", **{**RECIPE, "epochs": 1})
+    fit(mlp(), NoisyBlobs(), checkpoint=tmp_path / "bad.pt", resume=False, **{**RECIPE, "epochs": 1})
+
+
+def test_only_trainable_parameters_change():
+    model = mlp()
+    model[0].requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    before = model[4].weight.detach().clone()
+    fit(model, blobs(), epochs=2, lr=0.1, weight_decay=0.1, progress=False, device="cpu")
+    assert torch.equal(model[0].weight, frozen)
+    assert not torch.equal(model[4].weight, before)
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(model, blobs(), epochs=1, lr=0.1, progress=False, device="cpu")
+
+
+def test_param_group_learning_rates_are_used():
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    first = model[0].weight.detach().clone()
+    groups = [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[2].parameters()}]
+    fit(model, blobs(), epochs=2, lr=0.1, param_groups=groups, progress=False, device="cpu")
+    assert torch.equal(model[0].weight, first)
+    with pytest.raises(ValueError, match="not part of the model"):
+        fit(model, blobs(), epochs=1, lr=0.1, param_groups=[{"params": nn.Linear(2, 2).parameters()}],
+            progress=False, device="cpu")
+
+
+def test_step_scheduler_and_adamw():
+    # gamma = 0 sets the learning rate to zero after the first epoch: later epochs change nothing.
+    kwargs = dict(lr=0.01, optimizer="adamw", scheduler=("step", 1, 0.0), seed=0, progress=False,
+                  device="cpu")
+    one, three = (nn.Sequential(nn.Linear(6, 3)) for _ in range(2))
+    three.load_state_dict(one.state_dict())
+    fit(one, blobs(), epochs=1, **kwargs)
+    fit(three, blobs(), epochs=3, **kwargs)
+    assert_same_state(one, three)
+
+
+def test_gradient_clipping_bounds_the_step():
+    model = nn.Linear(6, 3)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    x, y = blobs(n=16)
+    fit(model, (x * 100, y), epochs=1, lr=1.0, momentum=0.0, batch_size=16, grad_clip=1e-3,
+        progress=False, device="cpu")
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert 0 < torch.linalg.vector_norm(after - before) <= 1e-3 * (1 + 1e-5)
+
+
+def test_custom_loss_with_metrics_and_callable_optimizer():
+    x, y = blobs()
+
+    def loss(model, batch):
+        out = model(batch[0])
+        return nn.functional.cross_entropy(out, batch[1]), {"mean_logit": out.mean().item()}
+    history = fit(nn.Linear(6, 3), TensorDataset(x, y), epochs=2, loss=loss, lr=0.05,
+                  optimizer=torch.optim.Adam, progress=False, device="cpu")
+    assert set(history.train_metrics) == {"mean_logit"}
+
+
+def test_evaluate_and_predict_match_a_direct_forward():
+    x, y = blobs(n=50)
+    model = mlp()
+    fit(model, (x, y), epochs=2, lr=0.05, progress=False, device="cpu")
+    model.eval()
+    with torch.no_grad():
+        direct = model(x)
+    model.train()
+    logits = predict(model, (x, y), batch_size=7, device="cpu")
+    assert model.training  # mode restored
+    torch.testing.assert_close(logits, direct)
+    result = evaluate(model, TensorDataset(x, y), batch_size=7, device="cpu")
+    assert result["accuracy"] == pytest.approx((direct.argmax(1) == y).float().mean().item())
+    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(direct, y).item(), rel=1e-5)
+    torch.testing.assert_close(predict(model, TensorDataset(x), device="cpu"), direct)
+
+
+def test_bad_arguments_are_explained():
+    x, y = blobs(n=8)
+    with pytest.raises(TypeError, match="not a DataLoader"):
+        fit(nn.Linear(6, 3), DataLoader(TensorDataset(x, y)), epochs=1, lr=0.1, device="cpu")
+    with pytest.raises(ValueError, match="epochs"):
+        fit(nn.Linear(6, 3), (x, y), epochs=0, lr=0.1, device="cpu")
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(nn.Linear(6, 3), (x, y), epochs=1, lr=0.1, optimizer="lion", device="cpu")
+    with pytest.raises(ValueError, match="same length"):
+        fit(nn.Linear(6, 3), (x, y[:4]), epochs=1, lr=0.1, device="cpu")
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        fit(nn.Linear(6, 3), (x * float("inf"), y), epochs=1, lr=0.1, progress=False, device="cpu")
