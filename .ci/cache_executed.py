@@ -74,11 +74,14 @@ def with_outputs(md: Path, executed: nbformat.NotebookNode) -> nbformat.Notebook
     return nb
 
 
-def store(folder: Path, cache_path: Path = CACHE) -> list[str]:
-    """Cache every executed chapter found in ``folder``; returns the problems (empty when all cached)."""
+def store(folder: Path, cache_path: Path = CACHE, sources: list[Path] | None = None) -> list[str]:
+    """Cache the executed chapters found in ``folder``; returns the problems (empty when all cached).
+
+    ``sources`` are the chapters' ``.md`` files (default: all chapters of the table of contents).
+    """
     cache = get_cache(str(cache_path))
     problems = []
-    for md in chapters():
+    for md in chapters() if sources is None else sources:
         path = executed_path(md, folder)
         if not path.is_file():
             problems.append(f"{md.name}: no executed notebook at {path}")
@@ -98,7 +101,7 @@ def store(folder: Path, cache_path: Path = CACHE) -> list[str]:
         if not found:
             problems.append(f"{md.name}: the book build would not find its cached outputs")
             continue
-        print(f"cached {md.relative_to(ROOT)} (record {record.pk})")
+        print(f"cached {md.name} (record {record.pk})")
     return problems
 
 

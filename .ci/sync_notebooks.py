@@ -70,9 +70,9 @@ def stale(md: Path) -> str | None:
     """Why a chapter's twin is out of date, or None when it matches the ``.md``."""
     target = twin_path(md)
     if not target.is_file():
-        return f"{target.relative_to(ROOT)} is missing"
+        return f"{target.name} is missing"
     if target.read_text(encoding="utf-8") != render(make_twin(md)):
-        return f"{target.relative_to(ROOT)} differs from {md.relative_to(ROOT)}"
+        return f"{target.name} differs from {md.name}"
     return None
 
 

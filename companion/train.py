@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ __all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
 
 CHECKPOINT_FORMAT = "companion.train/1"
 
-LossOutput = Union[torch.Tensor, tuple[torch.Tensor, Mapping[str, float]]]
+LossOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]
 LossFn = Callable[[nn.Module, Any], LossOutput]
 
 
@@ -103,7 +103,7 @@ def _batch_len(batch: Any) -> int:
     return _batch_len(batch[0])
 
 
-def _split(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Inputs and (if present) labels of a batch ``(x, y, ...)`` or ``x``."""
     if isinstance(batch, torch.Tensor):
         return batch, None
@@ -180,7 +180,7 @@ class _DistributedView:
 
 def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``; logs the accuracy."""
-    x, y = _split(batch)
+    x, y = split_batch(batch)
     if y is None:
         raise ValueError("The default loss needs batches (x, y); pass loss=... for other data.")
     logits = model(x)
@@ -396,13 +396,12 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
         history, start = History.from_dict(state["history"]), int(state["epoch"])
         _set_rng_state(state["rng"][rank], device, generator)
 
-    net = model
     view: Any = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
+        ddp = nn.parallel.DistributedDataParallel(
             _Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None,
             **dict(ddp_kwargs or {}))
-        view = _DistributedView(net, model)
+        view = _DistributedView(ddp, model)
 
     n_batches = len(loader)
     bar = tqdm(total=int(epochs) * n_batches, initial=start * n_batches, desc=desc,
@@ -445,7 +444,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                 sched.step()
             keys = sorted(sums)
             totals = _all_reduce_sums([float(count)] + [sums[k] for k in keys], device)
-            means = {k: s / totals[0] for k, s in zip(keys, totals[1:])}
+            means = {k: s / totals[0] for k, s in zip(keys, totals[1:], strict=True)}
             if world > 1:
                 for buf in model.buffers():  # BatchNorm statistics: keep rank 0's on every rank
                     dist.broadcast(buf, src=0)
@@ -486,7 +485,7 @@ def _eval_batches(model: nn.Module, dataset: Dataset, batch_size: int, device: t
         with torch.no_grad():
             for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 batch = to_device(batch, device)
-                x, _ = _split(batch)
+                x, _ = split_batch(batch)
                 with _autocast(device, amp):
                     logits = model(x)
                 yield logits.float(), batch
@@ -513,7 +512,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256,
     correct = total_loss = count = 0.0
     for logits, batch in _eval_batches(model, dataset, batch_size, device, progress, "evaluate",
                                        num_workers, collate_fn, amp):
-        y = _split(batch)[1]
+        y = split_batch(batch)[1]
         if y is None:
             raise ValueError("evaluate needs batches (x, y) with class labels y.")
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()

@@ -1,4 +1,4 @@
-"""Run by tests/test_train_ddp.py under ``torchrun``: trains a small classifier and saves each rank's result."""
+"""Run by test_train_ddp.py under ``torchrun``: trains a small classifier, saves each rank's result."""
 
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ def maps_loss(model, batch):
     """Cross-entropy plus a small penalty on the feature maps, both from ``model.forward_all``."""
     x, y = batch
     logits, _, maps = model.forward_all(x)
-    return F.cross_entropy(logits, y) + 1e-3 * maps.mean(), {"accuracy": (logits.argmax(1) == y).float().mean().item()}
+    accuracy = (logits.argmax(1) == y).float().mean().item()
+    return F.cross_entropy(logits, y) + 1e-3 * maps.mean(), {"accuracy": accuracy}
 
 
 def make_data() -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from companion.train import evaluate
+from ddp_worker import make_data, make_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -37,8 +38,6 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     assert ranks[0]["train_loss"][-1] < ranks[0]["train_loss"][0]
     assert ranks[0]["train_accuracy"][-1] > 0.9
     # validation is sharded over the ranks and summed: it must equal one evaluation of everything
-    sys.path.insert(0, str(WORKER.parent))
-    from ddp_worker import make_data, make_model
     model = make_model()
     model.load_state_dict(ranks[0]["state"])
     assert ranks[0]["val_accuracy"] == ranks[1]["val_accuracy"]

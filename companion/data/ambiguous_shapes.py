@@ -136,9 +136,9 @@ def _group(rng: np.random.Generator, kind: str, yy, xx, cy, cx, radius):
     return [a, b], [(a & ~b, "object"), (b, "object"), (a | b, "group")]
 
 
-def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 48, *, seed: int = 0,
+def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 32, *, seed: int = 0,
                           group_probs: tuple[float, float, float] = (0.45, 0.35, 0.2),
-                          max_groups: int = 2, noise: float = 0.06,
+                          max_groups: int = 1, noise: float = 0.06,
                           progress: bool = True) -> AmbiguousShapes:
     """Draw ``n_images`` scenes of nested / overlapping / single shapes (seeded, reproducible).
 
@@ -168,7 +168,7 @@ def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 48, *, seed: i
         colours = [background]
         for _ in range(n_groups):
             kind = GROUPS[rng.choice(3, p=probs / probs.sum())]
-            radius = size * (rng.uniform(0.22, 0.3) if n_groups == 1 else rng.uniform(0.16, 0.22))
+            radius = size * (rng.uniform(0.26, 0.36) if n_groups == 1 else rng.uniform(0.17, 0.22))
             for _attempt in range(50):
                 cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
                 if all(np.hypot(cy - py, cx - px) > 1.05 * (radius + pr) for py, px, pr in placed):

@@ -16,7 +16,7 @@ def check_int(name: str, value: object, *, minimum: int = 1) -> int:
 
 
 def check_fraction(name: str, value: object, *, high: float = 1.0, closed: bool = True) -> float:
-    """Return ``value`` as a float in ``[0, high]`` (``[0, high)`` when not ``closed``), or raise."""
+    """Return ``value`` as a float in ``[0, high]`` (``[0, high)`` unless ``closed``), or raise."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
     value = float(value)
@@ -29,5 +29,6 @@ def check_fraction(name: str, value: object, *, high: float = 1.0, closed: bool 
 def check_choice(name: str, value: object, choices: Collection[str]) -> str:
     """Return ``value`` if it is one of ``choices``, or raise naming the valid ones."""
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}: choose one of {', '.join(map(repr, choices))}.")
+        options = ", ".join(map(repr, choices))
+        raise ValueError(f"Unknown {name} {value!r}: choose one of {options}.")
     return value  # type: ignore[return-value]

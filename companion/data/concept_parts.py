@@ -70,7 +70,7 @@ def part_vocabulary(n_parts: int = 16) -> tuple[Part, ...]:
     n_parts = check_int("n_parts", n_parts, minimum=2)
     if n_parts > MAX_PARTS:
         raise ValueError(f"n_parts={n_parts} is too many: there are {MAX_PARTS} distinct parts "
-                         f"({len(SHAPES)} shapes x {len(TEXTURES)} textures, colour fixed by both).")
+                         f"({len(SHAPES)} shapes x {len(TEXTURES)} textures; the colour follows).")
     colours = tuple(COLOURS)
     parts = []
     for i in range(n_parts):
@@ -81,7 +81,7 @@ def part_vocabulary(n_parts: int = 16) -> tuple[Part, ...]:
     return tuple(parts)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ConceptParts:
     """Images, labels and ground truth of one split of the concept-parts dataset.
 
@@ -106,6 +106,15 @@ class ConceptParts:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def __repr__(self) -> str:
+        return (f"ConceptParts(split={self.split!r}, n_images={len(self)}, "
+                f"image_size={self.image_size}, n_classes={self.n_classes}, "
+                f"n_parts={self.n_parts}, seed={self.seed})")
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
     @property
     def n_classes(self) -> int:
         return self.class_parts.shape[0]
@@ -118,7 +127,8 @@ class ConceptParts:
     def part_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parts)
 
-    def part_masks(self, index: int | slice | torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+    def part_masks(self, index: int | slice | torch.Tensor | np.ndarray | list[int]
+                   ) -> torch.Tensor:
         """Boolean part masks: ``(P, H, W)`` for one index, ``(B, P, H, W)`` for several."""
         ids = torch.arange(1, self.n_parts + 1, dtype=self.part_map.dtype)
         return self.part_map[index].unsqueeze(-3) == ids[:, None, None]

@@ -142,7 +142,7 @@ class TimmBackbone(Backbone):
     def _check_vit_size(self, x: torch.Tensor) -> None:
         embed = self.model.patch_embed
         fixed = getattr(embed, "img_size", None)
-        if fixed is not None and not getattr(embed, "dynamic_img_size", False) \
+        if fixed is not None and getattr(embed, "strict_img_size", False) \
                 and tuple(x.shape[-2:]) != tuple(fixed):
             raise ValueError(f"{self.model_name} was built for {tuple(fixed)} inputs, got "
                              f"{tuple(x.shape[-2:])}; pass img_size=... or dynamic_img_size=True "

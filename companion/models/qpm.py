@@ -178,3 +178,23 @@ def qpm_problem(features, labels, maps=None, *, n_features: int, per_class: int,
     factor = 1000.0 / (per_class * A.shape[0]) if scale else 1.0
     return QPMProblem(similarity=A * factor, redundancy=penalty, bias=bias, tau=tau,
                       clique=clique, raw_similarity=A, raw_redundancy=R)
+
+
+def qpm_head(result, features, *, relu: bool = False):
+    """The frozen binary last layer of a QPM solution (W ∈ {0,1}, no bias, μ and σ frozen).
+
+    ``result`` is a :class:`companion.solvers.qpm.AssignmentResult` over all D backbone features;
+    ``features`` the training features (samples × D) that give μ and σ of the selected ones.
+    """
+    from .sparse import SparseLayer
+
+    X = torch.as_tensor(_as_numpy(features), dtype=torch.float32)
+    W = np.asarray(result.assignment)
+    selection = torch.as_tensor(np.asarray(result.selected), dtype=torch.long)
+    if X.ndim != 2 or X.shape[1] != W.shape[1]:
+        raise ValueError(f"features must be (samples, {W.shape[1]}) to match the assignment; got "
+                         f"{tuple(X.shape)}.")
+    chosen = X[:, selection]
+    weight = torch.as_tensor(W[:, np.asarray(result.selected)], dtype=torch.float32)
+    return SparseLayer(selection, weight, chosen.mean(0), chosen.std(0), bias=None,
+                       trainable_norm=False, relu=relu)

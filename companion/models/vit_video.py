@@ -185,7 +185,7 @@ class VideoSegmenter(nn.Module):
         memory = self.norm(tokens)
         fmap = memory.transpose(1, 2).reshape(-1, c.dim, c.grid, c.grid)
         pixels = self.upsample(fmap) + self.stem(images)
-        q = self.queries.expand(tokens.shape[0], -1, -1)
+        q = self.queries.repeat(tokens.shape[0], 1, 1)
         layers = []
         for layer in self.decoder:
             q = layer(q, memory)

@@ -21,8 +21,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from .vit_video import Mlp, VideoSegmenter, segmentation_loss
+from ..data.moving_shapes import MovingShapes
+from ..metrics.efficiency import keep_ratio_per_layer
+from ..metrics.segmentation import APResult, mask_ap, video_ap
+from .token_merging import TokenMergingSegmenter
+from .vit_video import Mlp, VideoSegmenter, postprocess, segmentation_loss, track
 
 MODES = ("masked", "gather")
 
@@ -285,38 +290,50 @@ class PrunedSegmenter(nn.Module):
         keep = x.new_ones(B, N)
         rows, losses, mapping = [], {}, None
         early = deep = deep_keep = None
-        for b, block in enumerate(seg.blocks):
-            if b == sched.map_block and prior is not None:
+        # Segments of blocks that share one keep mask; they end where a mask changes or where the
+        # next frame's prior is read (after block 0 and after the prior block).
+        points = {0, 1, sched.prior_block + 1, len(seg.blocks), *sched.sm_blocks}
+        if sched.map_block is not None:
+            points.add(sched.map_block)
+        bounds = sorted(points)
+        for start, end in zip(bounds, bounds[1:]):
+            if start == sched.map_block and prior is not None:
                 mapping = self.mapper(early, prior, sched.map_ratio)
                 keep = mapping.keep
                 losses["map"] = (mapping.scores.mean() - 0.5) ** 2
-            if b in sched.sm_blocks:
-                ratio = sched.sm_ratios[sched.sm_blocks.index(b)]
-                selector = self.selectors[str(b)]
+            if start in sched.sm_blocks:
+                ratio = sched.sm_ratios[sched.sm_blocks.index(start)]
+                selector = self.selectors[str(start)]
                 decision = selector.top_k(x, keep, _count(ratio, N)) if topk else selector(x)
                 keep = keep * decision
-                losses[f"block{b}"] = (keep.mean() - ratio) ** 2
-            x = self._run_block(block, x, keep, mode)
-            rows.append(keep)
-            if b == 0:
+                losses[f"block{start}"] = (keep.mean() - ratio) ** 2
+            x = self._run_blocks(seg.blocks[start:end], x, keep, mode)
+            rows += [keep] * (end - start)
+            if start == 0:
                 early = x
-            if b == sched.prior_block:
+            if start <= sched.prior_block < end:
                 deep, deep_keep = x, keep
         outputs = seg.decode(x, images)
         return FrameResult(outputs, torch.stack(rows, 1), Prior(early, deep, deep_keep), losses, mapping)
 
     @staticmethod
-    def _run_block(block: nn.Module, x: torch.Tensor, keep: torch.Tensor, mode: str) -> torch.Tensor:
-        """Masked: M ⊙ Block(X, keys of M) + (1 − M) ⊙ X.  Gather: Block on the kept tokens only."""
+    def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, keep: torch.Tensor, mode: str) -> torch.Tensor:
+        """Masked: X ← M ⊙ Block(X, keys of M) + (1 − M) ⊙ X per block.  Gather: the kept tokens
+        are gathered once, run through the blocks and scattered back."""
         if bool((keep > 0.5).all()):
-            return block(x)
+            for block in blocks:
+                x = block(x)
+            return x
         if mode == "masked":
-            m = keep.unsqueeze(-1)
-            return m * block(x, key_mask=keep > 0.5) + (1 - m) * x
+            m, key_mask = keep.unsqueeze(-1), keep > 0.5
+            for block in blocks:
+                x = m * block(x, key_mask=key_mask) + (1 - m) * x
+            return x
         index = keep[0].nonzero().squeeze(1)
-        out = x.clone()
-        out[:, index] = block(x[:, index])
-        return out
+        kept = x.index_select(1, index)
+        for block in blocks:
+            kept = block(kept)
+        return x.index_copy(1, index, kept)
 
     def sparse_loss(self, result: FrameResult, weight: float = 40.0, map_weight: float = 10.0) -> torch.Tensor:
         """Backbone sparsity loss: 40·(10·L_map + Σ_l L_l)/(10 + #SM), or 40·Σ_l L_l/#SM without prior."""
@@ -359,3 +376,60 @@ def chain_loss(model: PrunedSegmenter, batch: dict, key_weight: float = 1.0,
         pkr.append(res.pkr)
         prior = res.prior
     return total + sparse, {"sparse": float(sparse.detach()), "pkr": sum(pkr[1:]) / (L - 1)}
+
+
+@dataclass(frozen=True)
+class ClipEvaluation:
+    """Accuracy and kept tokens of a model over clips."""
+
+    frame_ap: APResult            # COCO mask AP over all frames
+    video_ap: APResult            # spatio-temporal AP over tracked clips
+    keep_per_layer: torch.Tensor  # (depth,) fraction of tokens each block processed
+    pkr: float                    # mean of keep_per_layer
+
+
+@torch.no_grad()
+def run_clip(model: nn.Module, frames: torch.Tensor, mode: str = "gather",
+             schedule: KeepRatioSchedule | None = None, topk: bool = False) -> tuple[list[dict], torch.Tensor]:
+    """Head outputs per frame and kept-token ratios (T, depth, N) of a dense, pruned or merging model."""
+    if isinstance(model, PrunedSegmenter):
+        results = model.predict_clip(frames, mode, schedule, topk)
+        return [r.outputs for r in results], torch.cat([r.keep for r in results])
+    if isinstance(model, TokenMergingSegmenter):
+        outputs, ratios = [], []
+        for t in range(frames.shape[0]):
+            tokens, ratio = model.forward_tokens(frames[t:t + 1])
+            outputs.append(model.segmenter.decode(tokens, frames[t:t + 1]))
+            ratios.append(ratio)
+        n = model.segmenter.config.num_tokens
+        return outputs, torch.stack(ratios)[:, :, None].expand(-1, -1, n)
+    if isinstance(model, VideoSegmenter):
+        outputs = [model(frames[t:t + 1]) for t in range(frames.shape[0])]
+        c = model.config
+        return outputs, torch.ones(frames.shape[0], c.depth, c.num_tokens)
+    raise TypeError(f"Expected a VideoSegmenter, PrunedSegmenter or TokenMergingSegmenter, got "
+                    f"{type(model).__name__}.")
+
+
+def evaluate_clips(model: nn.Module, data: MovingShapes, mode: str = "gather",
+                   schedule: KeepRatioSchedule | None = None, topk: bool = False,
+                   progress: bool = True) -> ClipEvaluation:
+    """Frame AP, video AP and kept-token ratios of ``model`` on every clip of ``data``."""
+    model.eval()
+    frame_preds, frame_gt, video_preds, video_gt, keeps = [], [], [], [], []
+    for v in tqdm(range(len(data)), desc="evaluate", disable=not progress, leave=False):
+        clip = data.clip(v)
+        outputs, keep = run_clip(model, clip["frames"], mode, schedule, topk)
+        preds = [postprocess(o, data.image_size)[0] for o in outputs]
+        valid = clip["labels"] >= 0
+        frame_preds += preds
+        frame_gt += [(clip["masks"][t][valid], clip["labels"][valid]) for t in range(len(preds))]
+        video_preds.append(track(preds))
+        video_gt.append((clip["masks"][:, valid], clip["labels"][valid]))
+        keeps.append(keep)
+    frame = mask_ap([p.masks for p in frame_preds], [p.scores for p in frame_preds],
+                    [p.labels for p in frame_preds], [g[0] for g in frame_gt], [g[1] for g in frame_gt])
+    video = video_ap([p.masks for p in video_preds], [p.scores for p in video_preds],
+                     [p.labels for p in video_preds], [g[0] for g in video_gt], [g[1] for g in video_gt])
+    per_layer = keep_ratio_per_layer(torch.cat(keeps))
+    return ClipEvaluation(frame, video, per_layer, float(per_layer.mean()))

@@ -352,7 +352,7 @@ def prefilter_candidates(similarity, bias=None, *, n_features: int, per_class: i
 
 
 def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver, time_limit,
-          mip_gap, incumbent, verbose):
+          abs_gap, incumbent, verbose):
     """Build the linearised model in cvxpy and solve it → (selected, E rows, status, value, bound).
 
     Class c only gets variables W_cj for the features in its ``window`` (its most similar ones);
@@ -370,7 +370,8 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
     is_cut = np.isin(cls, cut_classes)
     s = cp.Variable(n, boolean=True)
     cons = [cp.sum(s) == n_features]
-    objective = b @ s + k * theta.sum()
+    offset = k * float(theta.sum())  # cvxpy keeps constants out of the solver's objective
+    objective = b @ s + offset
     parts, rows_of = [], {}
     for boolean in (False, True):
         pick = np.flatnonzero(is_cut == boolean)
@@ -397,6 +398,13 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
     if penalty > 0 and len(iu):
         y = cp.Variable(len(iu), nonneg=True)
         cons.append(y >= s[iu] + s[ju] - 1)
+        tri = _triangles(iu, ju, n)
+        if len(tri):
+            # three pairwise-penalised features: m chosen of them pay m(m−1)/2 ≥ m − 1 pairs
+            pair = {(int(a), int(c)): t for t, (a, c) in enumerate(zip(iu, ju))}
+            rows = np.array([[pair[(a, c)], pair[(a, d)], pair[(c, d)]] for a, c, d in tri])
+            cons.append(y[rows[:, 0]] + y[rows[:, 1]] + y[rows[:, 2]]
+                        >= s[tri[:, 0]] + s[tri[:, 1]] + s[tri[:, 2]] - 1)
         objective = objective - penalty * (R[iu, ju] @ y)
     for c1, c2, features in cut_sets:
         terms = [rows_of[(c, j)] for c in (c1, c2) for j in features if (c, j) in rows_of]
@@ -404,19 +412,23 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
             cons.append(cp.sum(cp.hstack([var[t] for var, t in terms])) <= 2 * k - 1)
     problem = cp.Problem(cp.Maximize(objective), cons)
     try:
-        if solver == "HIGHS":
-            opts = dict(time_limit=float(max(time_limit, 0.01)), mip_rel_gap=mip_gap,
-                        output_flag=verbose)
-            if incumbent is not None:
-                # prune nodes that cannot beat the heuristic (HiGHS minimises −objective)
-                opts["objective_bound"] = -incumbent + 1e-7 * max(1.0, abs(incumbent))
-            problem.solve(solver="HIGHS", verbose=verbose, **opts)
-            bound = -float(problem.solver_stats.extra_stats.mip_dual_bound)
-        else:
-            problem.solve(solver="SCIP", verbose=verbose,
-                          scip_params={"limits/time": float(max(time_limit, 0.01)),
-                                       "limits/gap": mip_gap})
-            bound = -float(problem.solver_stats.extra_stats["model"].getDualbound())
+        with warnings.catch_warnings():  # a time limit is reported by the result
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            if solver == "HIGHS":
+                # the gap is ours (relative to the full objective): HiGHS sees it as absolute,
+                # because its own objective leaves out cvxpy's constant
+                opts = dict(time_limit=float(max(time_limit, 0.01)), mip_rel_gap=0.0,
+                            mip_abs_gap=abs_gap, output_flag=verbose)
+                if incumbent is not None:
+                    # prune nodes that cannot beat the heuristic (HiGHS minimises −objective)
+                    opts["objective_bound"] = offset - incumbent + 1e-7 * max(1.0, abs(incumbent))
+                problem.solve(solver="HIGHS", verbose=verbose, **opts)
+                bound = offset - float(problem.solver_stats.extra_stats.mip_dual_bound)
+            else:
+                problem.solve(solver="SCIP", verbose=verbose,
+                              scip_params={"limits/time": float(max(time_limit, 0.01)),
+                                           "limits/absgap": abs_gap})
+                bound = offset - float(problem.solver_stats.extra_stats["model"].getDualbound())
     except cp.SolverError:
         return None, None, "solver_error", -math.inf, math.inf
     if s.value is None or problem.status not in ("optimal", "optimal_inaccurate", "user_limit"):
@@ -424,7 +436,15 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
     E = np.zeros((n_classes, n))
     for pick, e in parts:
         E[cls[pick], feat[pick]] = e.value
-    return np.flatnonzero(s.value > 0.5), E > 0.5, problem.status, float(problem.value), bound
+    return np.flatnonzero(s.value > 0.5), E, problem.status, float(problem.value), bound
+
+
+def _triangles(iu, ju, n) -> np.ndarray:
+    """All triangles (a < c < d) of the graph with edges (iu, ju), iu < ju."""
+    adj = np.zeros((n, n), dtype=bool)
+    adj[iu, ju] = True
+    out = [(a, c, d) for a, c in zip(iu, ju) for d in np.flatnonzero(adj[a] & adj[c])]
+    return np.array(out, dtype=int).reshape(-1, 3)
 
 
 def _signature_groups(W: np.ndarray) -> list[list[int]]:
@@ -439,7 +459,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
                      penalty: float = 1.0, unique: bool = True, solver: str = "HIGHS",
                      time_limit: float = 60.0, mip_gap: float = 1e-4,
                      n_candidates: int | None = None, warm_start: bool = True,
-                     window: int = 3, max_rounds: int = 50, restarts: int = 2, seed: int = 0,
+                     window: int = 4, max_rounds: int = 50, restarts: int = 2, seed: int = 0,
                      verbose: bool = False, progress: bool = True) -> AssignmentResult:
     """Solve QPM's assignment problem; every returned solution satisfies every constraint.
 
@@ -501,7 +521,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
             inside = ranks < width[:, None]
             selk, E, st, value, milp_bound = _milp(
                 Ak, Rk, bk, n_features, k, penalty, inside, cut_sets, cut_classes, solver, left,
-                mip_gap, inc, verbose)
+                mip_gap * max(abs(incumbent), 1.0), inc, verbose)
             rounds += 1
             bar.update(1)
             if selk is None:  # nothing at least as good as the incumbent in the time left
@@ -512,12 +532,15 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
                 break
             Wk = _top_k(Ak, selk, k)
             if cut_classes:
-                rows = E[cut_classes].sum(1) == k
-                Wk[np.asarray(cut_classes)[rows]] = E[np.asarray(cut_classes)[rows]]
+                rows = np.asarray(cut_classes)
+                Wk[rows] = np.where((E[rows] > 0.5).sum(1, keepdims=True) == k, E[rows] > 0.5,
+                                    Wk[rows])
             # classes whose k features do not all lie in their window: widen it
             chosen = np.zeros(n_keep, dtype=bool)
             chosen[selk] = True
-            short = np.flatnonzero((inside & chosen).sum(1) < k)
+            # ... or that take overflow slots in the relaxation (k − Σ_j W_cj > 0)
+            short = np.flatnonzero(((inside & chosen).sum(1) < k) | (E.sum(1) < k - 1e-6))
+            short = short[width[short] < n_keep]
             dup = _signature_groups(Wk) if unique else []
             history.append((f"round {rounds}", value, milp_bound))
             done = not dup and not len(short)
@@ -531,7 +554,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
                     W, sel, incumbent = W_full, full_sel, true_value
                 status = "optimal" if done and st == "optimal" else "time_limit"
                 break
-            width[short] = np.minimum(n_keep, 2 * width[short])
+            width[short] = n_keep
             for g in dup:
                 feats = tuple(int(j) for j in np.flatnonzero(Wk[g[0]]))
                 cut_sets += [(g[0], c2, feats) for c2 in g[1:]]

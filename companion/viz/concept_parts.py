@@ -18,7 +18,8 @@ def show_concept_parts(data: ConceptParts, n: int = 8, *, ncols: int = 4,
     """
     indices = list(range(min(n, len(data)))) if indices is None else list(indices)
     nrows = max(1, -(-len(indices) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.6 * nrows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.5 * nrows + 0.8),
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     seen: set[int] = set()
@@ -39,21 +40,21 @@ def show_concept_parts(data: ConceptParts, n: int = 8, *, ncols: int = 4,
             seen.add(int(p))
     if seen:
         legend = ", ".join(f"{p}: {data.part_names[p]}" for p in sorted(seen))
-        fig.text(0.5, 0.01, legend, ha="center", va="bottom", fontsize=7, wrap=True)
+        fig.supxlabel(legend, fontsize=7, wrap=True)
     fig.suptitle("Concept parts (solid outline: class part, dashed: distractor)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
 def show_class_parts(data: ConceptParts) -> Figure:
-    """The class–part matrix as a heat map, rows ordered by the class hierarchy (dendrogram left)."""
+    """The class–part matrix as a heat map, rows in the order of the class dendrogram."""
     matrix = data.class_parts.numpy().astype(float)
     n_classes, n_parts = matrix.shape
     fig, (ax_tree, ax) = plt.subplots(
         1, 2, figsize=(3 + 0.38 * n_parts, 1.8 + 0.32 * n_classes),
-        gridspec_kw={"width_ratios": [1, max(2.0, 0.22 * n_parts)]})
+        gridspec_kw={"width_ratios": [1, max(2.0, 0.22 * n_parts)]}, layout="constrained")
     tree = dendrogram(data.linkage(), orientation="left", no_labels=True, ax=ax_tree,
                       color_threshold=0, above_threshold_color="0.3")
+    ax_tree.set_ylim(0, 10 * n_classes)  # dendrogram leaves sit at 5, 15, 25, ...
     ax_tree.axis("off")
     # dendrogram leaves run bottom-up; the heat map rows run top-down
     order = tree["leaves"][::-1]
@@ -70,8 +71,8 @@ def show_class_parts(data: ConceptParts) -> Figure:
         ax.axhline(row + 0.5, color="tab:red", linewidth=1.2)
     ax.set_xticks(np.arange(n_parts + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(n_classes + 1) - 0.5, minor=True)
+    ax.grid(False)
     ax.grid(which="minor", color="0.85", linewidth=0.5)
     ax.tick_params(which="minor", length=0)
     ax.set_title("Class–part matrix (red lines separate superclasses)", fontsize=10)
-    fig.tight_layout()
     return fig

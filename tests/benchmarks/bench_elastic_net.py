@@ -10,6 +10,8 @@ the table reports the objective each reaches at every compared λ and the total 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
 
 import torch
@@ -46,8 +48,9 @@ def run_glm_saga(x, y, alpha, n_lambdas, epsilon, batch_size, tol, lookbehind, m
     torch.nn.init.zeros_(linear.weight)
     torch.nn.init.zeros_(linear.bias)
     start = time.perf_counter()
-    out = glm_saga(linear, loader, 0.1, max_epochs, alpha, k=n_lambdas, epsilon=epsilon, tol=tol,
-                   lookbehind=lookbehind, do_zero=False, verbose=None)
+    with contextlib.redirect_stdout(io.StringIO()):  # glm-saga prints a line per λ
+        out = glm_saga(linear, loader, 0.1, max_epochs, alpha, k=n_lambdas, epsilon=epsilon, tol=tol,
+                       lookbehind=lookbehind, do_zero=False, verbose=None)
     seconds = time.perf_counter() - start
     return out["path"], seconds
 
@@ -56,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=[*SIZES, "all"], default="all")
     parser.add_argument("--alpha", type=float, default=0.99)
-    parser.add_argument("--n-lambdas", type=int, default=None, help="default: 30 (smoke), 10 (cub)")
+    parser.add_argument("--n-lambdas", type=int, default=None, help="default: 20 (smoke), 10 (cub)")
     parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke), 1e-2 (cub)")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--lookbehind", type=int, default=5)
@@ -67,7 +70,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
     for size in SIZES if args.size == "all" else [args.size]:
         n, d, c = SIZES[size]
-        k = args.n_lambdas or (30 if size == "smoke" else 10)
+        k = args.n_lambdas or (20 if size == "smoke" else 10)
         eps = args.epsilon or (1e-3 if size == "smoke" else 1e-2)
         x, y = make_problem(n, d, c)
         print(f"\n== {size}: N={n}, d={x.shape[1]}, C={c}, alpha={args.alpha}, {k} lambdas down to "

@@ -27,7 +27,8 @@ def synthetic_features(n_classes: int, n_dims: int, n_samples: int, seed: int = 
     return X, y
 
 
-def run(n_classes, n_dims, n_features, per_class, time_limit, solver, n_candidates=None, seed=0):
+def run(n_classes, n_dims, n_features, per_class, time_limit, solver, n_candidates=None,
+        mip_gap=1e-4, penalty=1.0, seed=0):
     X, y = synthetic_features(n_classes, n_dims, 20 * n_classes, seed)
     t0 = time.perf_counter()
     prob = qpm_problem(X, y, n_features=n_features, per_class=per_class, n_classes=n_classes)
@@ -35,10 +36,12 @@ def run(n_classes, n_dims, n_features, per_class, time_limit, solver, n_candidat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotProvenOptimalWarning)
         res = solve_assignment(prob.similarity, prob.redundancy, None, n_features=n_features,
-                               per_class=per_class, solver=solver, time_limit=time_limit,
-                               n_candidates=n_candidates, progress=False)
+                               per_class=per_class, penalty=penalty, solver=solver,
+                               time_limit=time_limit, mip_gap=mip_gap, n_candidates=n_candidates,
+                               progress=False)
     pairs = int((prob.redundancy > 0).sum())
-    return dict(instance=f"{n_classes}×{n_dims}, n_f={n_features}, k={per_class}", solver=solver,
+    return dict(instance=f"{n_classes}×{n_dims}, n_f={n_features}, k={per_class}, λ={penalty}",
+                solver=solver, limit_s=time_limit, mip_gap=mip_gap,
                 candidates=res.n_candidates, pairs=pairs, build_s=build, solve_s=res.seconds,
                 status=res.status, objective=res.objective, gap=res.gap, rounds=res.n_lazy_rounds)
 
@@ -48,12 +51,21 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small instances only")
     parser.add_argument("--solver", default="HIGHS")
     args = parser.parse_args()
-    cases = [(20, 64, 16, 4, 30, None), (200, 128, 50, 5, 60, None)]
+    cases = [dict(n_classes=20, n_dims=64, n_features=16, per_class=4, time_limit=10),
+             dict(n_classes=200, n_dims=128, n_features=50, per_class=5, time_limit=10, penalty=0.0),
+             dict(n_classes=200, n_dims=128, n_features=50, per_class=5, time_limit=10),
+             dict(n_classes=200, n_dims=128, n_features=50, per_class=5, time_limit=10,
+                  mip_gap=5e-3)]
     if not args.quick:
-        cases += [(200, 2048, 50, 5, 600, 256)]
-    rows = [run(*c[:5], args.solver, c[5]) for c in cases]
-    head = ("instance", "solver", "candidates", "pairs", "build_s", "solve_s", "status", "objective",
-            "gap", "rounds")
+        cases += [dict(n_classes=200, n_dims=128, n_features=50, per_class=5, time_limit=120),
+                  dict(n_classes=200, n_dims=2048, n_features=50, per_class=5, time_limit=600,
+                       n_candidates=256, mip_gap=1e-2)]
+    rows = []
+    for case in cases:
+        rows.append(run(solver=args.solver, **case))
+        print(rows[-1], flush=True)
+    head = ("instance", "solver", "limit_s", "mip_gap", "candidates", "pairs", "build_s", "solve_s",
+            "status", "objective", "gap", "rounds")
     print(" | ".join(head))
     for r in rows:
         print(" | ".join(f"{r[h]:.4g}" if isinstance(r[h], float) else str(r[h]) for h in head))

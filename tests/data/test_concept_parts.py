@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 from scipy.cluster.hierarchy import fcluster
 
@@ -175,6 +177,17 @@ def test_shortcut_ties_background_to_class_in_train_only():
 def test_hierarchy_agrees_with_the_class_part_matrix(n_classes, n_parts, parts_per_class, siblings):
     data = make_concept_parts(4, n_classes=n_classes, n_parts=n_parts,
                               parts_per_class=parts_per_class, siblings=siblings, seed=8)
+    _check_hierarchy(data, parts_per_class)
+    # siblings differ in at least one and at most parts_per_class - core parts
+    matrix = data.class_parts.numpy().astype(int)
+    same = data.superclass.numpy()[:, None] == data.superclass.numpy()[None, :]
+    differ = parts_per_class - (matrix @ matrix.T)[same & ~np.eye(n_classes, dtype=bool)]
+    assert differ.min() >= 1 and differ.max() <= parts_per_class // 2
+    assert len(data.superclass_names) == int(data.superclass.max()) + 1
+
+
+def _check_hierarchy(data: ConceptParts, parts_per_class: int) -> None:
+    n_classes = data.n_classes
     matrix = data.class_parts.numpy().astype(int)
     assert np.all(matrix.sum(1) == parts_per_class)
     assert len({tuple(row) for row in matrix}) == n_classes, "two classes with the same parts"
@@ -184,14 +197,26 @@ def test_hierarchy_agrees_with_the_class_part_matrix(n_classes, n_parts, parts_p
     off_diagonal = ~np.eye(n_classes, dtype=bool)
     assert np.all(shared[same & off_diagonal] >= core)
     assert np.all(shared[~same] < core)
-    # siblings differ in at least one and at most parts_per_class - core parts
-    differ = parts_per_class - shared[same & off_diagonal]
-    assert differ.min() >= 1 and differ.max() <= parts_per_class - core
-    # the linkage cut at the number of superclasses gives back the superclasses
     n_super = int(data.superclass.max()) + 1
     clusters = fcluster(data.linkage(), n_super, criterion="maxclust")
     assert np.array_equal(clusters[:, None] == clusters[None, :], same)
-    assert len(data.superclass_names) == n_super
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_classes=st.integers(2, 24), n_parts=st.integers(2, MAX_PARTS),
+       parts_per_class=st.integers(2, 8), siblings=st.integers(1, 6), seed=st.integers(0, 99))
+def test_any_class_definition_is_valid_or_refused(n_classes, n_parts, parts_per_class, siblings,
+                                                  seed):
+    try:
+        data = make_concept_parts(1, image_size=32, n_classes=n_classes, n_parts=n_parts,
+                                  parts_per_class=parts_per_class, siblings=siblings, seed=seed)
+    except ValueError as err:
+        assert "Raise n_parts" in str(err)
+        n_super = math.ceil(n_classes / siblings)
+        pool = n_parts - math.ceil(parts_per_class / 2) * n_super
+        assert pool < parts_per_class // 2 or math.comb(pool, parts_per_class // 2) < n_classes
+        return
+    _check_hierarchy(data, parts_per_class)
 
 
 def test_part_vocabulary_parts_differ_in_two_attributes():
@@ -228,3 +253,32 @@ def test_dataset_yields_images_and_labels(data):
 def test_bad_input_is_rejected_clearly(kwargs, error, words):
     with pytest.raises(error, match=words):
         make_concept_parts(**{"n_images": 4, **kwargs})
+
+
+def test_figures_show_the_ground_truth(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from companion.viz.concept_parts import show_class_parts, show_concept_parts
+
+    fig = show_concept_parts(data, n=6, ncols=3)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == [data.class_names[int(y)] for y in data.labels[:6]]
+    for i, ax in enumerate(shown):  # one index label per drawn part
+        labels = sorted(int(t.get_text()) for t in ax.texts)
+        assert labels == np.flatnonzero(data.part_present[i].numpy()).tolist()
+    plt.close(fig)
+
+    fig = show_class_parts(data)
+    heat = next(ax for ax in fig.axes if ax.images)
+    shown = heat.images[0].get_array().data.astype(bool)
+    rows = [data.class_names.index(t.get_text()) for t in heat.get_yticklabels()]
+    columns = [data.part_names.index(t.get_text()) for t in heat.get_xticklabels()]
+    assert sorted(rows) == list(range(data.n_classes))
+    assert np.array_equal(shown, data.class_parts.numpy()[np.ix_(rows, columns)])
+    # rows of a superclass are adjacent
+    groups = data.superclass.numpy()[rows]
+    assert (np.diff(groups) != 0).sum() == len(set(groups.tolist())) - 1
+    plt.close(fig)

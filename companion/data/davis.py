@@ -1,0 +1,105 @@
+"""DAVIS 2017 (Pont-Tuset et al.): video object segmentation clips with per-frame instance masks.
+
+On-disk format (as unpacked from the official archive)::
+
+    DAVIS/JPEGImages/480p/<sequence>/00000.jpg
+    DAVIS/Annotations/480p/<sequence>/00000.png   palette PNG, pixel value = object id (0 = background)
+    DAVIS/ImageSets/2017/train.txt | val.txt        one sequence name per line
+
+DAVIS has no object classes, so every object gets class 0 ("object"): the full world measures
+class-agnostic video instance segmentation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..download import download, extract
+
+URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
+SPLITS = ("train", "val")
+
+
+class DAVIS2017(Dataset):
+    """DAVIS 2017 clips as ``{"frames", "masks", "labels", "name"}`` (torchvision's contract).
+
+    ``root`` holds the ``DAVIS`` folder; ``download=True`` fetches and unpacks the official
+    480p archive (about 800 MB) into it. ``image_size`` resizes frames to a square (bilinear) and
+    masks (nearest); ``max_frames`` keeps the first frames of each clip; ``max_objects`` pads or cuts
+    the object slots so that clips can be batched.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "val", download: bool = False,
+                 image_size: int | None = None, max_frames: int | None = None,
+                 max_objects: int = 10):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        self.root = Path(root).expanduser()
+        self.split, self.image_size, self.max_frames, self.max_objects = split, image_size, max_frames, max_objects
+        if download and not self._check_integrity():
+            archive = download_archive(self.root)
+            extract(archive, self.root / "DAVIS.extracting-root")
+            os.replace(self.root / "DAVIS.extracting-root" / "DAVIS", self.root / "DAVIS")
+        if not self._check_integrity():
+            raise RuntimeError(f"Dataset not found or corrupted at {self.base}. You can use "
+                               "download=True to download it.")
+        self.sequences = self._read_split()
+
+    @property
+    def base(self) -> Path:
+        return self.root / "DAVIS"
+
+    def _read_split(self) -> list[str]:
+        path = self.base / "ImageSets" / "2017" / f"{self.split}.txt"
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+    def _check_integrity(self) -> bool:
+        """Every listed sequence has frames and one annotation per frame."""
+        split_file = self.base / "ImageSets" / "2017" / f"{self.split}.txt"
+        if not split_file.is_file():
+            return False
+        for seq in self._read_split():
+            frames = sorted((self.base / "JPEGImages" / "480p" / seq).glob("*.jpg"))
+            masks = sorted((self.base / "Annotations" / "480p" / seq).glob("*.png"))
+            if not frames or [f.stem for f in frames] != [m.stem for m in masks]:
+                return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> dict:
+        seq = self.sequences[index]
+        frame_paths = sorted((self.base / "JPEGImages" / "480p" / seq).glob("*.jpg"))[: self.max_frames]
+        frames = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy())
+                              for p in frame_paths]).permute(0, 3, 1, 2).float() / 255.0
+        ids = torch.stack([torch.from_numpy(np.asarray(Image.open(
+            self.base / "Annotations" / "480p" / seq / f"{p.stem}.png")).astype(np.int64))
+            for p in frame_paths])
+        if ids.shape[-2:] != frames.shape[-2:]:
+            raise RuntimeError(f"Sequence {seq}: annotations of size {tuple(ids.shape[-2:])} do not "
+                               f"match frames of size {tuple(frames.shape[-2:])}; the dataset is "
+                               "corrupted, download it again.")
+        objects = [int(i) for i in ids.unique() if 0 < i < 255][: self.max_objects]
+        masks = torch.zeros(len(frame_paths), self.max_objects, *ids.shape[-2:], dtype=torch.bool)
+        for k, obj in enumerate(objects):
+            masks[:, k] = ids == obj
+        labels = torch.full((self.max_objects,), -1, dtype=torch.long)
+        labels[: len(objects)] = 0
+        if self.image_size is not None:
+            size = (self.image_size, self.image_size)
+            frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+            masks = F.interpolate(masks.float(), size=size, mode="nearest").bool()
+        return {"frames": frames, "masks": masks, "labels": labels, "name": seq}
+
+
+def download_archive(root: str | os.PathLike) -> Path:
+    """Fetch the official DAVIS 2017 train/val 480p archive into ``root`` (resumable)."""
+    return download(URL, sha256=None, folder=root)

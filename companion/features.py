@@ -1,0 +1,131 @@
+"""Pooled features and feature maps of a whole dataset, cached on disk and keyed by the model's weights."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .runtime import cache_dir, resolve_device
+from .train import as_dataset, split_batch, to_device
+
+__all__ = ["FeatureSet", "extract_features", "weights_fingerprint"]
+
+CACHE_FORMAT = "companion.features/1"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of N samples: pooled f ``(N, D)``, labels ``(N,)`` (-1: none), maps M ``(N, D, h, w)``."""
+
+    pooled: torch.Tensor
+    labels: torch.Tensor
+    maps: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_features(self) -> int:
+        return self.pooled.shape[1]
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (names, dtypes, shapes and values)."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _maps_and_pooled(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(model, "forward_all"):
+        _, pooled, maps = model.forward_all(x)
+        return maps, pooled
+    if hasattr(model, "forward_features"):
+        maps = model.forward_features(x)
+        return maps, maps.mean(dim=(2, 3))
+    raise TypeError(f"extract_features needs a model with forward_all (a Classifier) or "
+                    f"forward_features (a Backbone), got {type(model).__name__}.")
+
+
+def _cache_path(cache_key: str):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", cache_key):
+        raise ValueError(f"cache_key {cache_key!r} may only hold letters, digits, '_', '-' and '.', "
+                         "since it names a file in the cache folder.")
+    return cache_dir("features") / f"{cache_key}.pt"
+
+
+def _load_cached(path, fingerprint: str, n: int, maps: bool) -> FeatureSet | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: recompute and overwrite
+        return None
+    if (not isinstance(state, dict) or state.get("format") != CACHE_FORMAT
+            or state.get("fingerprint") != fingerprint or state.get("n") != n
+            or (maps and state.get("maps") is None)):
+        return None
+    return FeatureSet(pooled=state["pooled"], labels=state["labels"],
+                      maps=state["maps"] if maps else None)
+
+
+def extract_features(model: nn.Module, data: Any, *, batch_size: int = 256,
+                     device: str | torch.device | None = None, maps: bool = False,
+                     cache_key: str | None = None, progress: bool = True, amp: bool | None = None,
+                     num_workers: int = 0, collate_fn: Callable | None = None) -> FeatureSet:
+    """Pooled features (and with ``maps=True`` the feature maps) of every sample, in order.
+
+    Runs in eval mode without gradients. With ``cache_key`` the result is stored atomically in
+    ``cache_dir("features")`` and reused while the model's weights and the data's length are
+    unchanged; otherwise it is recomputed.
+    """
+    dataset = as_dataset(data)
+    if len(dataset) == 0:
+        raise ValueError("Cannot extract features of an empty dataset.")
+    path = _cache_path(cache_key) if cache_key is not None else None
+    fingerprint = weights_fingerprint(model) if path is not None else ""
+    if path is not None and (hit := _load_cached(path, fingerprint, len(dataset), maps)) is not None:
+        return hit
+
+    device = resolve_device(device)
+    loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_fn, pin_memory=device.type == "cuda")
+    pooled, labels, all_maps = [], [], []
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            for batch in tqdm(loader, desc="features", disable=not progress):
+                x, y = split_batch(to_device(batch, device))
+                with torch.autocast(device.type, dtype=torch.float16,
+                                    enabled=device.type == "cuda" and amp is not False):
+                    m, f = _maps_and_pooled(model, x)
+                pooled.append(f.float().cpu())
+                labels.append(y.cpu() if y is not None else torch.full((len(x),), -1))
+                if maps:
+                    all_maps.append(m.float().cpu())
+    finally:
+        model.train(was_training)
+    result = FeatureSet(pooled=torch.cat(pooled), labels=torch.cat(labels).long(),
+                        maps=torch.cat(all_maps) if maps else None)
+    if path is not None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save({"format": CACHE_FORMAT, "fingerprint": fingerprint, "n": len(dataset),
+                        "pooled": result.pooled, "labels": result.labels, "maps": result.maps}, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return result

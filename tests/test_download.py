@@ -1,0 +1,217 @@
+"""Tests of the download helper against a local HTTP server that honours range requests."""
+
+import hashlib
+import http.server
+import io
+import os
+import socket
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from companion.download import DownloadError, download, extract, md5sum, sha256sum
+
+PAYLOAD = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD; ``/norange`` ignores Range, ``/truncate`` cuts its first response short."""
+
+    timeout = 5
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        if self.path.startswith("/missing"):
+            self.send_error(404)
+            return
+        start = 0
+        ranged = self.headers.get("Range")
+        if ranged and not self.path.startswith("/norange"):
+            start = int(ranged.removeprefix("bytes=").rstrip("-"))
+            if start >= len(PAYLOAD):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        body = PAYLOAD[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.path.startswith("/truncate") and not server.truncated:
+            server.truncated = True
+            body = body[: len(body) // 3]
+            self.close_connection = True
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.requests, httpd.truncated = [], False
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_port}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def _fetch(url, tmp_path, sha256=SHA, **kw):
+    return download(url, sha256, filename="file.bin", folder=tmp_path, progress=False, **kw)
+
+
+def test_download_checks_sha256_and_reuses_the_file(server, tmp_path):
+    path = _fetch(f"{server.url}/plain/file.bin", tmp_path)
+    assert path == tmp_path / "file.bin" and path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "file.bin.part").exists()
+    n_requests = len(server.requests)
+    assert _fetch(f"{server.url}/plain/file.bin", tmp_path) == path
+    assert len(server.requests) == n_requests, "a verified file was downloaded again"
+
+
+def test_filename_defaults_to_the_url_without_query(server, tmp_path):
+    path = download(f"{server.url}/plain/data.tgz?download=1", SHA, folder=tmp_path,
+                    progress=False)
+    assert path.name == "data.tgz"
+
+
+def test_checksum_mismatch_deletes_everything(server, tmp_path):
+    with pytest.raises(DownloadError, match="Checksum mismatch.*SHA-256"):
+        _fetch(f"{server.url}/plain/file.bin", tmp_path, sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_md5_is_checked_too(server, tmp_path):
+    good = hashlib.md5(PAYLOAD).hexdigest()
+    assert _fetch(f"{server.url}/plain/file.bin", tmp_path, sha256=None, md5=good).exists()
+    assert md5sum(tmp_path / "file.bin") == good and sha256sum(tmp_path / "file.bin") == SHA
+    other = tmp_path / "other"
+    with pytest.raises(DownloadError, match="MD5"):
+        _fetch(f"{server.url}/plain/file.bin", other, sha256=SHA, md5="f" * 32)
+    assert list(other.iterdir()) == []
+
+
+def test_partial_file_is_resumed_with_a_range_request(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:40000])
+    path = _fetch(f"{server.url}/plain/file.bin", tmp_path)
+    assert server.requests[-1][1] == "bytes=40000-"
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_resume_ignored_by_the_server_starts_over(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(b"garbage" * 100)
+    path = _fetch(f"{server.url}/norange/file.bin", tmp_path)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_complete_partial_file_is_finished_after_416(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD)
+    assert _fetch(f"{server.url}/plain/file.bin", tmp_path).read_bytes() == PAYLOAD
+
+
+def test_too_long_partial_file_is_deleted(server, tmp_path):
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD + b"extra")
+    with pytest.raises(DownloadError, match="longer"):
+        _fetch(f"{server.url}/plain/file.bin", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert _fetch(f"{server.url}/plain/file.bin", tmp_path).read_bytes() == PAYLOAD
+
+
+def test_truncated_download_fails_keeps_part_and_resumes(server, tmp_path):
+    url = f"{server.url}/truncate/file.bin"
+    with pytest.raises(DownloadError, match="truncated"):
+        _fetch(url, tmp_path)
+    assert not (tmp_path / "file.bin").exists(), "a truncated file was renamed into place"
+    kept = (tmp_path / "file.bin.part").stat().st_size
+    assert 0 < kept < len(PAYLOAD)
+    assert _fetch(url, tmp_path).read_bytes() == PAYLOAD
+    assert server.requests[-1][1] == f"bytes={kept}-"
+
+
+def test_corrupted_existing_file_is_reported(server, tmp_path):
+    (tmp_path / "file.bin").write_bytes(b"not the payload")
+    with pytest.raises(DownloadError, match="Delete it"):
+        _fetch(f"{server.url}/plain/file.bin", tmp_path)
+
+
+def test_unreachable_url_names_the_url_and_the_way_out(tmp_path):
+    with socket.socket() as s:  # a port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/file.bin"
+    with pytest.raises(DownloadError) as info:
+        _fetch(url, tmp_path, timeout=5)
+    assert url in str(info.value) and "by hand" in str(info.value)
+    assert not (tmp_path / "file.bin").exists()
+
+
+def test_http_error_names_the_url(server, tmp_path):
+    with pytest.raises(DownloadError, match="missing/file.bin.*404"):
+        _fetch(f"{server.url}/missing/file.bin", tmp_path)
+    assert not (tmp_path / "file.bin").exists()
+
+
+def test_file_url(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(PAYLOAD)
+    path = download(source.as_uri(), SHA, folder=tmp_path / "out", progress=False)
+    assert path.read_bytes() == PAYLOAD
+
+
+def _archive(tmp_path: Path, kind: str) -> Path:
+    files = {"top/a.txt": b"alpha", "top/sub/b.bin": PAYLOAD}
+    if kind == "zip":
+        path = tmp_path / "archive.zip"
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+    else:
+        path = tmp_path / "archive.tgz"
+        with tarfile.open(path, "w:gz") as t:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_extract_unpacks_and_replaces_the_folder(tmp_path, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert extract(_archive(tmp_path, kind), out) == out
+    assert (out / "top" / "a.txt").read_bytes() == b"alpha"
+    assert (out / "top" / "sub" / "b.bin").read_bytes() == PAYLOAD
+    assert not (out / "stale.txt").exists()
+    assert not (tmp_path / "out.extracting").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "not an archive"])
+def test_damaged_archive_fails_cleanly(tmp_path, damage):
+    archive = _archive(tmp_path, "tgz")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"hello " * 100)
+    with pytest.raises(DownloadError, match="archive.tgz"):
+        extract(archive, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["archive.tgz"]
+
+
+def test_extract_of_a_missing_archive(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download it first"):
+        extract(tmp_path / "nothing.tgz", tmp_path / "out")
