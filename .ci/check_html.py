@@ -2,7 +2,8 @@
 
 For each page of ``_toc.yml``: the page loads and has its title; it shows no error output; a
 chapter shows at least one figure (an ``<img>`` whose data is there); every widget embedded in the
-page has been rendered by the vendored JavaScript. A screenshot of each page is saved.
+page and every equation has been rendered by the vendored JavaScript (no network is needed). A
+screenshot of each page is saved.
 
     python .ci/check_html.py [--html _build/html] [--screenshots _build/screenshots]
 """
@@ -43,6 +44,8 @@ class PageDom:
     images: list[str] = field(default_factory=list)     # src of content images
     widget_views: int = 0                                # embedded widget views
     rendered_views: int = 0                              # widget areas the JavaScript filled
+    equations: int = 0                                   # math elements Sphinx wrote
+    typeset: int = 0                                     # equations MathJax typeset
     text: str = ""
 
 
@@ -54,6 +57,7 @@ class _DomReader(HTMLParser):
         self.dom = PageDom()
         self._stack: list[tuple[str, set[str]]] = []
         self._in = {"title": False, "h1": False}
+        self._title_done = False
         self._subareas: list[int] = []    # stack depths of open widget-subarea divs
         self._filled: list[bool] = []
         self._text: list[str] = []
@@ -71,6 +75,10 @@ class _DomReader(HTMLParser):
         self._stack.append((tag, classes))
         if tag == "script" and attrs.get("type") == WIDGET_VIEW:
             self.dom.widget_views += 1
+        if "math" in classes and tag in ("span", "div"):
+            self.dom.equations += 1
+        if tag == "mjx-container":
+            self.dom.typeset += 1
         if tag == "div" and "widget-subarea" in classes:
             self._subareas.append(len(self._stack))
             self._filled.append(False)
@@ -89,9 +97,10 @@ class _DomReader(HTMLParser):
                 break
         if tag in self._in:
             self._in[tag] = False
+        self._title_done |= tag == "title"  # later <title>s belong to SVG icons
 
     def handle_data(self, data):
-        if self._in["title"]:
+        if self._in["title"] and not self._title_done:
             self.dom.title += data
         if self._in["h1"] and not self.dom.heading:
             self.dom.heading = data.strip()
@@ -147,6 +156,9 @@ def check_page(page: str, html_root: Path, screenshots: Path, profile_dir: Path)
     if dom.rendered_views < dom.widget_views:
         problems.append(f"{dom.widget_views - dom.rendered_views} of {dom.widget_views} widgets "
                         "were not rendered")
+    if dom.typeset < dom.equations:
+        problems.append(f"{dom.equations - dom.typeset} of {dom.equations} equations were not "
+                        "typeset")
     shot = screenshots / f"{page.replace('/', '__')}.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     chromium(url, f"--screenshot={shot}", f"--window-size={WINDOW}", profile_dir=profile_dir)

@@ -49,6 +49,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 def _maps_and_pooled(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps M and pooled features f of a Classifier or a Backbone."""
     if hasattr(model, "forward_all"):
         _, pooled, maps = model.forward_all(x)
         return maps, pooled
@@ -60,6 +61,7 @@ def _maps_and_pooled(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def _cache_path(cache_key: str):
+    """The cache file of ``cache_key``, which must be a plain file name."""
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", cache_key):
         raise ValueError(f"cache_key {cache_key!r} may only hold letters, digits, '_', '-' and '.', "
                          "since it names a file in the cache folder.")
@@ -67,6 +69,7 @@ def _cache_path(cache_key: str):
 
 
 def _load_cached(path, fingerprint: str, n: int, maps: bool) -> FeatureSet | None:
+    """The cached features if they match the weights, the data length and ``maps``; else None."""
     if not path.exists():
         return None
     try:

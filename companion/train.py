@@ -96,6 +96,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _batch_len(batch: Any) -> int:
+    """Number of samples in a (nested) batch, read from its first tensor."""
     if isinstance(batch, torch.Tensor):
         return len(batch)
     if isinstance(batch, Mapping):
@@ -113,10 +114,12 @@ def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _autocast(device: torch.device, amp: bool | None):
+    """float16 autocast on CUDA (unless ``amp=False``); a no-op context elsewhere."""
     return torch.autocast(device.type, dtype=torch.float16, enabled=_use_amp(device, amp))
 
 
 def _use_amp(device: torch.device, amp: bool | None) -> bool:
+    """Mixed precision only on CUDA, and only unless switched off."""
     return device.type == "cuda" and amp is not False
 
 
@@ -142,6 +145,7 @@ def _setup_distributed(device: torch.device) -> torch.device:
 
 
 def _all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Sums of ``values`` over all ranks (unchanged in a single process)."""
     if _world()[1] == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64,
@@ -189,6 +193,7 @@ def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dic
 
 
 def _name(obj: Any) -> str:
+    """A stable name of a callable for the checkpoint's configuration."""
     if isinstance(obj, functools.partial):
         return f"partial({_name(obj.func)})"
     return getattr(obj, "__qualname__", type(obj).__qualname__)
@@ -220,6 +225,7 @@ def _trainable_groups(model: nn.Module, param_groups: Sequence[Mapping] | None
 
 def _make_optimizer(optimizer: str | Callable, groups: list[dict], lr: float, weight_decay: float,
                     momentum: float) -> torch.optim.Optimizer:
+    """The optimiser named by ``optimizer``, or built by it when it is a callable."""
     if callable(optimizer):
         return optimizer(groups, lr=lr, weight_decay=weight_decay)
     if optimizer == "sgd":
@@ -231,6 +237,7 @@ def _make_optimizer(optimizer: str | Callable, groups: list[dict], lr: float, we
 
 
 def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: int):
+    """The per-epoch learning-rate scheduler named by ``scheduler`` (``None``: none)."""
     if scheduler is None:
         return None
     if scheduler == "cosine":
@@ -247,6 +254,7 @@ def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: in
 # --------------------------------------------------------------------------------- checkpoints
 
 def _rng_state(device: torch.device, generator: torch.Generator) -> dict:
+    """Python, NumPy, torch (CPU and CUDA) and data-order generator states, loadable with weights_only."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -258,6 +266,7 @@ def _rng_state(device: torch.device, generator: torch.Generator) -> dict:
 
 
 def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Generator) -> None:
+    """Restore what :func:`_rng_state` saved."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
@@ -269,6 +278,7 @@ def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Genera
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -279,6 +289,7 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`fit`, or a clear error."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -291,6 +302,7 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 def _check_config(saved: Mapping, current: Mapping, path: Path) -> None:
+    """Raise a clear error listing every difference between two training configurations."""
     diffs = []
     for key in sorted(set(saved) | set(current)):
         old, new = saved.get(key), current.get(key)

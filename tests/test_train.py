@@ -1,6 +1,10 @@
 """Tests of the training loop: learning, exact resume, checkpoint checks, frozen parameters, evaluation."""
 
 import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +103,37 @@ def test_resume_after_crash_gives_identical_weights(tmp_path):
     assert_same_state(resumed, reference)
     assert hist.train_loss == ref_hist.train_loss
     assert hist.train_metrics == ref_hist.train_metrics
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from companion.train import classification_loss, fit
+    from test_train import RECIPE, NoisyBlobs, mlp
+    calls = 0
+    def classification_loss_until_killed(model, batch):
+        global calls
+        calls += 1
+        if calls > {batches}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return classification_loss(model, batch)
+    classification_loss_until_killed.__qualname__ = "classification_loss"
+    fit(mlp(), NoisyBlobs(), loss=classification_loss_until_killed, checkpoint={path!r}, **RECIPE)
+""")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_identical_weights(tmp_path):
+    path = str(tmp_path / "run.pt")
+    code = KILLED_RUN.format(tests=str(Path(__file__).parent), batches=3 * 4 + 2, path=path)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]  # killed in the middle of epoch 4
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+    resumed = mlp(seed=1)
+    fit(resumed, NoisyBlobs(), checkpoint=path, **RECIPE)
+    reference = mlp()
+    fit(reference, NoisyBlobs(), **RECIPE)
+    assert_same_state(resumed, reference)
 
 
 def test_finished_checkpoint_is_loaded_without_training(tmp_path):

@@ -103,3 +103,29 @@ class DAVIS2017(Dataset):
 def download_archive(root: str | os.PathLike) -> Path:
     """Fetch the official DAVIS 2017 train/val 480p archive into ``root`` (resumable)."""
     return download(URL, sha256=None, folder=root)
+
+
+def to_clips(dataset: DAVIS2017, n_frames: int, max_clips: int | None = None) -> "MovingShapes":
+    """Cut every sequence into clips of ``n_frames`` frames and hold them like the synthetic set.
+
+    Frames are stored as uint8 and masks as bool, so the training code of the smoke world runs
+    unchanged on real data (one class, "object"). Use ``image_size`` on the dataset.
+    """
+    from .moving_shapes import MovingShapes
+
+    if dataset.image_size is None:
+        raise ValueError("to_clips needs frames of one size: create DAVIS2017(..., image_size=S).")
+    videos, masks, labels = [], [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        for start in range(0, item["frames"].shape[0] - n_frames + 1, n_frames):
+            videos.append((item["frames"][start:start + n_frames] * 255).round().to(torch.uint8))
+            masks.append(item["masks"][start:start + n_frames])
+            labels.append(item["labels"])
+            if max_clips is not None and len(videos) >= max_clips:
+                break
+        if max_clips is not None and len(videos) >= max_clips:
+            break
+    if not videos:
+        raise ValueError(f"No sequence has {n_frames} frames; choose fewer frames per clip.")
+    return MovingShapes(torch.stack(videos), torch.stack(masks), torch.stack(labels), ("object",))

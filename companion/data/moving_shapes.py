@@ -52,9 +52,10 @@ class MovingShapes:
         """Every frame of every clip as a dataset of ``{"image", "masks", "labels"}``."""
         return FrameDataset(self)
 
-    def chains(self, length: int = 3, frame_range: int = 5, seed: int = 0) -> "ChainDataset":
-        """Short frame chains (one per clip and start frame) for sparse fine-tuning."""
-        return ChainDataset(self, length=length, frame_range=frame_range, seed=seed)
+    def chains(self, length: int = 3, frame_range: int = 5, per_clip: int = 1,
+               seed: int = 0) -> "ChainDataset":
+        """Short frame chains (``per_clip`` random ones per clip) for sparse fine-tuning."""
+        return ChainDataset(self, length=length, frame_range=frame_range, per_clip=per_clip, seed=seed)
 
 
 class FrameDataset(Dataset):
@@ -79,20 +80,22 @@ class ChainDataset(Dataset):
     time order so that each frame's prior comes from the frame just before it.
     """
 
-    def __init__(self, data: MovingShapes, length: int = 3, frame_range: int = 5, seed: int = 0):
+    def __init__(self, data: MovingShapes, length: int = 3, frame_range: int = 5, per_clip: int = 1,
+                 seed: int = 0):
         if length < 2:
             raise ValueError(f"A chain needs at least 2 frames (a prior and a frame that uses it), "
                              f"got length={length}.")
         if data.n_frames < length:
             raise ValueError(f"Clips have {data.n_frames} frame(s) but chains of {length} were "
                              "requested: make the clips longer (n_frames) or the chains shorter.")
-        if frame_range < 1:
-            raise ValueError(f"frame_range must be at least 1, got {frame_range}.")
+        if frame_range < 1 or per_clip < 1:
+            raise ValueError(f"frame_range and per_clip must be at least 1, got {frame_range} and "
+                             f"{per_clip}.")
         self.data, self.length, self.frame_range = data, length, frame_range
         rng = np.random.default_rng(seed)
         self.index = []
         for v in range(len(data)):
-            for _ in range(data.n_frames):
+            for _ in range(per_clip):
                 steps = rng.integers(1, frame_range + 1, size=length - 1)
                 while steps.sum() > data.n_frames - 1:
                     steps = np.maximum(1, steps - 1)

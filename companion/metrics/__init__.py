@@ -1,1 +1,5 @@
-"""metrics."""
+"""Metrics, one module per family: ``interpretability``, ``qpm``, ``uncertainty``, ``segmentation``, ``efficiency``."""
+
+from .interpretability import (AttributeAlignment, Compactness, PartAlignment, attribute_alignment,
+                               class_independence, compactness, dependence, diversity_at_k,
+                               feature_correlation, part_alignment)

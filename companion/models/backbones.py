@@ -47,6 +47,7 @@ class Backbone(nn.Module):
 
 
 def _conv_block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    """3×3 conv → BatchNorm → ReLU, then 2×2 max pooling if ``pool``."""
     layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
               nn.ReLU(inplace=True)]
     if pool:
@@ -88,6 +89,7 @@ def _reduce_strides(model: nn.Module) -> None:
 
 
 def _check_pretrained_allowed(name: str) -> None:
+    """Refuse a download in a profile that never downloads, and say what to do instead."""
     profile = get_profile()
     if not profile.real_data:
         raise RuntimeError(
@@ -140,6 +142,7 @@ class TimmBackbone(Backbone):
         self.is_vit = hasattr(self.model, "patch_embed") and hasattr(self.model, "num_prefix_tokens")
 
     def _check_vit_size(self, x: torch.Tensor) -> None:
+        """Raise a clear error if a ViT cannot take inputs of this height and width."""
         embed = self.model.patch_embed
         fixed = getattr(embed, "img_size", None)
         if fixed is not None and getattr(embed, "strict_img_size", False) \

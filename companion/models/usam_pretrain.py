@@ -34,7 +34,7 @@ class PretrainConfig:
     """What the committed checkpoint was trained with; bigger sizes also train a little longer."""
 
     n_images: int = 2000
-    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 4, "small": 6, "large": 10})
+    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 3, "small": 5, "large": 8})
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch_size: int = 64

@@ -16,6 +16,7 @@ back; batch 1, the mode whose savings are real).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -433,3 +434,18 @@ def evaluate_clips(model: nn.Module, data: MovingShapes, mode: str = "gather",
                      [p.labels for p in video_preds], [g[0] for g in video_gt], [g[1] for g in video_gt])
     per_layer = keep_ratio_per_layer(torch.cat(keeps))
     return ClipEvaluation(frame, video, per_layer, float(per_layer.mean()))
+
+
+@torch.no_grad()
+def frame_call(model: nn.Module, previous: torch.Tensor, frame: torch.Tensor,
+               mode: str = "gather") -> Callable[[], dict]:
+    """A batch-1 call of ``model`` on ``frame`` (1, 3, H, W), with the prior of ``previous`` for a
+    pruned segmenter: the unit that FLOPs and wall-clock time are measured on."""
+    model.eval()
+    if isinstance(model, PrunedSegmenter):
+        prior = model.forward_frame(previous, None, mode).prior
+        return lambda: model.forward_frame(frame, prior, mode).outputs
+    if isinstance(model, (VideoSegmenter, TokenMergingSegmenter)):
+        return lambda: model(frame)
+    raise TypeError(f"Expected a VideoSegmenter, PrunedSegmenter or TokenMergingSegmenter, got "
+                    f"{type(model).__name__}.")

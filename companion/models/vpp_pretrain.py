@@ -20,7 +20,7 @@ import torch
 
 from ..data.moving_shapes import MovingShapes, make_moving_shapes
 from ..runtime import resolve_device
-from ..train import fit
+from ..train import History, fit
 from .vit_video import SegmenterConfig, VideoSegmenter, frame_loss
 from .vpp import KeepRatioSchedule, PrunedSegmenter, chain_loss
 
@@ -32,12 +32,14 @@ FORMAT = "companion.vpp_pretrain/1"
 class PretrainConfig:
     """Data and schedule of the smoke-world training (the paper's recipe at toy scale)."""
 
-    n_videos: int = 48
-    n_frames: int = 12
-    dense_epochs: int = 15
+    n_videos: int = 512
+    n_frames: int = 8
+    image_size: int = 96
+    dim: int = 64
+    dense_epochs: int = 3
     dense_lr: float = 1e-3
     dense_batch: int = 16
-    sparse_epochs: int = 4
+    sparse_epochs: int = 3
     sparse_lr: float = 1e-3          # selection modules; backbone and head train at ×0.1
     sparse_batch: int = 8
     chain_length: int = 3
@@ -52,39 +54,44 @@ class VPPModels:
     dense: VideoSegmenter
     vpp: PrunedSegmenter
     svit: PrunedSegmenter
+    histories: dict = dataclasses.field(default_factory=dict)  # name → training History
 
 
 def train_data(config: PretrainConfig, seed: int = 0) -> MovingShapes:
     """The training clips (validation clips use ``seed + 1``)."""
-    return make_moving_shapes(config.n_videos, config.n_frames, seed=seed)
+    return make_moving_shapes(config.n_videos, config.n_frames, config.image_size, seed=seed)
 
 
 def train_dense(data: MovingShapes, config: PretrainConfig = PretrainConfig(), seed: int = 0,
-                device=None, progress: bool = True) -> VideoSegmenter:
-    """Dense training on single frames (AdamW, cosine schedule)."""
+                device=None, progress: bool = True,
+                model: VideoSegmenter | None = None) -> tuple[VideoSegmenter, History]:
+    """Dense training on single frames (AdamW, cosine schedule) of ``model`` (default: a new
+    small segmenter; pass e.g. :func:`~companion.models.vit_video.from_timm` for a pretrained one)."""
     torch.manual_seed(seed)
-    model = VideoSegmenter(SegmenterConfig(num_classes=len(data.classes)))
-    fit(model, data.frames(), epochs=config.dense_epochs, loss=frame_loss, optimizer="adamw",
+    if model is None:
+        model = VideoSegmenter(SegmenterConfig(image_size=config.image_size, dim=config.dim,
+                                               num_classes=len(data.classes)))
+    history = fit(model, data.frames(), epochs=config.dense_epochs, loss=frame_loss, optimizer="adamw",
         lr=config.dense_lr, weight_decay=0.05, batch_size=config.dense_batch, scheduler="cosine",
         grad_clip=1.0, seed=seed, device=device, progress=progress, desc="dense")
-    return model.eval()
+    return model.eval(), history
 
 
 def train_sparse(dense: VideoSegmenter, data: MovingShapes, schedule: KeepRatioSchedule,
                  config: PretrainConfig = PretrainConfig(), seed: int = 0, device=None,
-                 progress: bool = True, desc: str = "sparse") -> PrunedSegmenter:
+                 progress: bool = True, desc: str = "sparse") -> tuple[PrunedSegmenter, History]:
     """Sparse fine-tuning on frame chains: selection modules at lr, backbone and head at lr/10."""
     torch.manual_seed(seed)
     model = PrunedSegmenter(_copy(dense), schedule)
     modules = [p for n, p in model.named_parameters() if not n.startswith("segmenter.")]
     groups = [{"params": modules, "lr": config.sparse_lr},
               {"params": model.segmenter.parameters(), "lr": config.sparse_lr / 10}]
-    fit(model, data.chains(config.chain_length, config.frame_range, seed=seed),
+    history = fit(model, data.chains(config.chain_length, config.frame_range, seed=seed),
         epochs=config.sparse_epochs, loss=chain_loss, optimizer="adamw", lr=config.sparse_lr,
         weight_decay=0.05, param_groups=groups, batch_size=config.sparse_batch,
         scheduler=("step", max(1, config.sparse_epochs * 2 // 3), 0.1), grad_clip=1.0, seed=seed,
         device=device, progress=progress, desc=desc)
-    return model.eval()
+    return model.eval(), history
 
 
 def _copy(model: VideoSegmenter) -> VideoSegmenter:
@@ -100,14 +107,19 @@ def schedules(config: PretrainConfig = PretrainConfig()) -> tuple[KeepRatioSched
 
 
 def pretrain(config: PretrainConfig = PretrainConfig(), seed: int = 0, device=None,
-             progress: bool = True) -> VPPModels:
-    """Train the dense model and fine-tune it twice: with VPP and with later-layer modules only."""
-    data = train_data(config, seed)
-    dense = train_dense(data, config, seed, device, progress)
+             progress: bool = True, data: MovingShapes | None = None,
+             model: VideoSegmenter | None = None) -> VPPModels:
+    """Train the dense model and fine-tune it twice: with VPP and with later-layer modules only.
+
+    ``data`` defaults to the synthetic training clips; ``model`` to a new small segmenter.
+    """
+    data = train_data(config, seed) if data is None else data
+    dense, h_dense = train_dense(data, config, seed, device, progress, model)
     vpp_schedule, svit_schedule = schedules(config)
-    vpp = train_sparse(dense, data, vpp_schedule, config, seed, device, progress, "vpp")
-    svit = train_sparse(dense, data, svit_schedule, config, seed, device, progress, "svit")
-    return VPPModels(dense.cpu(), vpp.cpu(), svit.cpu())
+    vpp, h_vpp = train_sparse(dense, data, vpp_schedule, config, seed, device, progress, "vpp")
+    svit, h_svit = train_sparse(dense, data, svit_schedule, config, seed, device, progress, "svit")
+    return VPPModels(dense.cpu(), vpp.cpu(), svit.cpu(),
+                     {"dense": h_dense, "vpp": h_vpp, "svit": h_svit})
 
 
 def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, seed: int) -> Path:
@@ -118,7 +130,8 @@ def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, see
                    for n, t in getattr(models, name).state_dict().items()}
             for name in ("dense", "vpp", "svit")}
     state = {"format": FORMAT, "segmenter": dataclasses.asdict(models.dense.config),
-             "pretrain": dataclasses.asdict(config), "seed": seed, **half}
+             "pretrain": dataclasses.asdict(config), "seed": seed, **half,
+             "histories": {k: h.to_dict() for k, h in models.histories.items()}}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(state, tmp)
@@ -142,7 +155,8 @@ def load(path: str | os.PathLike = CHECKPOINT) -> tuple[VPPModels, PretrainConfi
     seg_config = SegmenterConfig(**state["segmenter"])
     vpp_schedule, svit_schedule = schedules(config)
     models = VPPModels(VideoSegmenter(seg_config), PrunedSegmenter(VideoSegmenter(seg_config), vpp_schedule),
-                       PrunedSegmenter(VideoSegmenter(seg_config), svit_schedule))
+                       PrunedSegmenter(VideoSegmenter(seg_config), svit_schedule),
+                       {k: History.from_dict(h) for k, h in state.get("histories", {}).items()})
     for name in ("dense", "vpp", "svit"):
         getattr(models, name).load_state_dict({n: t.float() if t.is_floating_point() else t
                                                for n, t in state[name].items()})

@@ -1,1 +1,4 @@
-"""solvers."""
+"""Solvers: the elastic-net regularisation path (glm-saga's problem) and the methods' assignment programs."""
+
+from .elastic_net import (ElasticNetFit, ElasticNetPath, elastic_net_objective, elastic_net_path,
+                          fit_elastic_net, lambda_max, standardize)

@@ -190,17 +190,30 @@ def _prox(weight: Tensor, step: float, lam: float, alpha: float, group: bool) ->
     return out / (1 + step * lam * (1 - alpha))
 
 
-def _ce(logits: Tensor, labels: Tensor) -> Tensor:
-    return F.cross_entropy(logits, labels)
+def _softmax_ce(logits_t: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and softmax of class-major logits (C, N), with a single exp.
+
+    Class-major layout keeps the reductions over classes contiguous, which is several times
+    faster on CPU than ``log_softmax`` over a short last dimension.
+    """
+    shifted = logits_t - logits_t.amax(dim=0, keepdim=True)
+    expo = shifted.exp()
+    total = expo.sum(dim=0, keepdim=True)
+    loss = (total.log().squeeze(0) - shifted.gather(0, labels[None]).squeeze(0)).mean()
+    return loss, expo / total
+
+
+def _logits_t(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    return torch.addmm(bias[:, None], weight, x.T)
 
 
 @dataclass
 class _Problem:
-    """Features on the device, labels, one-hot targets and a bound on the smooth part's curvature."""
+    """Features on the device, labels, class-major one-hot targets and a curvature bound."""
 
     x: Tensor
     labels: Tensor
-    onehot: Tensor
+    onehot_t: Tensor
     lipschitz: float
 
 
@@ -210,37 +223,37 @@ def _make_problem(features: Tensor, labels: Tensor, n_classes: int, device: torc
     # The softmax-CE Hessian w.r.t. the logits is ≤ 1/2 I, so L ≤ ‖[X, 1]‖₂² / (2N).
     aug = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=device)], dim=1)
     sigma = torch.linalg.matrix_norm(aug.double() if device.type == "cpu" else aug, ord=2)
-    return _Problem(x, labels.to(device), F.one_hot(labels.to(device), n_classes).to(x.dtype),
-                    float(sigma) ** 2 / (2 * n))
+    labels = labels.to(device)
+    onehot_t = F.one_hot(labels, n_classes).to(x.dtype).T.contiguous()
+    return _Problem(x, labels, onehot_t, float(sigma) ** 2 / (2 * n))
 
 
-def _fista(x: Tensor, labels: Tensor, onehot: Tensor, weight: Tensor, bias: Tensor, lam: float,
+def _fista(x: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor, bias: Tensor, lam: float,
            alpha: float, group: bool, step: float, safe_step: float, tol: float,
            max_iter: int) -> tuple[Tensor, Tensor, int, bool, float]:
     """FISTA with backtracking and adaptive restart on the columns in ``x``; returns the last step too.
 
     ``safe_step`` = 1/L always satisfies the line search; longer steps are tried first and halved.
+    Logits are linear in (W, b), so the extrapolated point's logits are combined, not recomputed.
     """
     n = x.shape[0]
-    w_old, b_old = weight, bias
-    z_old = x @ weight.T + bias
-    w_y, b_y, z_y = weight, bias, z_old
-    momentum = 1.0
     slack = 16 * torch.finfo(x.dtype).eps  # rounding noise of the loss, not a real increase
-    converged, it = False, 0
+    w_old, b_old = weight, bias
+    z_old = _logits_t(x, weight, bias)
+    w_y, b_y, z_y = weight, bias, z_old
+    momentum, converged, it = 1.0, False, 0
     for it in range(1, max_iter + 1):
-        log_p = torch.log_softmax(z_y, dim=1)
-        f_y = -(log_p * onehot).sum() / n
-        resid = (log_p.exp() - onehot) / n
-        grad_w, grad_b = resid.T @ x, resid.sum(dim=0)
+        f_y, prob = _softmax_ce(z_y, labels)
+        resid = (prob - onehot_t) / n
+        grad_w, grad_b = resid @ x, resid.sum(dim=1)
         step = min(step * 1.25, 64 * safe_step)  # try a longer step, the line search shortens it
         while True:
             w_new = _prox(w_y - step * grad_w, step, lam, alpha, group)
             b_new = b_y - step * grad_b
-            z_new = x @ w_new.T + b_new
+            z_new = _logits_t(x, w_new, b_new)
             dw, db = w_new - w_y, b_new - b_y
             quad = f_y + (grad_w * dw).sum() + (grad_b * db).sum() + (dw.pow(2).sum() + db.pow(2).sum()) / (2 * step)
-            if _ce(z_new, labels) <= quad + slack * abs(float(f_y)) or step <= safe_step:
+            if step <= safe_step or _softmax_ce(z_new, labels)[0] <= quad + slack * abs(float(f_y)):
                 break
             step *= 0.5
         residual = max(float(dw.abs().max()) if dw.numel() else 0.0, float(db.abs().max())) / step
@@ -260,8 +273,12 @@ def _fista(x: Tensor, labels: Tensor, onehot: Tensor, weight: Tensor, bias: Tens
 
 
 def _full_gradient(prob: _Problem, weight: Tensor, bias: Tensor) -> Tensor:
-    resid = torch.softmax(prob.x @ weight.T + bias, dim=1) - prob.onehot
-    return resid.T @ prob.x / prob.x.shape[0]
+    _, p = _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)
+    return (p - prob.onehot_t) @ prob.x / prob.x.shape[0]
+
+
+def _loss(prob: _Problem, weight: Tensor, bias: Tensor) -> Tensor:
+    return _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)[0]
 
 
 def _screen(grad: Tensor, weight: Tensor, threshold: float, group: bool) -> Tensor:
@@ -279,7 +296,7 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
     while True:
         idx = torch.nonzero(active).flatten()
         w_act, bias, n_iter, converged, step = _fista(
-            prob.x[:, idx], prob.labels, prob.onehot, weight[:, idx], bias, lam, alpha, group,
+            prob.x[:, idx], prob.labels, prob.onehot_t, weight[:, idx], bias, lam, alpha, group,
             step, 1.0 / prob.lipschitz, tol, max_iter - total)
         total += n_iter
         weight = torch.zeros_like(weight)
@@ -290,6 +307,11 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
         if not violators.any() or total >= max_iter:
             return weight, bias, total, converged and not violators.any()
         active |= violators
+
+
+def _prior_bias(prob: _Problem) -> Tensor:
+    """The optimal bias at W = 0: log class frequencies."""
+    return torch.log(prob.onehot_t.mean(dim=1).clamp_min(1e-12))
 
 
 def _prepare(features: Tensor, labels: Tensor, alpha: float, num_classes: int | None,
@@ -316,12 +338,12 @@ def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: floa
     d = prob.x.shape[1]
     if init is None:
         weight = torch.zeros(n_classes, d, dtype=prob.x.dtype, device=prob.x.device)
-        bias = torch.log(prob.onehot.mean(dim=0).clamp_min(1e-12))
+        bias = _prior_bias(prob)
     else:
         weight, bias = init.weight.to(prob.x), init.bias.to(prob.x)
     weight, bias, n_iter, converged = _solve(prob, weight, bias, float(lam), float(lam), alpha, group,
                                              tol, max_iter)
-    obj = float(_ce(prob.x @ weight.T + bias, prob.labels) + _penalty(weight, float(lam), alpha, group))
+    obj = float(_loss(prob, weight, bias) + _penalty(weight, float(lam), alpha, group))
     return ElasticNetFit(weight.cpu(), bias.cpu(), float(lam), alpha, group, obj, n_iter, converged)
 
 
@@ -350,18 +372,18 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         yv, _ = _check_labels(val[1], xv.shape[0], n_classes)
         yv = yv.to(prob.x.device)
     weight = torch.zeros(n_classes, prob.x.shape[1], dtype=prob.x.dtype, device=prob.x.device)
-    bias = torch.log(prob.onehot.mean(dim=0).clamp_min(1e-12))
+    bias = _prior_bias(prob)
     out: dict[str, list] = {k: [] for k in ("w", "b", "obj", "acc", "val", "iter")}
     lam_prev = float(lambdas[0])
     bar = tqdm(lambdas.tolist(), desc="elastic-net path", disable=not progress, leave=False)
     for lam in bar:
         weight, bias, n_iter, _ = _solve(prob, weight, bias, lam, lam_prev, alpha, group, tol, max_iter)
         lam_prev = lam
-        logits = prob.x @ weight.T + bias
+        logits_t = _logits_t(prob.x, weight, bias)
         out["w"].append(weight.cpu())
         out["b"].append(bias.cpu())
-        out["obj"].append(float(_ce(logits, prob.labels) + _penalty(weight, lam, alpha, group)))
-        out["acc"].append(float((logits.argmax(dim=1) == prob.labels).double().mean()))
+        out["obj"].append(float(_softmax_ce(logits_t, prob.labels)[0] + _penalty(weight, lam, alpha, group)))
+        out["acc"].append(float((logits_t.argmax(dim=0) == prob.labels).double().mean()))
         out["iter"].append(n_iter)
         if val is not None:
             out["val"].append(float(((xv @ weight.T + bias).argmax(dim=1) == yv).double().mean()))

@@ -19,8 +19,10 @@ __all__ = ["to_image", "resize_heatmap", "image_grid", "overlay_heatmap"]
 
 
 def _as_array(x: Any) -> np.ndarray:
+    """A NumPy array from a tensor (any device, any float type) or an array-like."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.is_floating_point() else x).numpy()  # numpy has no bfloat16
     if isinstance(x, np.ndarray):
         return x
     try:

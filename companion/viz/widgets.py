@@ -16,6 +16,7 @@ __all__ = ["interactive_figure", "static_figure"]
 
 
 def _values(controls: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the figure function: widget values, plain values as they are."""
     return {k: c.value if isinstance(c, widgets.Widget) else c for k, c in controls.items()}
 
 
@@ -29,6 +30,7 @@ def static_figure(fn: Callable[..., Figure], **controls: Any) -> Figure:
 
 
 def _png_output(fig: Figure) -> dict:
+    """A figure as a notebook ``display_data`` output holding a PNG."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return {"output_type": "display_data", "metadata": {},

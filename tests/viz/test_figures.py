@@ -27,6 +27,7 @@ def test_to_image_layouts_agree():
     chw = torch.from_numpy(rgb).permute(2, 0, 1)
     for x in (rgb, chw, chw.numpy(), torch.from_numpy(rgb).float()):
         np.testing.assert_allclose(to_image(x), rgb, atol=1e-6)
+    np.testing.assert_allclose(to_image(chw.bfloat16()), rgb, atol=1e-2)  # mixed-precision outputs
     assert to_image(chw).shape == (5, 7, 3)
 
 

@@ -1,0 +1,72 @@
+"""Training losses shared by the classification chapters: the Feature Diversity Loss (SLDD).
+
+Public API
+----------
+``feature_diversity_loss(maps, logits, weight, beta=0.196) -> Tensor``: 𝓛_div of a batch.
+``decision_maps(head, maps) -> (maps, weight)``: the maps and class–feature matrix a head decides
+with (all maps and W for a dense ``nn.Linear``; the selected maps and W for a ``SparseLayer``).
+``diversity_criterion(beta=0.196) -> loss(model, batch)``: CE + 𝓛_div, for ``companion.train.fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DIVERSITY_BETA", "decision_maps", "diversity_criterion", "feature_diversity_loss"]
+
+DIVERSITY_BETA = 0.196  # β for ResNet-50/34 in the SLDD paper
+
+
+def feature_diversity_loss(maps: Tensor, logits: Tensor, weight: Tensor,
+                           beta: float = DIVERSITY_BETA) -> Tensor:
+    """Feature Diversity Loss 𝓛_div (SLDD, Norrenbrock et al. 2023).
+
+    For image b with predicted class ĉ_b, ŵ_b = |W_ĉb| / (‖W_ĉb‖₂ + 10⁻⁵); every map M_bf gets a
+    spatial softmax S_bf(p), scaled by its relative mean activation r_bf = M̄_bf / max_f' M̄_bf':
+
+        𝓛_div = −β/B Σ_b Σ_p max_f ŵ_bf r_bf S_bf(p)
+
+    It is smallest (−β) when the features the predicted class relies on peak at different places.
+    ``maps`` (B, n_f, h, w) are the maps of the features W (n_c × n_f) reads, ``logits`` (B, n_c).
+    """
+    if maps.ndim != 4:
+        raise ValueError(f"maps must have shape (B, n_f, h, w), got {tuple(maps.shape)}.")
+    if weight.ndim != 2 or weight.shape[1] != maps.shape[1] or logits.shape != (maps.shape[0], weight.shape[0]):
+        raise ValueError(f"shapes do not fit: maps {tuple(maps.shape)}, logits {tuple(logits.shape)}, "
+                         f"weight {tuple(weight.shape)}; expected (B, n_f, h, w), (B, n_c), (n_c, n_f).")
+    maps = maps.float()
+    predicted = logits.argmax(dim=1)
+    w = weight[predicted].abs().to(maps.dtype)
+    w_hat = w / (w.norm(dim=1, keepdim=True) + 1e-5)
+    spatial = torch.softmax(maps.flatten(2), dim=2)  # (B, n_f, h·w)
+    mean = maps.mean(dim=(2, 3))
+    relative = mean / mean.amax(dim=1, keepdim=True).clamp_min(1e-6)
+    scaled = spatial * (w_hat * relative)[:, :, None]
+    return -beta * scaled.amax(dim=1).sum(dim=1).mean()
+
+
+def decision_maps(head: nn.Module, maps: Tensor) -> tuple[Tensor, Tensor]:
+    """The feature maps and class–feature matrix W that ``head`` makes its decision with."""
+    if hasattr(head, "select_maps"):
+        return head.select_maps(maps), head.weight
+    if isinstance(head, nn.Linear):
+        return maps, head.weight
+    raise TypeError(f"decision_maps needs an nn.Linear or a SparseLayer head, got {type(head).__name__}.")
+
+
+def diversity_criterion(beta: float = DIVERSITY_BETA) -> Callable[[nn.Module, tuple], tuple[Tensor, dict]]:
+    """``loss(model, batch)`` = CE + 𝓛_div with the model's current head, logging both and accuracy."""
+    def loss(model: nn.Module, batch: tuple) -> tuple[Tensor, dict]:
+        x, y = batch[0], batch[1]
+        logits, _, maps = model.forward_all(x)
+        ce = F.cross_entropy(logits, y)
+        used, weight = decision_maps(model.head, maps)
+        div = feature_diversity_loss(used, logits, weight, beta) if beta else ce.new_zeros(())
+        return ce + div, {"ce": ce.item(), "diversity": div.item(),
+                          "accuracy": (logits.argmax(1) == y).float().mean().item()}
+    loss.__qualname__ = f"diversity_criterion(beta={beta})"
+    return loss

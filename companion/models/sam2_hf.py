@@ -1,0 +1,235 @@
+"""Full world: SAM 2.1 through Hugging Face ``transformers``, read through the same tokens as ours.
+
+``Sam2Tokens`` wraps a ``transformers.Sam2Model`` and returns, per prompt, the three multimask
+logits, their predicted IoUs, the IoU token and the mask tokens that made them. SAM 2's decoder
+runs its two-way transformer on [object-score, IoU, mask₀ … mask₃, prompts…]; the multimask
+outputs come from mask tokens 1…3, so mask j is paired with token j + 1. (The official USAM code
+pairs it with token j, its neighbour's; we do not repeat that offset.) ``load_official_heads``
+reads the official USAM MLPs (``models/mlps/sam2.1/<target>/model.pth``) into :class:`USAMHeads`.
+``coco_instances`` loads a COCO val2017 subset with instance masks. Needs ``pip install
+transformers`` (the ``full`` extra); weights and data are downloaded on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..download import download, extract
+from ..runtime import cache_dir, resolve_device
+from .segmenter import SegmenterOutput
+from .usam import Predictions, USAMHeads
+
+SAM2_CHECKPOINTS = {
+    "tiny": "facebook/sam2.1-hiera-tiny",
+    "small": "facebook/sam2.1-hiera-small",
+    "base_plus": "facebook/sam2.1-hiera-base-plus",
+    "large": "facebook/sam2.1-hiera-large",
+}
+# official USAM MLP folder → our target name
+OFFICIAL_HEADS = {
+    "iou_tiny": "iou_tiny", "iou_small": "iou_small", "iou_base_plus": "iou_base_plus",
+    "iou_large": "iou_large", "iou_unsupervised": "iou_sam", "iou_dense_prompt": "iou_dense",
+    "model_gap": "model_gap", "prompt_gap": "prompt_gap", "task_gap": "task_gap",
+}
+COCO_FILES = {  # (url, md5)
+    "val2017": ("http://images.cocodataset.org/zips/val2017.zip",
+                "442b8da7639aecaf257c1dceb8ba8c80"),
+    "annotations": ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+                    "f4bbac642086de4f52a3fdda2de5fa2c"),
+}
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError("The full world's SAM 2.1 needs Hugging Face transformers: "
+                          "pip install 'transformers>=4.56' (or the package's [full] extra).") from err
+    if not hasattr(transformers, "Sam2Model"):
+        raise ImportError(f"transformers {transformers.__version__} has no Sam2Model; upgrade it "
+                          "(pip install -U 'transformers>=4.56').")
+    return transformers
+
+
+class Sam2Tokens:
+    """A ``transformers`` SAM 2 model that also returns the IoU token and each mask's own token."""
+
+    def __init__(self, model, processor=None):
+        self.model = model.eval()
+        self.processor = processor
+        self._tokens: torch.Tensor | None = None
+        model.mask_decoder.transformer.register_forward_hook(self._keep_tokens)
+
+    def _keep_tokens(self, _module, _inputs, output) -> None:
+        self._tokens = output[0]  # (B, point_batch, 6 + K, D)
+
+    @classmethod
+    def from_pretrained(cls, size: str = "tiny", *, device=None) -> "Sam2Tokens":
+        """SAM 2.1 of a size (``tiny``, ``small``, ``base_plus``, ``large``) or a Hub id."""
+        tf = _transformers()
+        name = SAM2_CHECKPOINTS.get(size, size)
+        if "/" not in name:
+            raise ValueError(f"Unknown SAM 2.1 size {size!r}: choose one of "
+                             f"{', '.join(SAM2_CHECKPOINTS)} or pass a Hub id.")
+        model = tf.Sam2Model.from_pretrained(name).to(resolve_device(device))
+        return cls(model, tf.Sam2Processor.from_pretrained(name))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values: torch.Tensor, points: torch.Tensor,
+                 labels: torch.Tensor | None = None) -> SegmenterOutput:
+        """Three masks per prompt for ``pixel_values`` (B, 3, H, W) and clicks ``points`` (B, K, 2).
+
+        Clicks are (x, y) in the model's input pixels (the processor rescales them); the logits are
+        SAM 2's low-resolution masks (B, 3, H/4, W/4).
+        """
+        if pixel_values.ndim != 4:
+            raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}.")
+        if points.ndim != 3 or points.shape[-1] != 2 or len(points) != len(pixel_values):
+            raise ValueError(f"points must be (B, K, 2) with one prompt per image, got "
+                             f"{tuple(points.shape)} for {len(pixel_values)} images.")
+        size = pixel_values.shape[-1]
+        if ((points < 0) | (points > size)).any():
+            raise ValueError(f"clicks must lie inside the {size}×{size} input image.")
+        if labels is None:
+            labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
+        out = self.model(pixel_values=pixel_values, input_points=points[:, None],
+                         input_labels=labels[:, None], multimask_output=True)
+        tokens = self._tokens[:, 0]
+        return SegmenterOutput(mask_logits=out.pred_masks[:, 0], scores=out.iou_scores[:, 0],
+                               iou_token=tokens[:, 1], mask_tokens=tokens[:, 3:6])
+
+
+def _mask_iou_np(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    inter = (pred & target[None]).sum((-2, -1))
+    union = (pred | target[None]).sum((-2, -1))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                 points: Sequence[np.ndarray], *, progress: bool = True) -> Predictions:
+    """Run SAM 2.1 on each (image, click set) and score the three masks against ``masks``.
+
+    ``images`` are HWC uint8, ``masks`` HW bool at the image's size, ``points`` (K, 2) (x, y).
+    """
+    if not len(images) == len(masks) == len(points):
+        raise ValueError(f"got {len(images)} images, {len(masks)} masks and {len(points)} "
+                         "prompts: give one mask and one prompt per image.")
+    if segmenter.processor is None:
+        raise ValueError("predict_sam2 needs the Sam2Processor: build the segmenter with "
+                         "Sam2Tokens.from_pretrained(...).")
+    rows = []
+    for image, mask, pts in tqdm(list(zip(images, masks, points)), desc="SAM 2.1",
+                                 disable=not progress):
+        pts = np.asarray(pts, dtype=float)
+        inputs = segmenter.processor(images=image, input_points=[[pts.tolist()]],
+                                     input_labels=[[[1] * len(pts)]], return_tensors="pt")
+        inputs = inputs.to(segmenter.device)
+        out = segmenter(inputs["pixel_values"], inputs["input_points"][:, 0],
+                        inputs["input_labels"][:, 0])
+        full = segmenter.processor.post_process_masks(out.mask_logits[:, None].cpu(),
+                                                      inputs["original_sizes"].cpu())[0][0]
+        iou = _mask_iou_np(full.numpy().astype(bool), np.asarray(mask, dtype=bool))
+        rows.append((out.scores[0].float().cpu(), torch.as_tensor(iou, dtype=torch.float32),
+                     out.iou_token[0].float().cpu(), out.mask_tokens[0].float().cpu()))
+    return Predictions(*(torch.stack([r[k] for r in rows]) for k in range(4)))
+
+
+def load_official_heads(folder: str | os.PathLike, *, names: Sequence[str] | None = None,
+                        device=None) -> USAMHeads:
+    """The official USAM MLPs in ``folder`` (``<target>/model.pth``, 3 linear layers each)."""
+    folder = Path(folder)
+    found = [n for n in OFFICIAL_HEADS if (folder / n / "model.pth").is_file()]
+    names = list(names) if names is not None else found
+    missing = [n for n in names if n not in found]
+    if not names or missing:
+        raise FileNotFoundError(f"No official USAM MLP weights for {missing or 'any target'} in "
+                                f"{folder}: expected <target>/model.pth with targets among "
+                                f"{', '.join(OFFICIAL_HEADS)} (models/mlps/sam2.1 of the official "
+                                "repository).")
+    layers = [_three_linear_layers(torch.load(folder / n / "model.pth", map_location="cpu",
+                                              weights_only=True), folder / n / "model.pth")
+              for n in names]
+    d_in = layers[0][0][0].shape[1]
+    heads = USAMHeads([OFFICIAL_HEADS[n] for n in names], d_in // 2, hidden=layers[0][0][0].shape[0])
+    with torch.no_grad():
+        for h, head_layers in enumerate(layers):
+            for i, (w, b) in enumerate(head_layers):
+                heads.weights[i][h].copy_(w.T)
+                heads.biases[i][h, 0].copy_(b)
+    return heads.to(resolve_device(device)).eval()
+
+
+def _three_linear_layers(state, path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (weight, bias) pairs of a state dict holding exactly three linear layers, in order."""
+    if isinstance(state, torch.nn.Module):
+        state = state.state_dict()
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of an MLP.")
+    weights = [k for k in state if k.endswith("weight") and state[k].ndim == 2]
+    pairs = [(state[k], state[k[:-len("weight")] + "bias"]) for k in weights]
+    shapes = [tuple(w.shape) for w, _ in pairs]
+    if len(pairs) != 3 or shapes[2][0] != 1 or shapes[0][0] != shapes[1][0] != shapes[1][1]:
+        raise ValueError(f"{path} is not a USAM MLP (three linear layers 2D→H→H→1); found "
+                         f"weights of shapes {shapes}.")
+    return [(w.float(), b.float()) for w, b in pairs]
+
+
+@dataclass(frozen=True)
+class CocoInstances:
+    """A COCO subset: images (HWC uint8) and one instance mask per entry of ``image_index``."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    image_index: list[int]
+    categories: list[str]
+
+
+def coco_instances(root: str | os.PathLike | None = None, *, max_images: int = 100,
+                   min_area: int = 1000, download_data: bool = False, seed: int = 0,
+                   progress: bool = True) -> CocoInstances:
+    """Instances of ``max_images`` random COCO val2017 images (crowds and areas < ``min_area`` out)."""
+    from pycocotools.coco import COCO
+    from PIL import Image
+
+    root = Path(root) if root is not None else cache_dir("coco")
+    ann_file = root / "annotations" / "instances_val2017.json"
+    image_dir = root / "val2017"
+    if not (ann_file.is_file() and image_dir.is_dir()):
+        if not download_data:
+            raise FileNotFoundError(f"COCO val2017 not found or corrupted under {root}. You can use "
+                                    "download_data=True to download it (about 1 GB).")
+        for key, (url, md5) in COCO_FILES.items():
+            archive = download(url, None, md5=md5, folder=root / "downloads", progress=progress)
+            extract(archive, root / ("val2017.extracted" if key == "val2017" else "annotations.extracted"))
+        os.replace(root / "val2017.extracted" / "val2017", image_dir)
+        (root / "annotations").mkdir(exist_ok=True)
+        os.replace(root / "annotations.extracted" / "annotations" / "instances_val2017.json",
+                   ann_file)
+    coco = COCO(str(ann_file))
+    rng = np.random.default_rng(seed)
+    ids = sorted(coco.getImgIds())
+    chosen = rng.choice(ids, size=min(max_images, len(ids)), replace=False)
+    images, masks, index, cats = [], [], [], []
+    for img_id in tqdm(chosen, desc="COCO", disable=not progress):
+        info = coco.loadImgs(int(img_id))[0]
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=int(img_id), iscrowd=False))
+                if a["area"] >= min_area]
+        if not anns:
+            continue
+        images.append(np.asarray(Image.open(image_dir / info["file_name"]).convert("RGB")))
+        for a in anns:
+            masks.append(coco.annToMask(a).astype(bool))
+            index.append(len(images) - 1)
+            cats.append(coco.loadCats(a["category_id"])[0]["name"])
+    return CocoInstances(images, masks, index, cats)

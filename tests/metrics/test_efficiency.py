@@ -1,0 +1,39 @@
+"""Tests of the efficiency measures: keep ratios, FLOP counts against the analytic count, timing."""
+
+import time
+
+import pytest
+import torch
+
+from companion.metrics.efficiency import count_flops, keep_ratio_per_layer, patch_keep_ratio, time_interleaved
+from companion.models.vit_video import Block
+
+
+def test_keep_ratio_per_layer_and_pkr():
+    keep = torch.zeros(2, 3, 4)
+    keep[:, 0] = 1
+    keep[0, 1, :2] = 1
+    assert keep_ratio_per_layer(keep).tolist() == [1.0, 0.25, 0.0]
+    assert patch_keep_ratio(keep) == pytest.approx(1.25 / 3)
+    with pytest.raises(ValueError):
+        keep_ratio_per_layer(torch.ones(3))
+
+
+@pytest.mark.parametrize("n", [16, 40])
+def test_block_flops_match_the_analytic_count(n):
+    d = 32
+    block = Block(d, 4)
+    x = torch.randn(1, n, d)
+    linear = 2 * n * d * (3 * d + d + 4 * d + 4 * d)   # qkv, proj, fc1, fc2
+    attention = 2 * 2 * n * n * d                      # QKᵀ and AV
+    assert count_flops(lambda: block(x)) == linear + attention
+
+
+def test_interleaved_timing_orders_slow_and_fast_calls():
+    out = time_interleaved({"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.006)},
+                           repeats=5, warmup=1, progress=False)
+    assert out["fast"].median >= 0.001 and out["slow"].median >= 0.006
+    assert out["slow"].median > out["fast"].median
+    assert out["fast"].q25 <= out["fast"].median <= out["fast"].q75 and out["fast"].repeats == 5
+    with pytest.raises(ValueError):
+        time_interleaved({"a": lambda: None}, repeats=0)

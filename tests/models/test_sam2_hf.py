@@ -1,0 +1,103 @@
+"""SAM 2.1 through transformers: token extraction on a tiny random model, official-head loading."""
+
+import pytest
+import torch
+from torch import nn
+
+import transformers  # the full world's optional dependency (the [full] extra)
+
+from companion.models.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads
+from companion.models.usam import GAPS
+
+D = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2():
+    """A randomly initialised SAM 2 small enough for a unit test (no download)."""
+    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+    backbone = Sam2HieraDetConfig(
+        hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 2, 2],
+        blocks_per_stage=[1, 2, 2, 1], window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[4],
+        image_size=[128, 128], window_positional_embedding_background_size=[4, 4])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=D)
+    config = transformers.Sam2Config(
+        vision_config=vision, prompt_encoder_config=dict(hidden_size=D, image_size=128, patch_size=16),
+        mask_decoder_config=dict(hidden_size=D, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=D))
+    torch.manual_seed(0)
+    return Sam2Tokens(transformers.Sam2Model(config))
+
+
+def test_tokens_are_paired_with_their_own_mask(tiny_sam2):
+    decoder = tiny_sam2.model.mask_decoder
+    seen = {}
+    hooks = [decoder.register_forward_pre_hook(
+                 lambda m, args, kwargs: seen.update(hires=kwargs["high_resolution_features"]),
+                 with_kwargs=True),
+             decoder.upscale_conv2.register_forward_hook(lambda m, i, o: seen.update(up=o))]
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 128, 128)
+    points = torch.tensor([[[10.0, 20.0], [30.0, 40.0]], [[50.0, 60.0], [70.0, 80.0]]])
+    try:
+        out = tiny_sam2(x, points)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert out.mask_logits.shape == (2, 3, 32, 32)
+    assert out.scores.shape == (2, 3)
+    assert out.iou_token.shape == (2, D) and out.mask_tokens.shape == (2, 3, D)
+    # reference: multimask output j = hypernetwork j + 1 of *its own* token times the upscaled map
+    upscaled = decoder.activation(seen["up"] + seen["hires"][0]).flatten(2)  # (B, C, HW)
+    with torch.no_grad():
+        for j in range(3):
+            hyper = decoder.output_hypernetworks_mlps[j + 1](out.mask_tokens[:, j])
+            mask = torch.einsum("bc,bcn->bn", hyper, upscaled).view(2, 32, 32)
+            assert torch.allclose(mask, out.mask_logits[:, j], atol=1e-4)
+        # the predicted IoUs are the IoU head applied to the IoU token (multimask slice 1:)
+        assert torch.allclose(decoder.iou_prediction_head(out.iou_token)[:, 1:], out.scores,
+                              atol=1e-5)
+
+
+def test_clicks_outside_the_input_are_refused(tiny_sam2):
+    with pytest.raises(ValueError, match="inside"):
+        tiny_sam2(torch.rand(1, 3, 128, 128), torch.tensor([[[200.0, 5.0]]]))
+    with pytest.raises(ValueError, match="one prompt per image"):
+        tiny_sam2(torch.rand(2, 3, 128, 128), torch.tensor([[[20.0, 5.0]]]))
+
+
+def _official_mlp(d_in: int, seed: int) -> dict:
+    """A state dict laid out like the official MLP (MaskFormer style ``layers.i``)."""
+    torch.manual_seed(seed)
+    layers = nn.ModuleList([nn.Linear(d_in, d_in), nn.Linear(d_in, d_in), nn.Linear(d_in, 1)])
+    return {f"layers.{k}": v for k, v in layers.state_dict().items()}
+
+
+def test_official_heads_reproduce_the_mlps(tmp_path):
+    names = ["iou_large", "task_gap", "iou_unsupervised"]
+    states = {}
+    for k, name in enumerate(names):
+        (tmp_path / name).mkdir()
+        states[name] = _official_mlp(2 * D, k)
+        torch.save(states[name], tmp_path / name / "model.pth")
+    heads = load_official_heads(tmp_path, device="cpu")
+    assert set(heads.names) == {OFFICIAL_HEADS[n] for n in names}
+    x = torch.randn(5, 2 * D)
+    out = heads(x)
+    for name in names:
+        s = states[name]
+        h = torch.relu(x @ s["layers.0.weight"].T + s["layers.0.bias"])
+        h = torch.relu(h @ s["layers.1.weight"].T + s["layers.1.bias"])
+        ref = torch.sigmoid(h @ s["layers.2.weight"].T + s["layers.2.bias"])[:, 0]
+        assert torch.allclose(out[:, heads.names.index(OFFICIAL_HEADS[name])], ref, atol=1e-6)
+    decoded = heads.predict(x[:, :D], x[:, None, D:].expand(-1, 3, -1))
+    assert "task_gap" in GAPS and torch.all(decoded["task_gap"] <= 0.5)
+
+
+def test_missing_or_malformed_official_heads(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.pth"):
+        load_official_heads(tmp_path)
+    (tmp_path / "task_gap").mkdir()
+    torch.save({"w.weight": torch.zeros(3, 4), "w.bias": torch.zeros(3)}, tmp_path / "task_gap" / "model.pth")
+    with pytest.raises(ValueError, match="not a USAM MLP"):
+        load_official_heads(tmp_path)

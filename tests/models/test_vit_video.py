@@ -1,0 +1,147 @@
+"""Tests of the small ViT video segmenter: masked blocks, Hungarian matching, tracker, timm weights."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from companion.data.moving_shapes import make_moving_shapes
+from companion.models.vit_video import (Block, FramePrediction, SegmenterConfig, VideoSegmenter,
+                                        _pairwise_mask_costs, frame_targets, from_timm,
+                                        hungarian_match, postprocess, segmentation_loss, track)
+
+SMALL = SegmenterConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_queries=4)
+
+
+def test_key_mask_equals_running_the_block_on_the_kept_tokens_only():
+    torch.manual_seed(0)
+    block = Block(32, 4).eval()
+    x = torch.randn(2, 20, 32)
+    keep = torch.rand(2, 20) > 0.4
+    out = block(x, key_mask=keep)
+    for b in range(2):
+        ref = block(x[b:b + 1, keep[b]])
+        assert torch.allclose(out[b, keep[b]], ref[0], atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(q=st.integers(1, 5), g=st.integers(0, 4), seed=st.integers(0, 10_000))
+def test_hungarian_match_is_optimal_against_exhaustive_search(q, g, seed):
+    g = min(g, q)
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(q, 4, generator=gen)
+    masks = torch.randn(q, 16, generator=gen)
+    labels = torch.randint(0, 3, (g,), generator=gen)
+    target = (torch.rand(g, 16, generator=gen) > 0.5).float()
+    rows, cols = hungarian_match(logits, masks, labels, target)
+    assert len(rows) == g and len(set(rows.tolist())) == g
+    bce, dice = _pairwise_mask_costs(masks, target)
+    cost = -2 * logits.softmax(-1)[:, labels] + 5 * bce + 5 * dice
+    found = float(cost[rows, cols].sum()) if g else 0.0
+    best = min((float(sum(cost[p[j], j] for j in range(g))) for p in itertools.permutations(range(q), g)),
+               default=0.0)
+    assert found == pytest.approx(best, abs=1e-4)
+
+
+def test_pairwise_costs_match_elementwise_losses():
+    torch.manual_seed(1)
+    pred, target = torch.randn(3, 10), (torch.rand(2, 10) > 0.5).float()
+    bce, dice = _pairwise_mask_costs(pred, target)
+    for i, j in itertools.product(range(3), range(2)):
+        ref = torch.nn.functional.binary_cross_entropy_with_logits(pred[i], target[j])
+        p = pred[i].sigmoid()
+        ref_dice = 1 - (2 * (p * target[j]).sum() + 1) / (p.sum() + target[j].sum() + 1)
+        assert bce[i, j] == pytest.approx(float(ref), rel=1e-5)
+        assert dice[i, j] == pytest.approx(float(ref_dice), rel=1e-5)
+
+
+def test_frame_targets_drop_empty_slots_and_invisible_objects():
+    masks = torch.zeros(1, 3, 8, 8, dtype=torch.bool)
+    masks[0, 0, :4, :4] = True       # visible object
+    masks[0, 2, 4:, 4:] = True       # slot marked unused
+    labels = torch.tensor([[2, 1, -1]])  # slot 1 in use but not visible in this frame
+    (lab, m), = frame_targets(masks, labels, 4)
+    assert lab.tolist() == [2]
+    assert m.shape == (1, 16) and m.sum() == 4
+
+
+def test_loss_prefers_the_right_answer_and_learns():
+    torch.manual_seed(0)
+    data = make_moving_shapes(n_videos=2, n_frames=2, image_size=32, objects=(1, 2))
+    batch = torch.utils.data.default_collate([data.frames()[i] for i in range(4)])
+    model = VideoSegmenter(SMALL)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss, _ = segmentation_loss(model(batch["image"]), batch["masks"], batch["labels"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_wrong_frame_size_is_a_clear_error():
+    model = VideoSegmenter(SMALL)
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        model(torch.rand(1, 3, 40, 40))
+    with pytest.raises(ValueError, match="multiple"):
+        VideoSegmenter(SegmenterConfig(image_size=30, patch_size=8))
+
+
+def test_postprocess_keeps_confident_queries_in_score_order():
+    logits = torch.full((1, 3, 3), -10.0)
+    logits[0, 0, 1], logits[0, 1, 0], logits[0, 2, 2] = 10.0, 5.0, 10.0  # query 2 = no object
+    masks = torch.full((1, 3, 4, 4), -10.0)
+    masks[0, 0, :2], masks[0, 1, 2:] = 10.0, 10.0
+    (pred,) = postprocess({"logits": logits, "masks": masks}, 8)
+    assert pred.labels.tolist() == [1, 0] and pred.masks.shape == (2, 8, 8)
+    assert pred.masks[0, :4].all() and not pred.masks[0, 4:].any()
+
+
+def test_tracker_recovers_identities_from_shuffled_detections():
+    data = make_moving_shapes(n_videos=1, n_frames=6, image_size=48, objects=(3, 3), seed=2)
+    masks, labels = data.masks[0][:, :3], data.labels[0][:3]
+    gen = torch.Generator().manual_seed(0)
+    frames = []
+    for t in range(6):
+        visible = torch.nonzero(masks[t].flatten(1).any(1)).squeeze(1)
+        order = visible[torch.randperm(len(visible), generator=gen)]
+        frames.append(FramePrediction(masks[t][order], torch.ones(len(order)), labels[order]))
+    video = track(frames)
+    # Every ground-truth object appears as exactly one track holding its masks in every frame.
+    for k in range(3):
+        if not masks[:, k].any():
+            continue
+        hits = [j for j in range(video.masks.shape[1])
+                if all(torch.equal(video.masks[t, j], masks[t, k]) for t in range(6) if masks[t, k].any())]
+        assert len(hits) == 1
+        assert video.labels[hits[0]] == labels[k]
+
+
+def test_tracker_rejects_mixed_frame_sizes():
+    a = FramePrediction(torch.ones(1, 8, 8, dtype=torch.bool), torch.ones(1), torch.zeros(1, dtype=torch.long))
+    b = FramePrediction(torch.ones(1, 6, 6, dtype=torch.bool), torch.ones(1), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="same|must match"):
+        track([a, b])
+
+
+def test_timm_weights_give_the_same_blocks():
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                            init_values=0.5, num_classes=0).eval()
+    with torch.no_grad():
+        for b in vit.blocks:
+            b.ls1.gamma.normal_()
+            b.ls2.gamma.normal_()
+    seg = from_timm(vit, image_size=32, num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = vit.patch_embed(x) + vit.pos_embed[:, vit.num_prefix_tokens:]
+        assert torch.allclose(seg.embed(x), ref, atol=1e-6)
+        for mine, theirs in zip(seg.blocks, vit.blocks):
+            assert torch.allclose(mine(ref), theirs(ref), atol=1e-5)
+            ref = theirs(ref)

@@ -1,0 +1,203 @@
+"""Tests of Video Patch Pruning: schedule, temporal mapping, selective modules, execution modes."""
+
+import math
+
+import pytest
+import torch
+
+from companion.data.moving_shapes import make_moving_shapes
+from companion.models.vit_video import SegmenterConfig, VideoSegmenter
+from companion.models.vpp import (KeepRatioSchedule, Prior, PrunedSegmenter, SelectiveModule,
+                                  TemporalMappingModule, chain_loss, distance_prior,
+                                  straight_through_topk)
+from companion.models.vpp_pretrain import PretrainConfig, pretrain
+
+CONFIG = SegmenterConfig(image_size=48, patch_size=8, dim=32, depth=12, heads=2, num_queries=4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return PrunedSegmenter(VideoSegmenter(CONFIG), KeepRatioSchedule.paper(0.55)).eval()
+
+
+def test_paper_schedules_and_their_patch_keep_ratio():
+    s = KeepRatioSchedule.paper(0.55)
+    assert s.per_block() == pytest.approx((1, .7, .7, .56, .56, .56, .448, .448, .448, .3584, .3584, .3584))
+    assert s.pkr == pytest.approx((1 + 2 * 0.7 + 3 * (0.56 + 0.448 + 0.3584)) / 12)
+    assert KeepRatioSchedule.paper(0.4).sm_ratios == pytest.approx((0.42, 0.294, 0.2058))
+    assert KeepRatioSchedule.paper(0.4).pkr == pytest.approx(0.4133, abs=1e-3)
+    # Without a prior (first frame) Map-SM is off and blocks stay dense until the first SM.
+    assert s.per_block(has_prior=False)[:3] == (1.0, 1.0, 1.0)
+
+
+def test_later_only_schedule_matches_the_target_keep_ratio():
+    s = KeepRatioSchedule.later_only(0.5416)
+    assert s.map_block is None and s.per_block()[:3] == (1.0, 1.0, 1.0)
+    assert s.pkr == pytest.approx(0.5416)
+
+
+@pytest.mark.parametrize("kwargs", [{"map_ratio": 0.0}, {"map_ratio": 1.2},
+                                    {"sm_ratios": (0.5, 0.6, 0.3)}, {"sm_blocks": (3, 6)},
+                                    {"sm_blocks": (0, 6, 9)}, {"prior_block": 0}])
+def test_bad_schedules_raise(kwargs):
+    with pytest.raises(ValueError):
+        KeepRatioSchedule(**kwargs)
+
+
+def test_distance_prior_values():
+    phi = distance_prior(4)
+    assert torch.allclose(phi.diagonal(), torch.ones(16))        # log10(10) at zero distance
+    assert phi[0, 15] == pytest.approx(math.log10(1e-6), abs=1e-3)  # opposite corners: ‖·‖₁ = 2
+    assert phi[0, 1] == pytest.approx(math.log10(10 * (2 - 1 / 3) / 2 + 1e-6), rel=1e-5)
+
+
+def _prior_from(early, deep, keep):
+    return Prior(early, deep, keep)
+
+
+def test_mapping_copies_deep_features_from_the_matching_previous_patch():
+    grid, dim = 4, 16
+    mapper = TemporalMappingModule(dim, grid).eval()
+    torch.manual_seed(0)
+    # Strongly distinct early tokens; frame t is frame t-1 shifted right by one patch.
+    prev = 20 * torch.nn.functional.normalize(torch.randn(1, 16, dim), dim=-1)
+    cur = prev.reshape(1, grid, grid, dim).roll(1, dims=2).reshape(1, 16, dim)
+    deep = torch.randn(1, 16, dim)
+    out = mapper(cur, _prior_from(prev, deep, torch.ones(1, 16)), keep_ratio=0.5)
+    expected = torch.arange(16).reshape(grid, grid).roll(1, dims=1).reshape(16)
+    assert torch.equal(out.source[0], expected)
+    assert torch.allclose(out.mapped, deep[:, expected])
+    assert int(out.keep.sum()) == 8
+
+
+def test_mapping_only_uses_sources_kept_in_the_previous_deep_layer():
+    mapper = TemporalMappingModule(8, 3).train()
+    torch.manual_seed(1)
+    x = torch.randn(2, 9, 8)
+    keep = torch.zeros(2, 9)
+    keep[:, [2, 5]] = 1
+    out = mapper(x, _prior_from(torch.randn(2, 9, 8), torch.randn(2, 9, 8), keep), keep_ratio=0.3)
+    assert set(out.source.unique().tolist()) <= {2, 5}
+
+
+def test_straight_through_topk_is_hard_forward_and_soft_backward():
+    s = torch.tensor([[0.1, 0.9, 0.5, 0.7]], requires_grad=True)
+    m = straight_through_topk(s, 2)
+    assert m.tolist() == [[0.0, 1.0, 0.0, 1.0]]
+    g = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    (m * g).sum().backward()
+    assert torch.equal(s.grad, g)
+
+
+def test_selective_module_eval_is_argmax_and_top_k_keeps_exactly_k():
+    torch.manual_seed(0)
+    sm = SelectiveModule(16).eval()
+    x = torch.randn(1, 30, 16)
+    f = sm.log_probs(x)
+    assert torch.equal(sm(x), (f[..., 0] >= f[..., 1]).float())
+    keep = (torch.rand(1, 30) > 0.3).float()
+    chosen = sm.top_k(x, keep, 7)
+    assert chosen.sum() == 7 and (chosen <= keep).all()
+
+
+def _clip(n_frames=3):
+    return make_moving_shapes(n_videos=1, n_frames=n_frames, image_size=48, seed=5).clip(0)["frames"]
+
+
+def test_masked_and_gather_modes_agree(model):
+    frames = _clip()
+    for topk in (False, True):
+        masked = model.predict_clip(frames, mode="masked", topk=topk)
+        gather = model.predict_clip(frames, mode="gather", topk=topk)
+        for a, b in zip(masked, gather):
+            assert torch.equal(a.keep, b.keep)
+            assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
+            assert torch.allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-4)
+
+
+def test_keep_masks_are_monotone_and_follow_the_schedule_with_top_k(model):
+    results = model.predict_clip(_clip(), topk=True)
+    first, later = results[0].keep[0], results[1].keep[0]
+    assert (first[1:] <= first[:-1]).all() and (later[1:] <= later[:-1]).all()
+    assert first[:3].all()                                  # no prior: blocks 0-2 dense
+    n = CONFIG.num_tokens
+    expected = [math.floor(r * n + 1e-6) / n for r in model.schedule.per_block()]
+    assert later.mean(1).tolist() == pytest.approx(expected)
+
+
+def test_pruned_tokens_pass_unchanged_and_gather_does_fewer_flops(model):
+    from companion.metrics.efficiency import count_flops
+    frames = _clip(2)
+    prior = model.forward_frame(frames[:1], None, "gather", topk=True).prior
+    dense = count_flops(lambda: model.segmenter(frames[1:]))
+    sparse = count_flops(lambda: model.forward_frame(frames[1:], prior, "gather", topk=True))
+    assert sparse < 0.8 * dense
+
+
+def test_sparse_loss_formula(model):
+    model.train()
+    try:
+        frames = _clip(2)
+        first = model.forward_frame(frames[:1])
+        second = model.forward_frame(frames[1:], first.prior)
+    finally:
+        model.eval()
+    sm = [second.ratio_losses[f"block{b}"] for b in (3, 6, 9)]
+    assert float(model.sparse_loss(second)) == pytest.approx(
+        float(40 * (10 * second.ratio_losses["map"] + sum(sm)) / 13), rel=1e-6)
+    assert "map" not in first.ratio_losses
+    assert float(model.sparse_loss(first)) == pytest.approx(
+        float(40 * sum(first.ratio_losses.values()) / 3), rel=1e-6)
+    for b in (3, 6, 9):  # L_l = (mean M_l − ρ_l)²
+        ratio = model.schedule.sm_ratios[(3, 6, 9).index(b)]
+        assert float(second.ratio_losses[f"block{b}"]) == pytest.approx(
+            (float(second.keep[:, b].mean()) - ratio) ** 2, rel=1e-5)
+
+
+def test_gradients_reach_the_selection_modules(model):
+    model.train()
+    try:
+        data = make_moving_shapes(n_videos=2, n_frames=3, image_size=48)
+        batch = torch.utils.data.default_collate([data.chains(length=3, frame_range=1)[i] for i in range(2)])
+        model.zero_grad()
+        loss, logs = chain_loss(model, batch)
+        loss.backward()
+    finally:
+        model.eval()
+    assert model.mapper.mlp.fc1.weight.grad.abs().sum() > 0
+    assert all(sel.mlp.fc1.weight.grad.abs().sum() > 0 for sel in model.selectors.values())
+    assert 0 < logs["pkr"] <= 1
+
+
+def test_bad_input_is_a_clear_error(model):
+    frames = _clip(2)
+    with pytest.raises(ValueError, match="batch 1"):
+        model.forward_frame(torch.cat([frames, frames]), mode="gather")
+    with pytest.raises(ValueError, match="mode"):
+        model.forward_frame(frames[:1], mode="fast")
+    other = PrunedSegmenter(VideoSegmenter(SegmenterConfig(image_size=32, patch_size=8, dim=32,
+                                                           heads=2, num_queries=4))).eval()
+    prior = model.forward_frame(frames[:1]).prior
+    with pytest.raises(ValueError, match="same size"):
+        other.forward_frame(torch.rand(1, 3, 32, 32), prior)
+    with pytest.raises(ValueError, match="L >= 2"):
+        chain_loss(model, {"frames": frames[None, :1], "masks": None, "labels": None})
+    with pytest.raises(ValueError, match="depth"):
+        PrunedSegmenter(VideoSegmenter(CONFIG), KeepRatioSchedule(depth=6, sm_blocks=(3,),
+                                                                  sm_ratios=(0.5,)))
+
+
+def test_single_frame_clip_runs_dense_early_layers(model):
+    (result,) = model.predict_clip(_clip(1))
+    assert result.mapping is None and result.keep[0, :3].all()
+
+
+def test_pretraining_script_learns_on_a_small_budget():
+    config = PretrainConfig(n_videos=12, n_frames=4, image_size=32, dim=32, dense_epochs=4,
+                            dense_batch=8, sparse_epochs=1, sparse_batch=4)
+    models = pretrain(config, seed=0, device="cpu", progress=False)
+    dense = models.histories["dense"].train_loss
+    assert dense[-1] < 0.8 * dense[0]
+    assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
+    assert models.histories["vpp"].epochs == 1

@@ -1,0 +1,144 @@
+"""Elastic-net path: scikit-learn reference, KKT optimality certificates, λ_max, bad input."""
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+
+from companion.solvers.elastic_net import (elastic_net_objective, elastic_net_path, fit_elastic_net,
+                                           lambda_max, standardize)
+
+
+def make_data(n=240, d=8, c=3, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % c
+    x = torch.randn(n, d, generator=gen, dtype=dtype)
+    x[:, : min(3, d)] += 0.9 * y[:, None].to(dtype)
+    return standardize(x)[0], y
+
+
+def kkt_residual(x, y, fit):
+    """Max violation of the optimality conditions of the elastic-net problem at ``fit``."""
+    n, c = x.shape[0], fit.weight.shape[0]
+    w, b = fit.weight.double().requires_grad_(), fit.bias.double().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(x.double() @ w.T + b, y)
+    gw, gb = torch.autograd.grad(loss, (w, b))
+    w = w.detach()
+    smooth = gw + fit.lam * (1 - fit.alpha) * w  # gradient of the differentiable part
+    l1 = fit.lam * fit.alpha
+    if fit.group:
+        norm = w.norm(dim=0)
+        on = norm > 0
+        viol_on = (smooth[:, on] + l1 * w[:, on] / norm[on]).abs().max() if on.any() else torch.tensor(0.0)
+        viol_off = (smooth[:, ~on].norm(dim=0) - l1).clamp_min(0).max() if (~on).any() else torch.tensor(0.0)
+    else:
+        on = w != 0
+        viol_on = (smooth[on] + l1 * w[on].sign()).abs().max() if on.any() else torch.tensor(0.0)
+        viol_off = (smooth[~on].abs() - l1).clamp_min(0).max() if (~on).any() else torch.tensor(0.0)
+    return max(float(viol_on), float(viol_off), float(gb.abs().max()))
+
+
+@pytest.mark.parametrize("alpha,lam", [(0.5, 0.02), (0.99, 0.005), (1.0, 0.01)])
+def test_matches_sklearn_saga_objective(alpha, lam):
+    # Ours: (1/N) Σ CE + λ(α‖W‖₁ + (1−α)/2‖W‖²). scikit-learn's saga minimises
+    # C Σ CE + l1_ratio‖W‖₁ + (1 − l1_ratio)/2‖W‖², which is N·λ·C times ours with
+    # C = 1/(N·λ) and l1_ratio = α, so both have the same minimiser and we compare our objective
+    # at both solutions. Tolerance: relative 1e-7 (sklearn run to tol 1e-10).
+    x, y = make_data()
+    n = x.shape[0]
+    ours = fit_elastic_net(x, y, lam, alpha=alpha, tol=1e-9, max_iter=20000, device="cpu")
+    clf = LogisticRegression(C=1 / (n * lam), l1_ratio=alpha, solver="saga", tol=1e-10, max_iter=200000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(x.numpy(), y.numpy())
+    ref = elastic_net_objective(x, y, torch.tensor(clf.coef_), torch.tensor(clf.intercept_), lam, alpha)
+    assert ours.converged
+    assert ours.objective == pytest.approx(ref, rel=1e-7)
+    assert ours.objective <= ref + 1e-9
+    assert torch.allclose(ours.weight, torch.tensor(clf.coef_), atol=1e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(2, 10), c=st.integers(2, 5),
+       alpha=st.sampled_from([0.3, 0.8, 0.99, 1.0]), frac=st.floats(0.02, 0.9),
+       group=st.booleans())
+def test_solution_satisfies_kkt(seed, d, c, alpha, frac, group):
+    x, y = make_data(n=60, d=d, c=c, seed=seed)
+    lam = frac * lambda_max(x, y, alpha, group=group)
+    fit = fit_elastic_net(x, y, lam, alpha=alpha, group=group, tol=1e-8, max_iter=50000, device="cpu")
+    assert fit.converged
+    assert kkt_residual(x, y, fit) < 1e-6
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_lambda_max_is_the_smallest_lambda_with_zero_weights(group):
+    x, y = make_data(d=6, c=4)
+    top = lambda_max(x, y, 0.8, group=group)
+    at = fit_elastic_net(x, y, top * 1.0001, alpha=0.8, group=group, tol=1e-9, device="cpu")
+    below = fit_elastic_net(x, y, top * 0.95, alpha=0.8, group=group, tol=1e-9, device="cpu")
+    assert (at.weight == 0).all()
+    assert (below.weight != 0).any()
+    # at W = 0 the optimal bias is the log class frequency (up to a shift)
+    prior = torch.log(torch.bincount(y).double() / len(y))
+    assert torch.allclose(at.bias - at.bias.mean(), prior - prior.mean(), atol=1e-6)
+
+
+def test_path_warm_starts_agree_with_cold_solves():
+    x, y = make_data(d=10, c=3, seed=3)
+    path = elastic_net_path(x, y, alpha=0.9, n_lambdas=8, epsilon=0.01, tol=1e-8, max_iter=20000,
+                            device="cpu", progress=False)
+    assert len(path) == 8 and (path.weights[0] == 0).all()
+    assert torch.all(path.lambdas[1:] < path.lambdas[:-1])
+    for i in (2, 5, 7):
+        cold = fit_elastic_net(x, y, float(path.lambdas[i]), alpha=0.9, tol=1e-8, max_iter=20000,
+                               device="cpu")
+        assert float(path.objectives[i]) == pytest.approx(cold.objective, rel=1e-8, abs=1e-10)
+        fit = path.entry(i)
+        assert kkt_residual(x, y, fit) < 1e-5
+    # accuracy reported matches the stored weights
+    acc = ((x @ path.weights[-1].T + path.biases[-1]).argmax(1) == y).double().mean()
+    assert float(path.train_accuracy[-1]) == pytest.approx(float(acc))
+
+
+def test_max_features_stops_the_path_early():
+    x, y = make_data(d=10, c=3, seed=1)
+    path = elastic_net_path(x, y, alpha=0.8, group=True, n_lambdas=40, max_features=3,
+                            device="cpu", progress=False)
+    used = path.features_used
+    assert used[-1] > 3 and (used[:-1] <= 3).all() and len(path) < 40
+
+
+def test_float32_path_reaches_the_float64_objective():
+    x, y = make_data(d=12, c=4, seed=2)
+    p64 = elastic_net_path(x, y, n_lambdas=6, epsilon=0.05, tol=1e-7, device="cpu", progress=False)
+    p32 = elastic_net_path(x.float(), y, n_lambdas=6, epsilon=0.05, tol=1e-4, device="cpu", progress=False)
+    assert torch.allclose(p32.objectives, p64.objectives, rtol=1e-4)
+
+
+def test_bad_input_is_rejected_with_clear_errors():
+    x, y = make_data(d=4)
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        elastic_net_path(bad, y, progress=False, device="cpu")
+    flat = x.clone()
+    flat[:, 2] = 1.5
+    with pytest.raises(ValueError, match="zero variance"):
+        fit_elastic_net(flat, y, 0.1, device="cpu")
+    with pytest.raises(ValueError, match="zero variance"):
+        standardize(flat)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        fit_elastic_net(x, y, 0.1, num_classes=2, device="cpu")
+    with pytest.raises(ValueError, match="labels must lie"):
+        fit_elastic_net(x, y - 1, 0.1, device="cpu")
+    with pytest.raises(TypeError, match="integer class indices"):
+        fit_elastic_net(x, y.double(), 0.1, device="cpu")
+    with pytest.raises(ValueError, match="alpha"):
+        fit_elastic_net(x, y, 0.1, alpha=1.5, device="cpu")
+    with pytest.raises(ValueError, match="non-increasing"):
+        elastic_net_path(x, y, lambdas=torch.tensor([0.1, 0.2]), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="shape"):
+        fit_elastic_net(x, y[:-1], 0.1, device="cpu")
