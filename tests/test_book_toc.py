@@ -85,3 +85,25 @@ def test_chapter_follows_the_conventions(md: Path) -> None:
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and params[0].source.startswith("profile = None"), \
         "exactly one cell tagged `parameters`, starting with `profile = None`"
+
+
+RENDERED = """<html><head><title>Chapter — Book</title></head><body>
+<svg><title>Copy to clipboard</title></svg><h1>Chapter<a>#</a></h1>
+<img src="../_static/images/logo_colab.png"><img src="../_images/fig.png">
+<span class="math notranslate">\\(x\\)<mjx-container jax="CHTML"></mjx-container></span>
+<div class="math notranslate">\\[y\\]</div>
+<script type="application/vnd.jupyter.widget-view+json">{}</script>
+<div class="widget-subarea"><div class="lm-Widget jupyter-widgets widget-slider"></div></div>
+<script type="application/vnd.jupyter.widget-view+json">{}</script>
+<div class="widget-subarea"></div>
+</body></html>"""
+
+
+def test_page_checker_counts_what_the_javascript_rendered() -> None:
+    from check_html import read_dom
+
+    dom = read_dom(RENDERED)
+    assert (dom.title, dom.heading) == ("Chapter — Book", "Chapter")
+    assert dom.images == ["../_images/fig.png"]
+    assert (dom.widget_views, dom.rendered_views) == (2, 1)
+    assert (dom.equations, dom.typeset) == (2, 1)

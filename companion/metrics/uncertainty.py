@@ -132,15 +132,16 @@ def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> Pear
     return PearsonTable(tuple(columns), np.corrcoef(np.stack(arrays)))
 
 
-def seconds_per_call(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3) -> float:
+def seconds_per_call(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
     """Median wall-clock seconds of ``fn()`` (after ``warmup`` calls), run without gradients."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}.")
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            start = time.perf_counter()
+            start = clock()
             fn()
             if i >= warmup:
-                times.append(time.perf_counter() - start)
+                times.append(clock() - start)
     return float(np.median(times))
