@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from tqdm.auto import tqdm
 
 
@@ -24,13 +24,21 @@ def patch_keep_ratio(keep: torch.Tensor) -> float:
     return float(keep_ratio_per_layer(keep).mean())
 
 
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# torch's counter knows the CUDA attention kernels; the CPU kernel needs the same formula.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """Floating-point operations of one call of ``fn`` as counted by ``FlopCounterMode``.
 
-    A multiply-add counts as 2 FLOPs; matrix products, convolutions and attention are counted,
-    element-wise operations are not.
+    A multiply-add counts as 2 FLOPs; matrix products, convolutions and attention (also the CPU
+    attention kernel) are counted, element-wise operations are not.
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     with torch.no_grad(), counter:
         fn()
     return int(counter.get_total_flops())

@@ -82,7 +82,7 @@ def diversity_at_k(maps: Tensor, weight: Tensor, predicted: Tensor, k: int = 5,
                    scale_invariant: bool = False) -> float:
     """diversity@k (SLDD's Loc5 for k = 5), or SID@k with ``scale_invariant=True`` (QPM).
 
-    For image i, T_k = the k largest entries of W_ĉi (raw values) and S_if = spatial softmax of
+    For image i, T_k = the k largest non-zero entries of W_ĉi (raw values) and S_if = spatial softmax of
     M_if; div@k = mean_i (1/k) Σ_p max_{f∈T_k} S_if(p) ∈ [1/k, 1]. Images whose predicted class has
     fewer than k non-zero weights are skipped. SID@k divides each map by its mean |M| first.
     """
@@ -99,7 +99,8 @@ def diversity_at_k(maps: Tensor, weight: Tensor, predicted: Tensor, k: int = 5,
     if not keep.any():
         raise ValueError(f"No predicted class has {k} non-zero weights; use a smaller k "
                          f"(max non-zeros per class: {int((weight != 0).sum(dim=1).max())}).")
-    top = rows[keep].topk(int(k), dim=1).indices  # (N', k)
+    rows = rows[keep]
+    top = rows.masked_fill(rows == 0, -torch.inf).topk(int(k), dim=1).indices  # (N', k), non-zeros only
     chosen = torch.gather(maps[keep].flatten(2).float(), 1,
                           top[:, :, None].expand(-1, -1, maps.shape[2] * maps.shape[3]))
     if scale_invariant:

@@ -1,7 +1,12 @@
-"""The interpretability metrics QPM introduced: SID@k, class-independence, contrastiveness, grounding."""
+"""QPM's metrics: contrastiveness, structural grounding, contrastive class pairs, the full table.
+
+SID@k and class-independence live in :mod:`companion.metrics.interpretability`
+(``diversity_at_k(..., scale_invariant=True)`` and ``class_independence``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -13,48 +18,6 @@ def _np(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=float)
-
-
-def sid_at_k(maps, weight, predicted, k: int = 5) -> float:
-    """SID@k, scale-invariant diversity: how many distinct places the top-k features look at.
-
-    ``maps`` M (B×n_f×h×w) of the features the layer uses, ``weight`` W (C×n_f), ``predicted`` ĉ (B).
-    Each map is divided by its mean |M| (floor 1e-5), softmaxed over positions, and
-    ``SID@k = mean_i 1/k Σ_p max_{f ∈ top-k(W_ĉi)} S_if(p)`` ∈ [1/k, 1], over images whose
-    predicted class has at least k non-zero weights (NaN if there is none).
-    """
-    M = torch.as_tensor(_np(maps))
-    W = torch.as_tensor(_np(weight))
-    pred = torch.as_tensor(_np(predicted)).long()
-    if M.ndim != 4 or W.ndim != 2 or M.shape[1] != W.shape[1] or len(pred) != len(M):
-        raise ValueError(f"maps must be (B, n_f, h, w), weight (C, n_f) and predicted (B,) with "
-                         f"matching sizes; got {tuple(M.shape)}, {tuple(W.shape)}, "
-                         f"{tuple(pred.shape)}.")
-    rows = W[pred]
-    ok = (rows != 0).sum(1) >= k
-    if not ok.any():
-        return float("nan")
-    top = rows[ok].topk(k, dim=1).indices
-    chosen = M[ok].flatten(2)[torch.arange(int(ok.sum()))[:, None], top]  # (B', k, h·w)
-    scaled = chosen / chosen.abs().mean(-1, keepdim=True).clamp_min(1e-5)
-    soft = scaled.softmax(-1)
-    return float((soft.max(1).values.sum(-1) / k).mean())
-
-
-def class_independence(features, labels, n_classes: int | None = None) -> float:
-    """Class-independence: 1 − mean_j max_c (share of feature j's shifted mass in class c).
-
-    High when features are shared concepts rather than detectors of one class.
-    """
-    f = _np(features)
-    y = np.asarray(_np(labels), dtype=int)
-    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
-    shifted = f - f.min(0)
-    per_class = np.stack([shifted[y == c].sum(0) for c in range(n_classes)])
-    total = per_class.sum(0)
-    share = np.divide(per_class, total, out=np.full_like(per_class, 1.0 / n_classes),
-                      where=total > 0)
-    return float(1.0 - share.max(0).mean())
 
 
 def contrastiveness(features, seed: int = 0) -> float:
@@ -111,3 +74,48 @@ def contrastive_pairs(assignment, shared: int | None = None) -> list[tuple[int, 
     overlap = W.astype(int) @ W.T.astype(int)
     i, j = np.nonzero(np.triu(overlap == shared, 1))
     return list(zip(i.tolist(), j.tolist()))
+
+
+@dataclass(frozen=True)
+class QPMMetrics:
+    """The paper's table for one model: accuracy and the interpretability metrics (all in [0, 1])."""
+
+    accuracy: float
+    features_used: int
+    per_class: float
+    sid: float
+    class_independence: float
+    contrastiveness: float
+    structural_grounding: float
+
+
+def qpm_metrics(head, features, class_attributes, *, k: int = 5, n_pairs: int = 25,
+                max_contrastive_features: int = 1000) -> QPMMetrics:
+    """QPM's evaluation of a classifier head on cached test features (a ``FeatureSet`` with maps).
+
+    ``head`` is a dense ``nn.Linear`` or a ``SparseLayer``; the features it reads (normalised for
+    the sparse layer), their maps and its W enter SID@k, class-independence and contrastiveness
+    (skipped, NaN, above ``max_contrastive_features`` as in the paper); W against
+    ``class_attributes`` gives structural grounding.
+    """
+    from .interpretability import class_independence, compactness, diversity_at_k
+
+    pooled, labels = features.pooled.float(), features.labels
+    if features.maps is None:
+        raise ValueError("qpm_metrics needs feature maps: extract_features(..., maps=True).")
+    with torch.no_grad():
+        logits = head(pooled)
+        if hasattr(head, "select_maps"):
+            used, maps, weight = head.normalize(pooled), head.select_maps(features.maps), head.weight
+        else:
+            used, maps, weight = pooled, features.maps, head.weight
+    predicted = logits.argmax(1)
+    comp = compactness(weight)
+    many = used.shape[1] > max_contrastive_features
+    return QPMMetrics(
+        accuracy=float((predicted == labels).float().mean()),
+        features_used=comp.features_used, per_class=comp.per_class,
+        sid=diversity_at_k(maps.float(), weight.float(), predicted, k=k, scale_invariant=True),
+        class_independence=class_independence(used, labels, weight.shape[0]),
+        contrastiveness=float("nan") if many else contrastiveness(used),
+        structural_grounding=structural_grounding(weight, class_attributes, n_pairs=n_pairs))

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from ..data.ambiguous_shapes import AmbiguousShapes
 from ..data.prompts import Prompts
-from ..metrics.uncertainty import mask_entropy
+from ..metrics.uncertainty import (CorrectionCurve, correction_curve, mask_entropy, oracle_curve,
+                                   relative_auc, seconds_per_call)
 from ..runtime import resolve_device
 from ..train import History, fit
 from .segmenter import PromptableSegmenter, mask_iou
@@ -240,13 +241,13 @@ def train_heads(records: USAMRecords, *, sizes: Sequence[str] | None = None,
                 epochs: int = PAPER_SGD["epochs"], lr: float = PAPER_SGD["lr"],
                 momentum: float = PAPER_SGD["momentum"],
                 weight_decay: float = PAPER_SGD["weight_decay"],
-                batch_size: int = PAPER_SGD["batch_size"], seed: int = 0, device=None,
-                progress: bool = True) -> tuple[USAMHeads, History]:
+                batch_size: int = PAPER_SGD["batch_size"], optimizer: str = "sgd", seed: int = 0,
+                device=None, progress: bool = True) -> tuple[USAMHeads, History]:
     """Train all heads post hoc (segmenter frozen) on the rows of ``sizes`` (default: all)."""
     x, y = records.training_rows(sizes)
     torch.manual_seed(seed)
     heads = USAMHeads(records.target_names, x.shape[1] // 2)
-    history = fit(heads, (x, y), epochs=epochs, loss=heads_loss, optimizer="sgd", lr=lr,
+    history = fit(heads, (x, y), epochs=epochs, loss=heads_loss, optimizer=optimizer, lr=lr,
                   momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
                   device=device, progress=progress, desc="USAM heads")
     return heads.eval(), history
@@ -360,3 +361,106 @@ def entropy_baselines(segmenters: Mapping[str, PromptableSegmenter], data: Ambig
         out["H_Θ"].append(mask_entropy(torch.stack(best_theta).mean(0)))
         out["H_Y"].append(mask_entropy(torch.stack(mixtures).mean(0)))
     return {k: torch.cat(v).cpu() for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+PANELS = ("model", "prompt", "task", "segmentation")
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """Correction curves and relative AUCs per panel and method (the oracle included)."""
+
+    curves: dict[str, dict[str, CorrectionCurve]]
+    relative_auc: dict[str, dict[str, float]]
+
+    def table(self) -> str:
+        """Relative AUC (%) as a markdown table: methods as rows, panels as columns."""
+        panels = list(self.relative_auc)
+        methods = [m for m in next(iter(self.relative_auc.values())) if m != "oracle"]
+        rows = ["| method | " + " | ".join(panels) + " |", "|---" * (len(panels) + 1) + "|"]
+        for m in methods:
+            cells = [f"{100 * self.relative_auc[p][m]:.1f}" if m in self.relative_auc[p] else "–"
+                     for p in panels]
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+
+def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
+                         baselines: Mapping[str, torch.Tensor], size: str, *,
+                         ratios: Sequence[float] | None = None, seed: int = 0) -> CorrectionResult:
+    """The paper's four correction panels for segmenter ``size`` (Fig. 5).
+
+    model: IoU_θ → IoU of the largest size; prompt: IoU_θ → IoU_xP*; task: IoU_SAM → IoU_θ;
+    segmentation: IoU_θ → 1 (the ground truth). Rankings: USAM's head for the panel, the
+    segmenter's own score (1 − s), every baseline entropy, and a random order. A panel where the
+    refinement never helps (for the largest size, the model panel) is left out.
+    """
+    records._check_size(size)
+    own = records.single[size]
+    pred = heads.predict_chosen(own)
+    n = len(own.scores)
+    panels = {
+        "model": (own.iou_best, records.single[records.sizes[-1]].iou_best, pred["model_gap"]),
+        "prompt": (own.iou_best, records.dense[size].iou_best, pred["prompt_gap"]),
+        "task": (own.iou_sam, own.iou_best, pred["task_gap"]),
+        "segmentation": (own.iou_best, torch.ones(n), 1 - pred[f"iou_{size}"]),
+    }
+    random = torch.rand(n, generator=torch.Generator().manual_seed(seed))
+    curves, rel = {}, {}
+    for panel, (current, refined, usam) in panels.items():
+        oracle = oracle_curve(current, refined, ratios)
+        if oracle.miou[-1] <= oracle.miou[0]:
+            continue
+        rankings = {"USAM": usam, "SamScore": 1 - own.sam_score, **baselines, "random": random}
+        curves[panel] = {"oracle": oracle, **{k: correction_curve(current, refined, v, ratios)
+                                              for k, v in rankings.items()}}
+        rel[panel] = {k: relative_auc(c, oracle) for k, c in curves[panel].items()}
+    return CorrectionResult(curves, rel)
+
+
+@torch.inference_mode()
+def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads,
+                 image: torch.Tensor, points: torch.Tensor, size: str, *, repeats: int = 20,
+                 device=None) -> dict[str, float]:
+    """Seconds per image of the segmenter alone and with each uncertainty method (the paper's Tab. 7).
+
+    ``image`` (3, S, S) and ``points`` (n_points, 2): the centre click first, the dense set after.
+    """
+    device = resolve_device(device)
+    model = segmenters[size].eval().to(device)
+    heads = heads.to(device)
+    image, points = image[None].to(device), points.to(device)
+    centre = points[None, :1]
+    gen = torch.Generator().manual_seed(0)
+
+    def forward():
+        return model(image, centre)
+
+    def with_entropy():
+        o = forward()
+        return mask_entropy(_mixture(o.mask_logits, o.scores))
+
+    def with_augmentations():
+        return [mask_entropy(_mixture(*(lambda o: (o.mask_logits, o.scores))(
+            model(aug(image, gen), centre)))) for aug in AUGMENTATIONS.values()]
+
+    def with_prompts():
+        emb = model.embed_image(image).expand(len(points), -1, -1, -1)
+        o = model.decode(emb, points[:, None])
+        return mask_entropy(_mixture(o.mask_logits, o.scores).mean(0, keepdim=True))
+
+    def with_sizes():
+        return [mask_entropy(_mixture(o.mask_logits, o.scores)) for o in
+                (m.eval().to(device)(image, centre) for m in segmenters.values())]
+
+    def with_usam():
+        o = forward()
+        return heads(pair_tokens(o.iou_token, o.mask_tokens).flatten(0, 1))
+
+    calls = {"segmenter": forward, "+ entropy H_A": with_entropy,
+             f"+ |T|={len(AUGMENTATIONS)} augmentations": with_augmentations,
+             f"+ |X_P|={len(points)} prompts": with_prompts,
+             f"+ |Θ|={len(segmenters)} sizes": with_sizes, "+ USAM heads": with_usam}
+    return {name: seconds_per_call(fn, repeats=repeats) for name, fn in calls.items()}

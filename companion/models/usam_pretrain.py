@@ -31,10 +31,10 @@ FORMAT = "companion.usam.segmenters/1"
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """What the committed checkpoint was trained with; bigger sizes also train a little longer."""
+    """What the committed checkpoint was trained with: the sizes differ only in capacity."""
 
     n_images: int = 2000
-    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 3, "small": 5, "large": 8})
+    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 8, "small": 8, "large": 8})
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch_size: int = 64

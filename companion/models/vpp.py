@@ -221,7 +221,9 @@ class TemporalMappingModule(nn.Module):
                              f"but this frame has {tuple(early.shape)}: frames of one clip must have "
                              "the same size; start a new clip (prior=None) when the size changes.")
         phi = early @ prior.early.transpose(1, 2) + self.phi_dist
-        phi = phi.masked_fill(prior.keep[:, None, :] < 0.5, float("-inf"))
+        sources = prior.keep > 0.5
+        sources = sources | ~sources.any(1, keepdim=True)  # a frame that kept nothing: any source
+        phi = phi.masked_fill(~sources[:, None, :], float("-inf"))
         if self.training:
             return F.gumbel_softmax(self.tau_map * phi, tau=self.tau_map, hard=True)
         return torch.zeros_like(phi).scatter_(-1, phi.argmax(-1, keepdim=True), 1.0)
@@ -327,10 +329,15 @@ class PrunedSegmenter(nn.Module):
             return x
         if mode == "masked":
             m, key_mask = keep.unsqueeze(-1), keep > 0.5
+            # A sample with no kept token would attend to nothing (NaN); its output is discarded
+            # by the mixing below, so let it attend to everything.
+            key_mask = key_mask | ~key_mask.any(1, keepdim=True)
             for block in blocks:
                 x = m * block(x, key_mask=key_mask) + (1 - m) * x
             return x
         index = keep[0].nonzero().squeeze(1)
+        if index.numel() == 0:
+            return x
         kept = x.index_select(1, index)
         for block in blocks:
             kept = block(kept)
@@ -385,6 +392,7 @@ class ClipEvaluation:
 
     frame_ap: APResult            # COCO mask AP over all frames
     video_ap: APResult            # spatio-temporal AP over tracked clips
+    agnostic_ap: APResult         # frame mask AP with every class merged into one (masks only)
     keep_per_layer: torch.Tensor  # (depth,) fraction of tokens each block processed
     pkr: float                    # mean of keep_per_layer
 
@@ -432,8 +440,11 @@ def evaluate_clips(model: nn.Module, data: MovingShapes, mode: str = "gather",
                     [p.labels for p in frame_preds], [g[0] for g in frame_gt], [g[1] for g in frame_gt])
     video = video_ap([p.masks for p in video_preds], [p.scores for p in video_preds],
                      [p.labels for p in video_preds], [g[0] for g in video_gt], [g[1] for g in video_gt])
+    agnostic = mask_ap([p.masks for p in frame_preds], [p.scores for p in frame_preds],
+                       [torch.zeros_like(p.labels) for p in frame_preds], [g[0] for g in frame_gt],
+                       [torch.zeros_like(g[1]) for g in frame_gt])
     per_layer = keep_ratio_per_layer(torch.cat(keeps))
-    return ClipEvaluation(frame, video, per_layer, float(per_layer.mean()))
+    return ClipEvaluation(frame, video, agnostic, per_layer, float(per_layer.mean()))
 
 
 @torch.no_grad()

@@ -8,9 +8,10 @@ The binary program of QPM (eqs. 1–7 of the paper), in the reduced linear form 
 
 Once ``s`` is fixed, each class simply takes its k most similar selected features, so only ``s``
 must branch: ``W`` is continuous in the MILP (its polytope is integral for fixed ``s``) except for
-the classes that carry a uniqueness cut. Products ``s_i s_j`` are linearised (``y_ij ≥ s_i + s_j − 1``)
-only for the penalised pairs (``R_ij > 0``). Uniqueness is added lazily, as in the paper: a class
-signature that occurs twice gets the cut ``Σ_{j∈S} (W_c1j + W_c2j) ≤ 2k − 1`` and the model is
+the classes that carry a uniqueness cut. Products ``s_i s_j`` are linearised (``y_ij ≥ s_i + s_j − 1``,
+plus triangle inequalities) only for the penalised pairs (``R_ij > 0``). Uniqueness is added lazily,
+as in the paper: when two classes get the same signature, the pair gets the constraint "c1 uses a
+feature that c2 does not" (``Σ_j d_j ≥ 1``, ``d_j ≤ W_c1j``, ``d_j ≤ 1 − W_c2j``) and the model is
 solved again. A Lagrangian bound gives safe candidate pre-filtering (reduced-cost fixing) and a
 bound for the heuristic; a greedy/swap heuristic gives the incumbent.
 """
@@ -18,6 +19,7 @@ bound for the heuristic; a greedy/swap heuristic gives the incumbent.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import time
 import warnings
@@ -351,7 +353,7 @@ def prefilter_candidates(similarity, bias=None, *, n_features: int, per_class: i
 # ----------------------------------------------------------------------------- MILP
 
 
-def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver, time_limit,
+def _milp(A, R, b, n_features, k, penalty, window, pairs, cut_classes, solver, time_limit,
           abs_gap, incumbent, verbose):
     """Build the linearised model in cvxpy and solve it → (selected, E rows, status, value, bound).
 
@@ -406,10 +408,16 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
             cons.append(y[rows[:, 0]] + y[rows[:, 1]] + y[rows[:, 2]]
                         >= s[tri[:, 0]] + s[tri[:, 1]] + s[tri[:, 2]] - 1)
         objective = objective - penalty * (R[iu, ju] @ y)
-    for c1, c2, features in cut_sets:
-        terms = [rows_of[(c, j)] for c in (c1, c2) for j in features if (c, j) in rows_of]
-        if terms:
-            cons.append(cp.sum(cp.hstack([var[t] for var, t in terms])) <= 2 * k - 1)
+    for c1, c2 in pairs:
+        # distinct signatures: c1 uses some feature j that c2 does not (d_j ≤ W_c1j, d_j ≤ 1 − W_c2j)
+        own = [j for j in np.flatnonzero(window[c1])]
+        d = cp.Variable(len(own), nonneg=True)
+        first = cp.hstack([rows_of[(c1, j)][0][rows_of[(c1, j)][1]] for j in own])
+        cons += [d <= first, cp.sum(d) >= 1]
+        other = [(t, rows_of[(c2, j)]) for t, j in enumerate(own) if (c2, j) in rows_of]
+        if other:
+            idx = [t for t, _ in other]
+            cons.append(d[idx] <= 1 - cp.hstack([var[i] for _, (var, i) in other]))
     problem = cp.Problem(cp.Maximize(objective), cons)
     try:
         with warnings.catch_warnings():  # a time limit is reported by the result
@@ -439,10 +447,13 @@ def _milp(A, R, b, n_features, k, penalty, window, cut_sets, cut_classes, solver
     return np.flatnonzero(s.value > 0.5), E, problem.status, float(problem.value), bound
 
 
-def _triangles(iu, ju, n) -> np.ndarray:
-    """All triangles (a < c < d) of the graph with edges (iu, ju), iu < ju."""
+def _triangles(iu, ju, n, limit: int = 20_000) -> np.ndarray:
+    """Triangles (a < c < d) of the graph with edges (iu, ju), iu < ju; none if more than ``limit``."""
     adj = np.zeros((n, n), dtype=bool)
     adj[iu, ju] = True
+    upper = adj.astype(np.int64)
+    if int(((upper @ upper) * upper).sum()) > limit:  # too many: the cuts would swamp the LP
+        return np.zeros((0, 3), dtype=int)
     out = [(a, c, d) for a, c in zip(iu, ju) for d in np.flatnonzero(adj[a] & adj[c])]
     return np.array(out, dtype=int).reshape(-1, 3)
 
@@ -511,7 +522,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
         n_keep = len(keep)
         width = np.full(n_classes, min(n_keep, window * per_class))
         ranks = np.argsort(np.argsort(-Ak, axis=1, kind="stable"), axis=1, kind="stable")
-        cut_sets, cut_classes = [], []
+        pairs, cut_classes = set(), []
         inc = incumbent if warm_start else None
         milp_bound = math.inf
         bar = tqdm(total=max_rounds, desc=f"QPM assignment ({solver})", disable=not progress,
@@ -520,7 +531,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
             left = time_limit - (time.perf_counter() - t0)
             inside = ranks < width[:, None]
             selk, E, st, value, milp_bound = _milp(
-                Ak, Rk, bk, n_features, k, penalty, inside, cut_sets, cut_classes, solver, left,
+                Ak, Rk, bk, n_features, k, penalty, inside, sorted(pairs), cut_classes, solver, left,
                 mip_gap * max(abs(incumbent), 1.0), inc, verbose)
             rounds += 1
             bar.update(1)
@@ -556,9 +567,9 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
                 break
             width[short] = n_keep
             for g in dup:
-                feats = tuple(int(j) for j in np.flatnonzero(Wk[g[0]]))
-                cut_sets += [(g[0], c2, feats) for c2 in g[1:]]
+                pairs |= set(itertools.combinations(g, 2))
                 cut_classes = sorted(set(cut_classes) | set(g))
+                width[g] = n_keep  # exact rows: the cut must not see overflow slots
         bar.close()
         bound = min(bound, max(milp_bound, dropped_bound))
         history.append(("final", incumbent, bound))

@@ -201,3 +201,28 @@ def test_pretraining_script_learns_on_a_small_budget():
     assert dense[-1] < 0.8 * dense[0]
     assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
     assert models.histories["vpp"].epochs == 1
+
+
+def test_a_selector_that_drops_everything_stays_finite_in_both_modes():
+    torch.manual_seed(0)
+    model = PrunedSegmenter(VideoSegmenter(CONFIG), KeepRatioSchedule.paper(0.55)).eval()
+    with torch.no_grad():
+        model.selectors["3"].mlp.fc2.bias.copy_(torch.tensor([-100.0, 100.0]))
+    frames = _clip(3)
+    masked = model.predict_clip(frames, mode="masked")
+    gather = model.predict_clip(frames, mode="gather")
+    for a, b in zip(masked, gather):
+        assert a.keep[0, 3:].sum() == 0
+        assert torch.isfinite(a.outputs["masks"]).all()
+        assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
+
+
+def test_clips_without_objects_train_and_predict():
+    torch.manual_seed(0)
+    model = PrunedSegmenter(VideoSegmenter(CONFIG), KeepRatioSchedule.paper(0.4)).train()
+    data = make_moving_shapes(n_videos=2, n_frames=3, image_size=48, objects=(0, 0))
+    batch = torch.utils.data.default_collate([data.chains(length=3, frame_range=1)[i] for i in range(2)])
+    loss, _ = chain_loss(model, batch)
+    assert torch.isfinite(loss)
+    model.eval()
+    assert len(model.predict_clip(data.clip(0)["frames"])) == 3

@@ -1,0 +1,138 @@
+"""Figures of the QPM chapter: A, R, b; the class–feature assignment; contrastive class pairs."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from .figures import overlay_heatmap
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def plot_qpm_constants(similarity, redundancy, penalty, bias, *, tau: float | None = None
+                       ) -> Figure:
+    """Four panels: A (classes × features), R, the penalised pairs R̃ (≥ τ) and b per feature."""
+    A, R, Rp, b = (_np(x).astype(float) for x in (similarity, redundancy, penalty, bias))
+    order = np.argsort(-A.max(0), kind="stable")
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained",
+                             gridspec_kw={"width_ratios": [1.6, 1, 1, 1.2]})
+    lim = np.abs(A).max()
+    im = axes[0].imshow(A[:, order], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    axes[0].set(title="A: class–feature correlation", xlabel="feature (sorted by max A)",
+                ylabel="class")
+    fig.colorbar(im, ax=axes[0], shrink=0.8)
+    full = R + R.T
+    im = axes[1].imshow(full[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=1)
+    axes[1].set(title="R: redundancy (cosine of A columns)", xlabel="feature", ylabel="feature")
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    pen = Rp + Rp.T
+    axes[2].imshow(pen[np.ix_(order, order)], cmap="magma", vmin=0, vmax=max(pen.max(), 1e-9))
+    n_pairs = int((Rp > 0).sum())
+    title = f"R̃: {n_pairs} penalised pairs"
+    axes[2].set(title=title + (f" (R ≥ τ = {tau:.2f})" if tau is not None else ""),
+                xlabel="feature", ylabel="feature")
+    axes[3].bar(np.arange(len(b)), b[order], color="#0072B2")
+    axes[3].set(title="b: locality bias", xlabel="feature", ylabel="b")
+    for ax in axes[:3]:
+        ax.grid(False)
+    return fig
+
+
+def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None = None,
+                    feature_names: Sequence[str] | None = None, highlight: Sequence[int] = (),
+                    ax=None, title: str | None = None):
+    """W restricted to the selected features: one row per class, a dot where W_cj = 1."""
+    W = _np(assignment)[:, _np(selected)]
+    n_c, n_f = W.shape
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n_f, 0.9 + 0.3 * n_c), layout="constrained")
+    ax.imshow(W, cmap="Greys", vmin=0, vmax=1.6, aspect="auto")
+    for c in highlight:
+        ax.axhspan(c - 0.5, c + 0.5, color="#E69F00", alpha=0.3)
+    ax.set_yticks(range(n_c), class_names if class_names is not None else range(n_c), fontsize=8)
+    labels = feature_names if feature_names is not None else [str(j) for j in _np(selected)]
+    ax.set_xticks(range(n_f), labels, fontsize=8, rotation=90)
+    ax.set_xlabel("selected feature")
+    ax.grid(False)
+    ax.set_title(title or f"QPM assignment: {n_c} classes × {n_f} features, "
+                 f"{int(W.sum(1).max())} per class")
+    return ax.figure if own else ax
+
+
+def plot_class_explanation(images, maps, labels, assignment, class_index: int, *,
+                           class_names: Sequence[str] | None = None, n_images: int = 3) -> Figure:
+    """One class as its k features: each row an image of the class, each column one feature's map."""
+    W = _np(assignment)
+    feats = np.flatnonzero(W[class_index])
+    ids = np.flatnonzero(_np(labels) == class_index)[:n_images]
+    fig, axes = plt.subplots(len(ids), len(feats) + 1, figsize=(1.7 * (len(feats) + 1),
+                             1.8 * len(ids) + 0.4), squeeze=False, layout="constrained")
+    for r, i in enumerate(ids):
+        axes[r, 0].imshow(np.transpose(_np(images[i]), (1, 2, 0)))
+        axes[r, 0].set_axis_off()
+        for col, j in enumerate(feats, start=1):
+            overlay_heatmap(images[i], _np(maps[i, j]), ax=axes[r, col],
+                            title=f"feature {j}" if r == 0 else None)
+    name = class_names[class_index] if class_names is not None else str(class_index)
+    fig.suptitle(f"class '{name}' = features {', '.join(map(str, feats))}")
+    return fig
+
+
+def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int], *,
+                          class_names: Sequence[str] | None = None) -> Figure:
+    """Two classes that differ in few features: their rows of W and where each own feature fires."""
+    W = _np(assignment)
+    c1, c2 = pair
+    only = [np.flatnonzero((W[a] != 0) & (W[b] == 0)) for a, b in ((c1, c2), (c2, c1))]
+    shared = np.flatnonzero((W[c1] != 0) & (W[c2] != 0))
+    names = [class_names[c] if class_names is not None else str(c) for c in pair]
+    fig, axes = plt.subplots(2, 1 + max(len(o) for o in only), squeeze=False,
+                             figsize=(2.1 * (1 + max(len(o) for o in only)), 4.6),
+                             layout="constrained")
+    for r, (c, own) in enumerate(zip(pair, only)):
+        i = int(np.flatnonzero(_np(labels) == c)[0])
+        axes[r, 0].imshow(np.transpose(_np(images[i]), (1, 2, 0)))
+        axes[r, 0].set_title(names[r])
+        axes[r, 0].set_axis_off()
+        for col in range(1, axes.shape[1]):
+            if col - 1 < len(own):
+                j = own[col - 1]
+                overlay_heatmap(images[i], _np(maps[i, j]), ax=axes[r, col],
+                                title=f"only '{names[r]}': feature {j}")
+            else:
+                axes[r, col].set_axis_off()
+    fig.suptitle(f"'{names[0]}' vs '{names[1]}': shared features {', '.join(map(str, shared))}")
+    return fig
+
+
+def solver_knobs_figure(problem, *, n_features: int, per_class: int, penalty: float,
+                        class_names: Sequence[str] | None = None, time_limit: float = 10.0
+                        ) -> Figure:
+    """Re-solve ``problem`` (a ``QPMProblem``) with the given knobs and draw the new assignment."""
+    from ..solvers.qpm import NotProvenOptimalWarning, solve_assignment
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotProvenOptimalWarning)
+            res = solve_assignment(problem.similarity, problem.redundancy, problem.bias,
+                                   n_features=n_features, per_class=per_class, penalty=penalty,
+                                   time_limit=time_limit, progress=False)
+    except ValueError as err:  # e.g. k > n_f, or too few distinct k-subsets
+        ax.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True, fontsize=9)
+        ax.set_axis_off()
+        return fig
+    n_pen = int((np.triu(problem.redundancy, 1)[np.ix_(res.selected, res.selected)] > 0).sum())
+    plot_assignment(res.assignment, res.selected, class_names=class_names, ax=ax,
+                    title=f"n_f={n_features}, k={per_class}, λ={penalty}: {res.status}, "
+                          f"objective {res.objective:.1f}, gap {res.gap:.2%}, "
+                          f"{n_pen} penalised pairs chosen, {res.seconds:.1f} s")
+    return fig

@@ -1,0 +1,110 @@
+"""Figures of the USAM chapter: the three uncertainties, correction curves, costs, a click explorer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..metrics.uncertainty import CorrectionCurve
+from .figures import to_image
+from .style import PALETTE
+
+
+def _mask_panel(ax, image: torch.Tensor, mask: torch.Tensor, title: str,
+                points: torch.Tensor | None = None) -> None:
+    ax.imshow(to_image(image))
+    ax.imshow(np.ma.masked_where(~mask.bool().numpy(), np.ones(mask.shape)), cmap="autumn",
+              alpha=0.55, vmin=0, vmax=1)
+    if points is not None:
+        ax.scatter(points[:, 0], points[:, 1], marker="*", s=90, c="white", edgecolors="black",
+                   linewidths=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+@torch.inference_mode()
+def show_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: torch.Tensor,
+                             mask: torch.Tensor, points: torch.Tensor) -> Figure:
+    """One instance, three gaps: small vs large model, one click vs dense, chosen vs best mask."""
+    from ..models.segmenter import mask_iou
+
+    names = list(segmenters)
+    small, large = segmenters[names[0]], segmenters[names[-1]]
+
+    def run(model, pts):
+        out = model(image[None], pts[None])
+        iou = mask_iou(out.mask_logits, mask[None, None])[0]
+        return out.mask_logits[0] > 0, out.scores[0], iou
+
+    fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
+    m_s, s_s, iou_s = run(small, points[:1])
+    m_l, _, iou_l = run(large, points[:1])
+    m_d, _, iou_d = run(small, points)
+    best, chosen = int(iou_s.argmax()), int(s_s.argmax())
+    panels = [
+        (mask, "ground truth", points[:1]),
+        (m_s[best], f"{names[0]}, 1 click: IoU {iou_s[best]:.2f}", points[:1]),
+        (m_l[int(iou_l.argmax())], f"{names[-1]}, 1 click: IoU {iou_l.max():.2f}", points[:1]),
+        (m_d[int(iou_d.argmax())], f"{names[0]}, dense: IoU {iou_d.max():.2f}", points),
+        (m_s[chosen], f"chosen by score: IoU {iou_s[chosen]:.2f}", points[:1]),
+        *[(m_s[j], f"mask {j + 1}: score {s_s[j]:.2f}, IoU {iou_s[j]:.2f}", points[:1])
+          for j in range(3)],
+    ]
+    for ax, (m, title, pts) in zip(axes.flat, panels):
+        _mask_panel(ax, image, m, title, pts)
+    fig.text(0.01, 0.97, "model gap: small → large;  prompt gap: 1 click → dense", fontsize=9)
+    fig.text(0.01, 0.49, "task gap: the score's choice → the best of the three masks", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def plot_correction_curves(panels: Mapping[str, Mapping[str, CorrectionCurve]]) -> Figure:
+    """One axis per panel; each method's mIoU against the corrected fraction (oracle dashed)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for k, (name, curve) in enumerate(curves.items()):
+            style = dict(ls="--", c="black") if name == "oracle" else \
+                dict(c=PALETTE[k % len(PALETTE)], lw=2.2 if name.startswith("USAM") else 1.2)
+            ax.plot(curve.ratios, curve.miou, label=name, **style)
+        ax.set_title(title)
+        ax.set_xlabel("fraction corrected r")
+    axes[0, 0].set_ylabel("mIoU")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_costs(seconds: Mapping[str, float]) -> Figure:
+    """Horizontal bars: milliseconds per image of each method."""
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(seconds) + 1))
+    names = list(seconds)
+    ax.barh(names, [1000 * seconds[n] for n in names], color=PALETTE[0])
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per image")
+    fig.tight_layout()
+    return fig
+
+
+@torch.inference_mode()
+def click_explorer(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
+    """Click (x, y) on ``image``: the three masks, their scores and USAM's predictions per mask."""
+    out = segmenter(image[None], torch.tensor([[[float(x), float(y)]]]))
+    pred = heads.predict(out.iou_token, out.mask_tokens)
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
+    axes[0].imshow(to_image(image))
+    axes[0].scatter([x], [y], marker="*", s=120, c="white", edgecolors="black")
+    axes[0].set_title(f"click ({x}, {y})", fontsize=9)
+    axes[0].axis("off")
+    chosen = int(out.scores[0].argmax())
+    for j in range(3):
+        lines = [f"score {out.scores[0, j]:.2f}" + ("  ← chosen" if j == chosen else "")]
+        lines += [f"{n} {pred[n][0, j]:+.2f}" for n in ("model_gap", "prompt_gap", "task_gap")
+                  if n in pred]
+        _mask_panel(axes[j + 1], image, out.mask_logits[0, j] > 0, "\n".join(lines),
+                    torch.tensor([[x, y]]))
+    fig.tight_layout()
+    return fig
