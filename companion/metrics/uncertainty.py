@@ -132,16 +132,21 @@ def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> Pear
     return PearsonTable(tuple(columns), np.corrcoef(np.stack(arrays)))
 
 
-def seconds_per_call(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3,
-                     clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median wall-clock seconds of ``fn()`` (after ``warmup`` calls), run without gradients."""
+def seconds_per_call(calls: Mapping[str, Callable[[], object]], *, repeats: int = 20,
+                     warmup: int = 3, clock: Callable[[], float] = time.perf_counter
+                     ) -> dict[str, float]:
+    """Median wall-clock seconds of each ``calls[name]()``, run without gradients.
+
+    The calls take turns (round-robin) so that a machine's changing load affects all alike.
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}.")
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            start = clock()
-            fn()
-            if i >= warmup:
-                times.append(clock() - start)
-    return float(np.median(times))
+            for name, fn in calls.items():
+                start = clock()
+                fn()
+                if i >= warmup:
+                    times[name].append(clock() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}

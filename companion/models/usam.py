@@ -149,6 +149,17 @@ class USAMRecords:
             ys.append(encode_targets(self.targets(size), self.target_names))
         return torch.cat(xs), torch.cat(ys)
 
+    def subset(self, index) -> "USAMRecords":
+        """The records of the instances in ``index``."""
+        index = torch.as_tensor(list(index) if isinstance(index, range) else index, dtype=torch.long)
+
+        def take(p: Predictions) -> Predictions:
+            return Predictions(p.scores[index], p.ious[index], p.iou_token[index],
+                               p.mask_tokens[index])
+
+        return USAMRecords(self.sizes, {k: take(v) for k, v in self.single.items()},
+                           {k: take(v) for k, v in self.dense.items()})
+
     def _check_size(self, size: str) -> None:
         if size not in self.sizes:
             raise ValueError(f"Unknown size {size!r}: these records hold {', '.join(self.sizes)}.")
@@ -426,6 +437,8 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
                  device=None) -> dict[str, float]:
     """Seconds per image of the segmenter alone and with each uncertainty method (the paper's Tab. 7).
 
+    "USAM heads alone" times the heads on tokens already computed: the extra cost of USAM.
+
     ``image`` (3, S, S) and ``points`` (n_points, 2): the centre click first, the dense set after.
     """
     device = resolve_device(device)
@@ -455,6 +468,11 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
         return [mask_entropy(_mixture(o.mask_logits, o.scores)) for o in
                 (m.eval().to(device)(image, centre) for m in segmenters.values())]
 
+    tokens = forward()
+
+    def heads_alone():
+        return heads(pair_tokens(tokens.iou_token, tokens.mask_tokens).flatten(0, 1))
+
     def with_usam():
         o = forward()
         return heads(pair_tokens(o.iou_token, o.mask_tokens).flatten(0, 1))
@@ -462,5 +480,6 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
     calls = {"segmenter": forward, "+ entropy H_A": with_entropy,
              f"+ |T|={len(AUGMENTATIONS)} augmentations": with_augmentations,
              f"+ |X_P|={len(points)} prompts": with_prompts,
-             f"+ |Θ|={len(segmenters)} sizes": with_sizes, "+ USAM heads": with_usam}
-    return {name: seconds_per_call(fn, repeats=repeats) for name, fn in calls.items()}
+             f"+ |Θ|={len(segmenters)} sizes": with_sizes, "+ USAM heads": with_usam,
+             "USAM heads alone": heads_alone}
+    return seconds_per_call(calls, repeats=repeats)

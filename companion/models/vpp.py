@@ -28,7 +28,7 @@ from ..data.moving_shapes import MovingShapes
 from ..metrics.efficiency import keep_ratio_per_layer
 from ..metrics.segmentation import APResult, mask_ap, video_ap
 from .token_merging import TokenMergingSegmenter
-from .vit_video import Mlp, VideoSegmenter, postprocess, segmentation_loss, track
+from .vit_video import FramePrediction, Mlp, VideoSegmenter, postprocess, segmentation_loss, track
 
 MODES = ("masked", "gather")
 
@@ -392,7 +392,6 @@ class ClipEvaluation:
 
     frame_ap: APResult            # COCO mask AP over all frames
     video_ap: APResult            # spatio-temporal AP over tracked clips
-    agnostic_ap: APResult         # frame mask AP with every class merged into one (masks only)
     keep_per_layer: torch.Tensor  # (depth,) fraction of tokens each block processed
     pkr: float                    # mean of keep_per_layer
 
@@ -422,29 +421,32 @@ def run_clip(model: nn.Module, frames: torch.Tensor, mode: str = "gather",
 
 def evaluate_clips(model: nn.Module, data: MovingShapes, mode: str = "gather",
                    schedule: KeepRatioSchedule | None = None, topk: bool = False,
-                   progress: bool = True) -> ClipEvaluation:
-    """Frame AP, video AP and kept-token ratios of ``model`` on every clip of ``data``."""
+                   class_agnostic: bool = False, progress: bool = True) -> ClipEvaluation:
+    """Frame AP, video AP and kept-token ratios of ``model`` on every clip of ``data``.
+
+    ``class_agnostic=True`` merges all classes into one, so that only the masks (and tracks) count.
+    """
     model.eval()
     frame_preds, frame_gt, video_preds, video_gt, keeps = [], [], [], [], []
     for v in tqdm(range(len(data)), desc="evaluate", disable=not progress, leave=False):
         clip = data.clip(v)
         outputs, keep = run_clip(model, clip["frames"], mode, schedule, topk)
         preds = [postprocess(o, data.image_size)[0] for o in outputs]
+        if class_agnostic:
+            preds = [FramePrediction(p.masks, p.scores, torch.zeros_like(p.labels)) for p in preds]
         valid = clip["labels"] >= 0
+        labels = clip["labels"][valid] * (0 if class_agnostic else 1)
         frame_preds += preds
-        frame_gt += [(clip["masks"][t][valid], clip["labels"][valid]) for t in range(len(preds))]
+        frame_gt += [(clip["masks"][t][valid], labels) for t in range(len(preds))]
         video_preds.append(track(preds))
-        video_gt.append((clip["masks"][:, valid], clip["labels"][valid]))
+        video_gt.append((clip["masks"][:, valid], labels))
         keeps.append(keep)
     frame = mask_ap([p.masks for p in frame_preds], [p.scores for p in frame_preds],
                     [p.labels for p in frame_preds], [g[0] for g in frame_gt], [g[1] for g in frame_gt])
     video = video_ap([p.masks for p in video_preds], [p.scores for p in video_preds],
                      [p.labels for p in video_preds], [g[0] for g in video_gt], [g[1] for g in video_gt])
-    agnostic = mask_ap([p.masks for p in frame_preds], [p.scores for p in frame_preds],
-                       [torch.zeros_like(p.labels) for p in frame_preds], [g[0] for g in frame_gt],
-                       [torch.zeros_like(g[1]) for g in frame_gt])
     per_layer = keep_ratio_per_layer(torch.cat(keeps))
-    return ClipEvaluation(frame, video, agnostic, per_layer, float(per_layer.mean()))
+    return ClipEvaluation(frame, video, per_layer, float(per_layer.mean()))
 
 
 @torch.no_grad()

@@ -100,6 +100,9 @@ def _copy(model: VideoSegmenter) -> VideoSegmenter:
     return clone.to(next(model.parameters()).device)
 
 
+DENSE = KeepRatioSchedule(map_block=None, sm_blocks=(), sm_ratios=())  # no pruning anywhere
+
+
 def schedules(config: PretrainConfig = PretrainConfig()) -> tuple[KeepRatioSchedule, KeepRatioSchedule]:
     """VPP's schedule and the later-layers-only schedule with the same target keep ratio."""
     vpp = KeepRatioSchedule.paper(config.pkr)
@@ -118,8 +121,11 @@ def pretrain(config: PretrainConfig = PretrainConfig(), seed: int = 0, device=No
     vpp_schedule, svit_schedule = schedules(config)
     vpp, h_vpp = train_sparse(dense, data, vpp_schedule, config, seed, device, progress, "vpp")
     svit, h_svit = train_sparse(dense, data, svit_schedule, config, seed, device, progress, "svit")
-    return VPPModels(dense.cpu(), vpp.cpu(), svit.cpu(),
-                     {"dense": h_dense, "vpp": h_vpp, "svit": h_svit})
+    # The dense baseline gets the same chain fine-tuning without pruning, so that all three
+    # models have seen the same training.
+    tuned, h_tuned = train_sparse(dense, data, DENSE, config, seed, device, progress, "dense-ft")
+    return VPPModels(tuned.segmenter.cpu(), vpp.cpu(), svit.cpu(),
+                     {"dense": h_dense, "dense-ft": h_tuned, "vpp": h_vpp, "svit": h_svit})
 
 
 def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, seed: int) -> Path:

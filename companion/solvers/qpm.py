@@ -479,8 +479,11 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
     ``"HIGHS"`` or ``"SCIP"`` (through cvxpy) or ``"heuristic"`` (greedy/swap only, with a
     Lagrangian bound). ``time_limit`` (seconds, whole call) and ``mip_gap`` (relative) stop the
     solver; ``n_candidates`` pre-filters features by Lagrangian profit — the bound stays valid for
-    the full problem because every dropped feature is bounded by reduced-cost fixing. Warns with
-    :class:`NotProvenOptimalWarning` when the answer is not proven optimal.
+    the full problem because every dropped feature is bounded by reduced-cost fixing. ``window``
+    (× k) is how many of its most similar features each class starts with in the MILP (widened
+    lazily when needed), ``max_rounds`` caps the lazy re-solves, ``restarts`` and ``seed`` drive
+    the heuristic. Warns with :class:`NotProvenOptimalWarning` when the answer is not proven
+    optimal.
     """
     t0 = time.perf_counter()
     if solver not in SOLVERS:
@@ -536,6 +539,7 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
             rounds += 1
             bar.update(1)
             if selk is None:  # nothing at least as good as the incumbent in the time left
+                history.append((f"round {rounds}", None, milp_bound))
                 if st == "infeasible":  # the cutoff proved the incumbent optimal
                     milp_bound, status = incumbent, "optimal"
                 else:

@@ -70,8 +70,11 @@ def path_figure(path: ElasticNetPath, index: int | None = None, dense_accuracy: 
                 class_names: Sequence[str] | None = None) -> Figure:
     """Accuracy against features used along the path and, for entry ``index``, its weight matrix."""
     used = path.features_used.numpy()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained",
-                                      gridspec_kw={"width_ratios": [1.1, 1]})
+    if index is None:
+        fig, left = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained",
+                                          gridspec_kw={"width_ratios": [1.1, 1]})
     left.plot(used, path.train_accuracy.numpy(), "o-", ms=3, label="train")
     if path.val_accuracy is not None:
         left.plot(used, path.val_accuracy.numpy(), "s-", ms=3, label="held out")
@@ -86,8 +89,6 @@ def path_figure(path: ElasticNetPath, index: int | None = None, dense_accuracy: 
         _weight_image(right, path.weights[index], class_names,
                       f"entry {index}: λ = {float(path.lambdas[index]):.3g}, "
                       f"{float(path.per_class[index]):.1f} weights per class")
-    else:
-        right.set_axis_off()
     left.legend(loc="lower right")
     return fig
 

@@ -28,12 +28,14 @@ def _mask_panel(ax, image: torch.Tensor, mask: torch.Tensor, title: str,
 
 @torch.inference_mode()
 def show_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: torch.Tensor,
-                             mask: torch.Tensor, points: torch.Tensor) -> Figure:
-    """One instance, three gaps: small vs large model, one click vs dense, chosen vs best mask."""
+                             mask: torch.Tensor, points: torch.Tensor,
+                             size: str | None = None) -> Figure:
+    """One instance, three gaps for ``size`` (default: the smallest): model, prompt and task."""
     from ..models.segmenter import mask_iou
 
     names = list(segmenters)
-    small, large = segmenters[names[0]], segmenters[names[-1]]
+    size = size or names[0]
+    small, large = segmenters[size], segmenters[names[-1]]
 
     def run(model, pts):
         out = model(image[None], pts[None])
@@ -47,9 +49,9 @@ def show_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: t
     best, chosen = int(iou_s.argmax()), int(s_s.argmax())
     panels = [
         (mask, "ground truth", points[:1]),
-        (m_s[best], f"{names[0]}, 1 click: IoU {iou_s[best]:.2f}", points[:1]),
+        (m_s[best], f"{size}, 1 click: IoU {iou_s[best]:.2f}", points[:1]),
         (m_l[int(iou_l.argmax())], f"{names[-1]}, 1 click: IoU {iou_l.max():.2f}", points[:1]),
-        (m_d[int(iou_d.argmax())], f"{names[0]}, dense: IoU {iou_d.max():.2f}", points),
+        (m_d[int(iou_d.argmax())], f"{size}, dense: IoU {iou_d.max():.2f}", points),
         (m_s[chosen], f"chosen by score: IoU {iou_s[chosen]:.2f}", points[:1]),
         *[(m_s[j], f"mask {j + 1}: score {s_s[j]:.2f}, IoU {iou_s[j]:.2f}", points[:1])
           for j in range(3)],

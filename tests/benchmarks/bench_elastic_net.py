@@ -84,7 +84,7 @@ def main() -> None:
         print(f"λ_max ours {lambda_max(x, y, args.alpha):.6f}, glm-saga {float(theirs[0]['lam']):.6f}")
         print(f"{'i':>3} {'lambda':>10} {'obj ours':>12} {'obj glm-saga':>13} {'rel diff':>9} "
               f"{'nnz ours':>8} {'nnz glm':>8}")
-        worst = 0.0
+        worst = -float("inf")
         for i, entry in enumerate(theirs):
             lam = float(entry["lam"])
             obj_t = elastic_net_objective(x, y, entry["weight"], entry["bias"], lam, args.alpha)
