@@ -65,7 +65,7 @@ def test_decision_maps_and_criterion_use_the_heads_features():
     ce = torch.nn.functional.cross_entropy(logits, y)
     assert float(total.detach()) == pytest.approx(float(ce.detach()) + logs["diversity"], rel=1e-5)
     assert logs["diversity"] == pytest.approx(
-        float(feature_diversity_loss(maps, logits, model.head.weight, 0.5)), rel=1e-5)
+        feature_diversity_loss(maps, logits, model.head.weight, 0.5).item(), rel=1e-5)
     with pytest.raises(TypeError, match="SparseLayer"):
         decision_maps(torch.nn.Identity(), maps)
 

@@ -404,7 +404,8 @@ def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
     """The paper's four correction panels for segmenter ``size`` (Fig. 5).
 
     model: IoU_θ → IoU of the largest size; prompt: IoU_θ → IoU_xP*; task: IoU_SAM → IoU_θ;
-    segmentation: IoU_θ → 1 (the ground truth). Rankings: USAM's head for the panel, the
+    segmentation: IoU_θ → 1 (the ground truth). Rankings: USAM's head for the panel (for the
+    model panel of a size other than the smallest, the difference of two IoU heads), the
     segmenter's own score (1 − s), every baseline entropy, and a random order. A panel where the
     refinement never helps (for the largest size, the model panel) is left out.
     """
@@ -412,8 +413,12 @@ def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
     own = records.single[size]
     pred = heads.predict_chosen(own)
     n = len(own.scores)
+    largest = records.sizes[-1]
+    # Δ*_Θ is trained as IoU_large − IoU_smallest; for another size use Δ_Θ = USAM_L − USAM_θ
+    model_gap = pred["model_gap"] if size == records.sizes[0] else \
+        pred[f"iou_{largest}"] - pred[f"iou_{size}"]
     panels = {
-        "model": (own.iou_best, records.single[records.sizes[-1]].iou_best, pred["model_gap"]),
+        "model": (own.iou_best, records.single[largest].iou_best, model_gap),
         "prompt": (own.iou_best, records.dense[size].iou_best, pred["prompt_gap"]),
         "task": (own.iou_sam, own.iou_best, pred["task_gap"]),
         "segmentation": (own.iou_best, torch.ones(n), 1 - pred[f"iou_{size}"]),

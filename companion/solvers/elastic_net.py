@@ -73,6 +73,7 @@ class ElasticNetPath:
     train_accuracy: Tensor  # (K,)
     val_accuracy: Tensor | None  # (K,) when validation data was given
     n_iter: Tensor  # (K,) proximal-gradient iterations per λ
+    converged: Tensor  # (K,) bool: the optimality residual reached tol within max_iter
     alpha: float
     group: bool
     seconds: float
@@ -94,7 +95,7 @@ class ElasticNetPath:
         """The path entry ``index`` as an ``ElasticNetFit``."""
         return ElasticNetFit(self.weights[index], self.biases[index], float(self.lambdas[index]),
                              self.alpha, self.group, float(self.objectives[index]),
-                             int(self.n_iter[index]), True)
+                             int(self.n_iter[index]), bool(self.converged[index]))
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -138,16 +139,22 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+def _check_variance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Column means and (population) standard deviations; a constant column is an error."""
+    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
+    flat = torch.nonzero(std <= 1e-12 * (1 + mean.abs())).flatten()
+    if len(flat):
+        raise ValueError(f"{len(flat)} feature(s) have zero variance (columns {flat[:5].tolist()}…): "
+                         "they carry no information; drop them (e.g. features[:, std > 0]) first.")
+    return mean, std
+
+
 def standardize(features: Tensor, mean: Tensor | None = None,
                 std: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``((features − μ)/σ, μ, σ)``; μ, σ are computed when not given (population std)."""
     features = _check_features(features)
     if mean is None or std is None:
-        mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
-        flat = torch.nonzero(std <= 1e-12 * (1 + mean.abs())).flatten()
-        if len(flat):
-            raise ValueError(f"{len(flat)} feature(s) have zero variance (columns {flat[:5].tolist()}…): "
-                             "they carry no information; drop them (e.g. features[:, std > 0]) first.")
+        mean, std = _check_variance(features)
     return (features - mean) / std, mean, std
 
 
@@ -319,11 +326,7 @@ def _prepare(features: Tensor, labels: Tensor, alpha: float, num_classes: int | 
     features = _check_features(features)
     labels, n_classes = _check_labels(labels, features.shape[0], num_classes)
     _check_alpha(alpha)
-    std = features.std(dim=0, unbiased=False)
-    flat = torch.nonzero(std <= 1e-12 * (1 + features.mean(dim=0).abs())).flatten()
-    if len(flat):
-        raise ValueError(f"{len(flat)} feature(s) have zero variance (columns {flat[:5].tolist()}…); "
-                         "drop them before fitting (the solver expects standardised features).")
+    _check_variance(features)
     return _make_problem(features, labels, n_classes, resolve_device(device)), n_classes
 
 
@@ -373,11 +376,13 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         yv = yv.to(prob.x.device)
     weight = torch.zeros(n_classes, prob.x.shape[1], dtype=prob.x.dtype, device=prob.x.device)
     bias = _prior_bias(prob)
-    out: dict[str, list] = {k: [] for k in ("w", "b", "obj", "acc", "val", "iter")}
+    out: dict[str, list] = {k: [] for k in ("w", "b", "obj", "acc", "val", "iter", "ok")}
     lam_prev = float(lambdas[0])
     bar = tqdm(lambdas.tolist(), desc="elastic-net path", disable=not progress, leave=False)
     for lam in bar:
-        weight, bias, n_iter, _ = _solve(prob, weight, bias, lam, lam_prev, alpha, group, tol, max_iter)
+        weight, bias, n_iter, converged = _solve(prob, weight, bias, lam, lam_prev, alpha, group, tol,
+                                                 max_iter)
+        out["ok"].append(converged)
         lam_prev = lam
         logits_t = _logits_t(prob.x, weight, bias)
         out["w"].append(weight.cpu())
@@ -397,5 +402,5 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         objectives=torch.tensor(out["obj"], dtype=torch.float64),
         train_accuracy=torch.tensor(out["acc"], dtype=torch.float64),
         val_accuracy=torch.tensor(out["val"], dtype=torch.float64) if val is not None else None,
-        n_iter=torch.tensor(out["iter"]), alpha=float(alpha), group=bool(group),
+        n_iter=torch.tensor(out["iter"]), converged=torch.tensor(out["ok"]), alpha=float(alpha), group=bool(group),
         seconds=time.perf_counter() - start)

@@ -16,9 +16,11 @@ from .style import PALETTE
 
 def _mask_panel(ax, image: torch.Tensor, mask: torch.Tensor, title: str,
                 points: torch.Tensor | None = None) -> None:
+    m = mask.bool().numpy()
     ax.imshow(to_image(image))
-    ax.imshow(np.ma.masked_where(~mask.bool().numpy(), np.ones(mask.shape)), cmap="autumn",
-              alpha=0.55, vmin=0, vmax=1)
+    ax.imshow(np.ma.masked_where(~m, np.ones(m.shape)), cmap="cool", alpha=0.45, vmin=0, vmax=1)
+    if m.any() and not m.all():
+        ax.contour(m, levels=[0.5], colors="white", linewidths=1.2)
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], marker="*", s=90, c="white", edgecolors="black",
                    linewidths=0.8)
@@ -58,9 +60,7 @@ def show_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: t
     ]
     for ax, (m, title, pts) in zip(axes.flat, panels):
         _mask_panel(ax, image, m, title, pts)
-    fig.text(0.01, 0.97, "model gap: small → large;  prompt gap: 1 click → dense", fontsize=9)
-    fig.text(0.01, 0.49, "task gap: the score's choice → the best of the three masks", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout()
     return fig
 
 

@@ -41,7 +41,7 @@ def fake_path(per_class_counts, n_classes=2, n_features=10):
     k = len(per_class_counts)
     return ElasticNetPath(torch.linspace(1, 0.1, k), weights, torch.zeros(k, n_classes),
                           torch.zeros(k), torch.zeros(k), None, torch.zeros(k, dtype=torch.long),
-                          0.99, False, 0.0)
+                          torch.ones(k, dtype=torch.bool), 0.99, False, 0.0)
 
 
 @settings(max_examples=40, deadline=None)

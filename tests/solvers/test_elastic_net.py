@@ -90,7 +90,7 @@ def test_path_warm_starts_agree_with_cold_solves():
     x, y = make_data(d=10, c=3, seed=3)
     path = elastic_net_path(x, y, alpha=0.9, n_lambdas=8, epsilon=0.01, tol=1e-8, max_iter=20000,
                             device="cpu", progress=False)
-    assert len(path) == 8 and (path.weights[0] == 0).all()
+    assert len(path) == 8 and (path.weights[0] == 0).all() and path.converged.all()
     assert torch.all(path.lambdas[1:] < path.lambdas[:-1])
     for i in (2, 5, 7):
         cold = fit_elastic_net(x, y, float(path.lambdas[i]), alpha=0.9, tol=1e-8, max_iter=20000,
