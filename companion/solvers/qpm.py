@@ -196,13 +196,10 @@ def _deduplicate(W: np.ndarray, A: np.ndarray, selected: np.ndarray, k: int) -> 
     """Give duplicated classes their best unused k-subset of the selected features (cheapest first)."""
     W = W.copy()
     while True:
-        groups: dict[bytes, list[int]] = {}
-        for c, row in enumerate(W):
-            groups.setdefault(row.tobytes(), []).append(c)
-        dup = [g for g in groups.values() if len(g) > 1]
+        dup = _signature_groups(W)
         if not dup:
             return W
-        used = set(groups)
+        used = {row.tobytes() for row in W}
         best = None
         for group in dup:
             for c in group:
@@ -215,12 +212,6 @@ def _deduplicate(W: np.ndarray, A: np.ndarray, selected: np.ndarray, k: int) -> 
                             best = (loss, c, row)
                         break
         W[best[1]] = best[2]
-
-
-def _selection_value(A, R, b, s_idx, k, penalty) -> float:
-    """Objective of a selection with each class on its top-k (uniqueness ignored)."""
-    sub = -np.sort(-A[:, s_idx], axis=1)[:, :k]
-    return float(sub.sum() + b[s_idx].sum() - penalty * R[np.ix_(s_idx, s_idx)].sum() / 2)
 
 
 def _swap_search(A, R, b, s, k, penalty, max_iter=10_000) -> np.ndarray:
@@ -271,14 +262,10 @@ def _greedy(A, R, b, n_features, k, penalty, rng=None) -> np.ndarray:
     return s
 
 
-def _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed, start=None):
+def _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed):
     """Greedy + swap search (several randomised restarts) → (W, selected, objective)."""
     rng = np.random.default_rng(seed)
     starts = [_greedy(A, R, b, n_features, k, penalty)]
-    if start is not None:
-        s0 = np.zeros(A.shape[1], dtype=bool)
-        s0[start] = True
-        starts.append(s0)
     starts += [_greedy(A, R, b, n_features, k, penalty, rng) for _ in range(restarts)]
     best = None
     for s in starts:
@@ -336,18 +323,6 @@ def lagrangian_bound(similarity, bias=None, *, n_features: int, per_class: int,
         step = step_scale * max(value - target, 1e-9) / norm2
         nu = nu - step * grad
     return best_value, best_reduced
-
-
-def prefilter_candidates(similarity, bias=None, *, n_features: int, per_class: int,
-                         n_candidates: int) -> np.ndarray:
-    """The ``n_candidates`` features with the largest Lagrangian profit (sorted indices)."""
-    A = np.asarray(similarity, dtype=float)
-    if n_candidates >= A.shape[1]:
-        return np.arange(A.shape[1])
-    if n_candidates < n_features:
-        raise ValueError(f"n_candidates ({n_candidates}) must be at least n_features ({n_features}).")
-    _, reduced = lagrangian_bound(A, bias, n_features=n_features, per_class=per_class)
-    return np.sort(np.argsort(-reduced, kind="stable")[:n_candidates])
 
 
 # ----------------------------------------------------------------------------- MILP

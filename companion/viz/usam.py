@@ -68,9 +68,17 @@ def plot_correction_curves(panels: Mapping[str, Mapping[str, CorrectionCurve]]) 
     """One axis per panel; each method's mIoU against the corrected fraction (oracle dashed)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
-        for k, (name, curve) in enumerate(curves.items()):
-            style = dict(ls="--", c="black") if name == "oracle" else \
-                dict(c=PALETTE[k % len(PALETTE)], lw=2.2 if name.startswith("USAM") else 1.2)
+        others = [c for i, c in enumerate(PALETTE) if i != 3]
+        k = 0
+        for name, curve in curves.items():
+            if name == "oracle":
+                style = dict(ls="--", c="black")
+            elif name == "random":
+                style = dict(ls=":", c="grey")
+            elif name.startswith("USAM"):
+                style = dict(c=PALETTE[3], lw=2.5)
+            else:
+                style, k = dict(c=others[k % len(others)], lw=1.1), k + 1
             ax.plot(curve.ratios, curve.miou, label=name, **style)
         ax.set_title(title)
         ax.set_xlabel("fraction corrected r")

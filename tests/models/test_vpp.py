@@ -194,13 +194,15 @@ def test_single_frame_clip_runs_dense_early_layers(model):
 
 
 def test_pretraining_script_learns_on_a_small_budget():
-    config = PretrainConfig(n_videos=12, n_frames=4, image_size=32, dim=32, dense_epochs=4,
-                            dense_batch=8, sparse_epochs=1, sparse_batch=4)
+    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, dim=16, dense_epochs=6,
+                            dense_lr=3e-3, dense_batch=6, sparse_epochs=1, sparse_batch=6,
+                            frame_range=1)
     models = pretrain(config, seed=0, device="cpu", progress=False)
     dense = models.histories["dense"].train_loss
     assert dense[-1] < 0.8 * dense[0]
     assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
-    assert models.histories["vpp"].epochs == 1
+    assert models.histories["vpp"].epochs == 1 and models.histories["dense-ft"].epochs == 1
+    assert models.dense.config.dim == 16
 
 
 def test_a_selector_that_drops_everything_stays_finite_in_both_modes():
