@@ -183,9 +183,6 @@ class Prior:
     deep: torch.Tensor
     keep: torch.Tensor
 
-    def detach(self) -> "Prior":
-        return Prior(self.early.detach(), self.deep.detach(), self.keep.detach())
-
 
 @dataclass(frozen=True)
 class Mapping:
