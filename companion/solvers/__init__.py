@@ -2,3 +2,5 @@
 
 from .elastic_net import (ElasticNetFit, ElasticNetPath, elastic_net_objective, elastic_net_path,
                           fit_elastic_net, lambda_max, standardize)
+from .qpm import (AssignmentResult, NotProvenOptimalWarning, check_assignment, lagrangian_bound,
+                  solve_assignment)
