@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .runtime import cache_dir, resolve_device
-from .train import as_dataset, split_batch, to_device
+from .train import as_dataset, save_atomic, split_batch, to_device
 
 __all__ = ["FeatureSet", "extract_features", "weights_fingerprint"]
 
@@ -124,11 +123,6 @@ def extract_features(model: nn.Module, data: Any, *, batch_size: int = 256,
     result = FeatureSet(pooled=torch.cat(pooled), labels=torch.cat(labels).long(),
                         maps=torch.cat(all_maps) if maps else None)
     if path is not None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save({"format": CACHE_FORMAT, "fingerprint": fingerprint, "n": len(dataset),
-                        "pooled": result.pooled, "labels": result.labels, "maps": result.maps}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomic({"format": CACHE_FORMAT, "fingerprint": fingerprint, "n": len(dataset),
+                     "pooled": result.pooled, "labels": result.labels, "maps": result.maps}, path)
     return result

@@ -277,8 +277,9 @@ def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Genera
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename it into place."""
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file, then rename it into place (never a half-written file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -473,7 +474,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                     rng = [None] * world
                     dist.all_gather_object(rng, _rng_state(device, generator))
                 if rank == 0:
-                    _save_atomic({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
+                    save_atomic({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
                                   "model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": sched.state_dict() if sched is not None else None,
                                   "scaler": scaler.state_dict(), "history": history.to_dict(),

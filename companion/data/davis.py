@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import download, extract
+from .moving_shapes import MovingShapes
 
 URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
 SPLITS = ("train", "val")
@@ -105,13 +106,12 @@ def download_archive(root: str | os.PathLike) -> Path:
     return download(URL, sha256=None, folder=root)
 
 
-def to_clips(dataset: DAVIS2017, n_frames: int, max_clips: int | None = None) -> "MovingShapes":
+def to_clips(dataset: DAVIS2017, n_frames: int, max_clips: int | None = None) -> MovingShapes:
     """Cut every sequence into clips of ``n_frames`` frames and hold them like the synthetic set.
 
     Frames are stored as uint8 and masks as bool, so the training code of the smoke world runs
     unchanged on real data (one class, "object"). Use ``image_size`` on the dataset.
     """
-    from .moving_shapes import MovingShapes
 
     if dataset.image_size is None:
         raise ValueError("to_clips needs frames of one size: create DAVIS2017(..., image_size=S).")

@@ -3,3 +3,7 @@
 from .interpretability import (AttributeAlignment, Compactness, PartAlignment, attribute_alignment,
                                class_independence, compactness, dependence, diversity_at_k,
                                feature_correlation, part_alignment)
+
+__all__ = ["AttributeAlignment", "Compactness", "PartAlignment", "attribute_alignment",
+           "class_independence", "compactness", "dependence", "diversity_at_k",
+           "feature_correlation", "part_alignment"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from ..data.ambiguous_shapes import make_ambiguous_shapes
 from ..data.prompts import centre_click
 from ..runtime import resolve_device, seed_everything
-from ..train import fit
+from ..train import fit, save_atomic
 from .segmenter import SIZES, PromptableSegmenter, SegmenterConfig, create_segmenter, \
     segmentation_loss
 
@@ -74,15 +73,7 @@ def save_segmenters(segmenters: dict[str, PromptableSegmenter], path: str | os.P
                               "state_dict": {n: t.detach().cpu() for n, t in
                                              m.state_dict().items()}}
                           for k, m in segmenters.items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_atomic(payload, path)
     return path
 
 

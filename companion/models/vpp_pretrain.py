@@ -20,7 +20,7 @@ import torch
 
 from ..data.moving_shapes import MovingShapes, make_moving_shapes
 from ..runtime import resolve_device
-from ..train import History, fit
+from ..train import History, fit, save_atomic
 from .vit_video import SegmenterConfig, VideoSegmenter, frame_loss
 from .vpp import KeepRatioSchedule, PrunedSegmenter, chain_loss
 
@@ -138,12 +138,7 @@ def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, see
     state = {"format": FORMAT, "segmenter": dataclasses.asdict(models.dense.config),
              "pretrain": dataclasses.asdict(config), "seed": seed, **half,
              "histories": {k: h.to_dict() for k, h in models.histories.items()}}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_atomic(state, path)
     return path
 
 

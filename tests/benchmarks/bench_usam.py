@@ -31,7 +31,7 @@ def main() -> None:
         costs = method_costs(segmenters, heads, data.images[data.image_index[i]], prompts.dense[i],
                              args.size, repeats=args.repeats, device=args.device)
         rows.append(costs)
-    print(f"| method | ms per image | × forward |\n|---|---|---|")
+    print("| method | ms per image | × forward |\n|---|---|---|")
     for name in rows[0]:
         ms = sorted(r[name] for r in rows)[len(rows) // 2] * 1000
         base = sorted(r["segmenter"] for r in rows)[len(rows) // 2] * 1000

@@ -22,7 +22,6 @@ def make_data(n=240, d=8, c=3, seed=0, dtype=torch.float64):
 
 def kkt_residual(x, y, fit):
     """Max violation of the optimality conditions of the elastic-net problem at ``fit``."""
-    n, c = x.shape[0], fit.weight.shape[0]
     w, b = fit.weight.double().requires_grad_(), fit.bias.double().requires_grad_()
     loss = torch.nn.functional.cross_entropy(x.double() @ w.T + b, y)
     gw, gb = torch.autograd.grad(loss, (w, b))
