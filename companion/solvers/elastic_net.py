@@ -392,8 +392,8 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
     bias = _prior_bias(prob)
     out: dict[str, list] = {k: [] for k in ("w", "b", "obj", "acc", "val", "iter", "ok")}
     lam_prev = float(lambdas[0])
-    bar = tqdm(lambdas.tolist(), desc="elastic-net path", disable=not progress, leave=False)
-    for lam in bar:
+    bar = tqdm(total=len(lambdas), desc="elastic-net path", disable=not progress, leave=False)
+    for lam in lambdas.tolist():
         weight, bias, n_iter, converged = _solve(prob, weight, bias, lam, lam_prev, alpha, group, tol,
                                                  max_iter)
         out["ok"].append(converged)
@@ -408,8 +408,11 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
             out["val"].append(float(((xv @ weight.T + bias).argmax(dim=1) == yv).double().mean()))
         used = int((weight != 0).any(dim=0).sum())
         bar.set_postfix(features=used, acc=f"{out['acc'][-1]:.3f}")
+        bar.update(1)
         if max_features is not None and used > max_features:
+            bar.total = bar.n  # stopping early at max_features is the goal, not a failure
             break
+    bar.close()
     k = len(out["w"])
     return ElasticNetPath(
         lambdas=lambdas[:k].clone(), weights=torch.stack(out["w"]), biases=torch.stack(out["b"]),

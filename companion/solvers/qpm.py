@@ -549,6 +549,8 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
                 pairs |= set(itertools.combinations(g, 2))
                 cut_classes = sorted(set(cut_classes) | set(g))
                 width[g] = n_keep  # exact rows: the cut must not see overflow slots
+        bar.total = bar.n  # stopping before max_rounds is success, not an unfinished bar
+        bar.refresh()
         bar.close()
         bound = min(bound, max(milp_bound, dropped_bound))
         history.append(("final", incumbent, bound))
