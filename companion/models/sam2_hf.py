@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..download import download, extract
 from ..runtime import cache_dir, resolve_device
-from .segmenter import SegmenterOutput
+from .segmenter import SegmenterOutput, mask_iou
 from .usam import Predictions, USAMHeads
 
 SAM2_CHECKPOINTS = {
@@ -110,12 +110,6 @@ class Sam2Tokens:
                                iou_token=tokens[:, 1], mask_tokens=tokens[:, 3:6])
 
 
-def _mask_iou_np(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    inter = (pred & target[None]).sum((-2, -1))
-    union = (pred | target[None]).sum((-2, -1))
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
 def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                  points: Sequence[np.ndarray], *, progress: bool = True) -> Predictions:
     """Run SAM 2.1 on each (image, click set) and score the three masks against ``masks``.
@@ -139,8 +133,8 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
                         inputs["input_labels"][:, 0])
         full = segmenter.processor.post_process_masks(out.mask_logits[:, None].cpu(),
                                                       inputs["original_sizes"].cpu())[0][0]
-        iou = _mask_iou_np(full.numpy().astype(bool), np.asarray(mask, dtype=bool))
-        rows.append((out.scores[0].float().cpu(), torch.as_tensor(iou, dtype=torch.float32),
+        iou = mask_iou(full.bool(), torch.as_tensor(np.asarray(mask, dtype=bool)))
+        rows.append((out.scores[0].float().cpu(), iou.float(),
                      out.iou_token[0].float().cpu(), out.mask_tokens[0].float().cpu()))
     return Predictions(*(torch.stack([r[k] for r in rows]) for k in range(4)))
 
