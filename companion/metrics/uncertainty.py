@@ -1,4 +1,4 @@
-"""Uncertainty metrics: mask entropies, correction curves, relative AUC, correlations and timing.
+"""Uncertainty metrics: mask entropies, correction curves, relative AUC and correlations.
 
 Correction curve (the paper's Fig. 5): rank predictions by an uncertainty score, replace the most
 uncertain fraction r ∈ [0, r_max] by a refined alternative (a larger model, a denser prompt, the
@@ -8,8 +8,7 @@ the true gain. Relative AUC = area gained over the uncorrected mIoU, divided by 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,23 +129,3 @@ def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> Pear
     if flat:
         raise ValueError(f"columns {flat} are constant: their correlation is undefined.")
     return PearsonTable(tuple(columns), np.corrcoef(np.stack(arrays)))
-
-
-def seconds_per_call(calls: Mapping[str, Callable[[], object]], *, repeats: int = 20,
-                     warmup: int = 3, clock: Callable[[], float] = time.perf_counter
-                     ) -> dict[str, float]:
-    """Median wall-clock seconds of each ``calls[name]()``, run without gradients.
-
-    The calls take turns (round-robin) so that a machine's changing load affects all alike.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}.")
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            for name, fn in calls.items():
-                start = clock()
-                fn()
-                if i >= warmup:
-                    times[name].append(clock() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}

@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from ..data.ambiguous_shapes import AmbiguousShapes
 from ..data.prompts import Prompts
+from ..metrics.efficiency import time_interleaved
 from ..metrics.uncertainty import (CorrectionCurve, correction_curve, mask_entropy, oracle_curve,
-                                   relative_auc, seconds_per_call)
+                                   relative_auc)
 from ..runtime import resolve_device
 from ..train import History, fit
 from .segmenter import PromptableSegmenter, mask_iou
@@ -487,4 +488,5 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
              f"+ |X_P|={len(points)} prompts": with_prompts,
              f"+ |Θ|={len(segmenters)} sizes": with_sizes, "+ USAM heads": with_usam,
              "USAM heads alone": heads_alone}
-    return seconds_per_call(calls, repeats=repeats)
+    timing = time_interleaved(calls, repeats=repeats, progress=False)
+    return {name: t.median for name, t in timing.items()}

@@ -113,15 +113,3 @@ def test_pearson_table_bad_input():
         U.pearson_table({"a": [1.0, 2.0, 3.0], "b": [1.0, 1.0, 1.0]})
     with pytest.raises(ValueError, match="same length"):
         U.pearson_table({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0]})
-
-
-def test_seconds_per_call_is_the_median_per_call():
-    # the warm-up round reads the clock once per call; then a: 3, 2, 0.5 and b: 1, 1, 4
-    ticks = iter([0.0, 0.0, 0.0, 3.0, 3.0, 4.0, 4.0, 6.0, 6.0, 7.0, 7.0, 7.5, 7.5, 11.5])
-    calls = []
-    out = U.seconds_per_call({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                             repeats=3, warmup=1, clock=lambda: next(ticks))
-    assert out == pytest.approx({"a": 2.0, "b": 1.0})
-    assert calls == ["a", "b"] * 4  # round-robin
-    with pytest.raises(ValueError, match="repeats"):
-        U.seconds_per_call({"a": lambda: None}, repeats=0)
