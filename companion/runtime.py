@@ -91,11 +91,8 @@ def set_profile(name: str | None = None, *, device: str | torch.device | None = 
     if name is None:
         name = os.environ.get(PROFILE_ENV) or ("full" if torch.cuda.is_available() else "smoke")
     key = _check_name(name)
-    dev = torch.device(device) if device is not None else (
+    dev = _check_device(torch.device(device)) if device is not None else (
         _default_device() if key == "full" else torch.device("cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"Device {dev} was requested but CUDA is not available on this machine; "
-                           "pass device='cpu' or run on a GPU runtime.")
     if real_data is None:
         env = _env_flag(REAL_DATA_ENV)
         real_data = (True if env is None else env) if key == "full" else False
@@ -112,8 +109,18 @@ def get_profile() -> Profile:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` means the active profile's device."""
-    return get_profile().device if device is None else torch.device(device)
+    """``None`` means the active profile's device; a CUDA device must exist on this machine."""
+    return get_profile().device if device is None else _check_device(torch.device(device))
+
+
+def _check_device(device: torch.device) -> torch.device:
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"Device {device} was requested but CUDA is not available on this "
+                           "machine; pass device='cpu' or run on a GPU runtime.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"Device {device} was requested but this machine has "
+                           f"{torch.cuda.device_count()} CUDA device(s).")
+    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -76,10 +76,17 @@ def test_real_data_flag(monkeypatch):
         runtime.set_profile("smoke", real_data=True)
 
 
-def test_resolve_device():
+def test_resolve_device(monkeypatch):
     runtime.set_profile("smoke")
     assert runtime.resolve_device() == torch.device("cpu")
     assert runtime.resolve_device("meta") == torch.device("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        runtime.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match="1 CUDA device"):
+        runtime.resolve_device("cuda:3")
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):

@@ -16,7 +16,7 @@ The recipe of Norrenbrock et al. (2023) on cached pooled features f (N × D):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -60,19 +60,34 @@ def select_features(features: Tensor, labels: Tensor, n_features: int, *, alpha:
                     n_lambdas: int = 100, epsilon: float = 1e-3, tol: float = 1e-4,
                     max_iter: int = 2000, device: str | torch.device | None = None,
                     progress: bool = True) -> FeatureSelection:
-    """Select n_f (``n_features``) of the D features by their order of entry on the group-lasso path."""
+    """Select n_f (``n_features``) of the D features by their order of entry on the group-lasso path.
+
+    Constant features (a ReLU channel that never fires, say) carry no information and never enter.
+    """
     if not isinstance(features, Tensor) or features.ndim != 2:
         raise ValueError("features must be a (N, D) tensor of pooled features.")
     _check_sizes(features.shape[1], n_features)
-    z, _, _ = standardize(features)
+    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
+    constant = std <= 1e-12 * (1 + mean.abs())  # False for NaN: kept, and reported by standardize
+    varying = torch.nonzero(~constant).flatten()
+    if len(varying) < int(n_features):
+        raise ValueError(f"Only {len(varying)} of the {features.shape[1]} features vary over these "
+                         f"samples, fewer than n_features={n_features}; use more samples or fewer "
+                         "features.")
+    z, _, _ = standardize(features[:, varying])
     path = elastic_net_path(z, labels, alpha=alpha, n_lambdas=n_lambdas, epsilon=epsilon, group=True,
                             tol=tol, max_iter=max_iter, max_features=n_features, device=device,
                             progress=progress)
+    if len(varying) < features.shape[1]:  # give the path's weights all D columns again
+        weights = path.weights.new_zeros((*path.weights.shape[:2], features.shape[1]))
+        weights[..., varying.to(weights.device)] = path.weights
+        path = replace(path, weights=weights)
     used = (path.weights != 0).any(dim=1)  # (K, D)
     entry = torch.where(used.any(dim=0), used.double().argmax(dim=0), torch.tensor(len(path)))
     norm = path.weights[-1].norm(dim=0)
-    # order by entry, then by group norm at the end of the path, then by index
+    # order by entry, then by group norm at the end of the path, then by index; constant ones last
     key = entry.double() * (norm.max() + 1) * 2 - norm.double()
+    key[constant.to(key.device)] = torch.inf
     order = torch.argsort(key, stable=True)[:n_features]
     return FeatureSelection(indices=order, entry=entry[order], path=path)
 

@@ -11,7 +11,8 @@ from cub_fixture import CLASS_FOLDERS, HEIGHT, N_ATTRIBUTES, N_PARTS, WIDTH, wri
 from torchvision.transforms import functional as F
 
 from companion.data import cub as cub_module
-from companion.data.cub import CUB200, Resource
+from companion.data.cub import (CUB200, IMAGENET_MEAN, IMAGENET_STD, Resource, cub_splits,
+                                cub_transforms)
 from companion.download import DownloadError
 
 
@@ -197,3 +198,45 @@ def test_download_with_a_wrong_checksum_leaves_nothing(tiny, tmp_path, monkeypat
     with pytest.raises(DownloadError, match="Checksum mismatch"):
         CUB200(root, download=True)
     assert list(root.iterdir()) == []
+
+
+def test_splits_share_one_setup_and_take_classes_from_the_data(tiny):
+    splits = cub_splits(tiny.root, image_size=16, download=False)
+    assert splits.classes == [f.split(".")[1].replace("_", " ") for f in CLASS_FOLDERS]
+    assert splits.n_classes == len(CLASS_FOLDERS)
+    assert (splits.train.split, splits.eval_train.split, splits.test.split) == ("train", "train", "test")
+    assert splits.eval_train.image_ids.tolist() == splits.train.image_ids.tolist()
+    x, y = splits.test[0]
+    assert x.shape == (3, 16, 16) and y == splits.test.targets[0]
+    # the plain transform is deterministic and ImageNet-normalised: a flat image stays flat
+    image_id = int(splits.test.image_ids[0])
+    expected = (np.asarray(tiny.colour[image_id]) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    np.testing.assert_allclose(x.mean((1, 2)).numpy(), expected, atol=0.05)
+    # the augmented view crops at random: two draws of one image differ somewhere
+    torch.manual_seed(0)
+    draws = torch.stack([splits.train[1][0] for _ in range(8)])
+    assert draws.shape == (8, 3, 16, 16) and (draws - draws[0]).abs().amax() > 0
+
+
+def test_splits_default_to_the_cache(tiny, monkeypatch):
+    monkeypatch.setenv("COMPANION_CACHE", str(tiny.root.parent))
+    (tiny.root.parent / "cub").symlink_to(tiny.root, target_is_directory=True)
+    splits = cub_splits(download=False)
+    assert splits.test.root == tiny.root.parent / "cub" and len(splits.test) == 6
+
+
+@pytest.mark.parametrize("size, resize", [(224, 256), (448, 512), (64, 73)])
+def test_transforms_resize_by_eight_sevenths(size, resize):
+    augmented, plain = cub_transforms(size)
+    assert plain.transforms[0].size == resize and plain.transforms[1].size == (size, size)
+    assert augmented.transforms[0].size == resize
+    assert not any("TrivialAugment" in type(t).__name__ for t in augmented.transforms)
+    with_trivial, _ = cub_transforms(size, trivial_augment=True)
+    assert any("TrivialAugment" in type(t).__name__ for t in with_trivial.transforms)
+
+
+def test_transforms_reject_bad_sizes():
+    with pytest.raises(ValueError, match="image_size must be a positive"):
+        cub_transforms(0)
+    with pytest.raises(ValueError, match=r"resize \(100\) must be at least image_size \(224\)"):
+        cub_transforms(224, resize=100)

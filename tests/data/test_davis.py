@@ -58,3 +58,14 @@ def test_missing_or_corrupted_dataset_says_how_to_get_it(tmp_path):
         DAVIS2017(tmp_path)
     with pytest.raises(ValueError, match="split"):
         DAVIS2017(tmp_path, split="test")
+
+
+def test_download_archive_checks_a_pinned_sha256(monkeypatch, tmp_path):
+    import companion.data.davis as davis
+
+    calls = []
+    monkeypatch.setattr(davis, "download", lambda url, sha256, folder: calls.append((url, sha256)) or tmp_path)
+    davis.download_archive(tmp_path)
+    (url, sha256), = calls
+    assert url.endswith("DAVIS-2017-trainval-480p.zip")
+    assert sha256 is not None and len(sha256) == 64 and int(sha256, 16) >= 0

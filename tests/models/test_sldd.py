@@ -63,6 +63,17 @@ def test_select_features_finds_the_informative_columns():
     assert torch.all(sel.entry[1:] >= sel.entry[:-1])
 
 
+def test_select_features_skips_constant_features():
+    x, y = informative_data()
+    x[:, [0, 2]] = 0.0  # a channel that never fires, and an informative one switched off
+    sel = select_features(x, y, 3, n_lambdas=40, device="cpu", progress=False)
+    assert sorted(sel.indices.tolist()) == [5, 7, 9]
+    assert sel.path.weights.shape[-1] == x.shape[1] and not sel.path.weights[..., [0, 2]].any()
+    # asked for more features than ever enter the path: the rest are varying ones, never constant
+    more = select_features(x, y, x.shape[1] - 2, n_lambdas=3, device="cpu", progress=False)
+    assert not set(more.indices.tolist()) & {0, 2}
+
+
 def test_fit_sldd_builds_a_sparse_layer_with_k_per_class():
     x, y = informative_data(d=16, c=4, informative=(1, 3, 4, 8, 11, 12, 14, 15))
     res = fit_sldd(x, y, n_features=8, per_class=2, n_lambdas=30, device="cpu", progress=False)
@@ -87,8 +98,8 @@ def test_bad_sizes_and_inputs_are_rejected():
     with pytest.raises(ValueError, match="NaN"):
         select_features(nan, y, 3, progress=False)
     flat = x.clone()
-    flat[:, 1] = 0.0
-    with pytest.raises(ValueError, match="zero variance"):
+    flat[:, 1:] = 0.0
+    with pytest.raises(ValueError, match="Only 1 of the 6 features vary"):
         fit_sldd(flat, y, n_features=3, per_class=2, progress=False)
     with pytest.raises(ValueError, match="labels must lie"):
         select_features(x, y - 1, 3, progress=False)
