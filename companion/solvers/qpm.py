@@ -12,12 +12,15 @@ the classes that carry a uniqueness cut. Products ``s_i s_j`` are linearised (``
 plus triangle inequalities) only for the penalised pairs (``R_ij > 0``). Uniqueness is added lazily,
 as in the paper: when two classes get the same signature, the pair gets the constraint "c1 uses a
 feature that c2 does not" (``Σ_j d_j ≥ 1``, ``d_j ≤ W_c1j``, ``d_j ≤ 1 − W_c2j``) and the model is
-solved again. A Lagrangian bound gives safe candidate pre-filtering (reduced-cost fixing) and a
-bound for the heuristic; a greedy/swap heuristic gives the incumbent.
+solved again. A Lagrangian bound (which also relaxes the pair penalty) gives safe candidate
+pre-filtering (reduced-cost fixing) and a bound for the heuristic; a greedy/swap heuristic gives the
+incumbent, which is HiGHS's cutoff and sets each class's starting window. Every round's relaxation
+bounds the candidate problem, so the loop stops as soon as the gap is closed.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -284,44 +287,66 @@ def _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed):
 
 
 def lagrangian_bound(similarity, bias=None, *, n_features: int, per_class: int,
-                     incumbent: float | None = None, iterations: int = 300):
-    """Upper bound on the optimum by relaxing ``Σ_j W_cj = k`` (ν_c) and ``Σ s = n_f`` (μ).
+                     incumbent: float | None = None, iterations: int = 1000, redundancy=None,
+                     penalty: float = 1.0, patience: int = 20):
+    """Upper bound on the optimum by relaxing ``Σ_j W_cj = k`` (ν_c), ``Σ s = n_f`` (μ) and, with
+    ``redundancy`` (upper-triangular or symmetric), the pair penalty (α).
 
-    For multipliers ν, each feature's profit is ``g_j = b_j + Σ_c max(0, A_cj − ν_c)`` and
-    ``L(ν) = k Σ_c ν_c + Σ (top n_f of g)`` bounds every feasible solution (the redundancy penalty
-    and uniqueness are dropped, which can only raise the maximum). Minimised by subgradient steps
-    (Polyak steps towards ``incumbent`` when given). Returns ``(bound, reduced)``, where
+    For multipliers ν and ``0 ≤ α_ij ≤ λ R_ij``, ``−λ R_ij s_i s_j ≤ α_ij (1 − s_i − s_j)`` on 0/1
+    points, so each feature's profit is ``g_j = b_j + Σ_c max(0, A_cj − ν_c) − Σ_i α_ij`` and
+    ``L(ν, α) = k Σ_c ν_c + Σ α + Σ (top n_f of g)`` bounds every feasible solution (uniqueness is
+    dropped, which can only raise the maximum). Minimised by projected subgradient steps (Polyak
+    steps towards ``incumbent`` when given). Returns ``(bound, reduced)``, where
     ``bound + min(0, reduced_j)`` bounds every solution that selects feature j.
     """
     A = np.asarray(similarity, dtype=float)
-    b = np.zeros(A.shape[1]) if bias is None else np.asarray(bias, dtype=float)
+    n = A.shape[1]
+    b = np.zeros(n) if bias is None else np.asarray(bias, dtype=float)
     k, nf = per_class, n_features
+    if redundancy is not None and penalty > 0:
+        iu, ju = np.nonzero(np.triu(np.asarray(redundancy, dtype=float), 1))
+        cap = penalty * np.triu(np.asarray(redundancy, dtype=float), 1)[iu, ju]
+    else:
+        iu = ju = np.zeros(0, dtype=int)
+        cap = np.zeros(0)
+    alpha = np.zeros(len(cap))
 
-    def evaluate(nu):
-        g = b + np.maximum(0.0, A - nu[:, None]).sum(0)
+    def evaluate(nu, alpha):
+        paid = np.bincount(iu, alpha, n) + np.bincount(ju, alpha, n)
+        g = b + np.maximum(0.0, A - nu[:, None]).sum(0) - paid
         order = np.argsort(-g)
-        value = k * nu.sum() + g[order[:nf]].sum()
+        value = k * nu.sum() + alpha.sum() + g[order[:nf]].sum()
         mu = g[order[nf - 1]]
         return value, g - mu, order[:nf]
 
     # start between each class's k-th and (k+1)-th best feature overall
     part = -np.sort(-A, axis=1)
-    nu = part[:, k] if A.shape[1] > k else part[:, k - 1] - 1.0
+    nu = part[:, k] if n > k else part[:, k - 1] - 1.0
     best_value, best_reduced = math.inf, None
-    step_scale = 1.0
-    for it in range(iterations):
-        value, reduced, top = evaluate(nu)
-        if value < best_value - 1e-12:
-            best_value, best_reduced = value, reduced
+    step_scale, stall = 2.0, 0
+    for _ in range(iterations):
+        value, reduced, top = evaluate(nu, alpha)
+        if value < best_value - 1e-9 * max(1.0, abs(value)):
+            best_value, best_reduced, stall = value, reduced, 0
         else:
-            step_scale *= 0.97
+            stall += 1
+            if stall >= patience:  # Held–Karp rule: halve the step after a run without progress
+                step_scale, stall = step_scale / 2, 0
+                if step_scale < 1e-6:
+                    break
         grad = k - (A[:, top] > nu[:, None]).sum(1)
-        norm2 = float(grad @ grad)
+        chosen = np.zeros(n, dtype=bool)
+        chosen[top] = True
+        pair_grad = 1.0 - chosen[iu] - chosen[ju]
+        # projected: components pushing α out of [0, λR] do not move
+        pair_grad[((alpha <= 0) & (pair_grad > 0)) | ((alpha >= cap) & (pair_grad < 0))] = 0.0
+        norm2 = float(grad @ grad + pair_grad @ pair_grad)
         if norm2 == 0:
             break
         target = incumbent if incumbent is not None else best_value - 0.01 * abs(best_value)
         step = step_scale * max(value - target, 1e-9) / norm2
         nu = nu - step * grad
+        alpha = np.clip(alpha - step * pair_grad, 0.0, cap)
     return best_value, best_reduced
 
 
@@ -403,8 +428,10 @@ def _milp(A, R, b, n_features, k, penalty, window, pairs, cut_classes, solver, t
                 opts = dict(time_limit=float(max(time_limit, 0.01)), mip_rel_gap=0.0,
                             mip_abs_gap=abs_gap, output_flag=verbose)
                 if incumbent is not None:
-                    # prune nodes that cannot beat the heuristic (HiGHS minimises −objective)
+                    # prune nodes that cannot beat the heuristic (HiGHS minimises −objective);
+                    # with that cutoff, HiGHS's own heuristics and restarts cost more than they find
                     opts["objective_bound"] = offset - incumbent + 1e-7 * max(1.0, abs(incumbent))
+                    opts.update(_highs_known(_HIGHS_PROVE_ONLY))
                 problem.solve(solver="HIGHS", verbose=verbose, **opts)
                 bound = offset - float(problem.solver_stats.extra_stats.mip_dual_bound)
             else:
@@ -420,6 +447,30 @@ def _milp(A, R, b, n_features, k, penalty, window, pairs, cut_classes, solver, t
     for pick, e in parts:
         E[cls[pick], feat[pick]] = e.value
     return np.flatnonzero(s.value > 0.5), E, problem.status, float(problem.value), bound
+
+
+_HIGHS_PROVE_ONLY = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
+                     "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
+                     "mip_heuristic_run_feasibility_jump": False, "mip_allow_restart": False}
+
+
+@functools.cache
+def _highs_has(name: str) -> bool:
+    """Whether the installed HiGHS knows option ``name`` (older releases lack some)."""
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    try:
+        answer = h.getOptionValue(name)
+    except (RuntimeError, ValueError):
+        return False
+    return not isinstance(answer, tuple) or answer[0] == highspy.HighsStatus.kOk
+
+
+def _highs_known(options: dict) -> dict:
+    """The options the installed HiGHS accepts."""
+    return {key: value for key, value in options.items() if _highs_has(key)}
 
 
 def _triangles(iu, ju, n, limit: int = 20_000) -> np.ndarray:
@@ -455,10 +506,10 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
     Lagrangian bound). ``time_limit`` (seconds, whole call) and ``mip_gap`` (relative) stop the
     solver; ``n_candidates`` pre-filters features by Lagrangian profit — the bound stays valid for
     the full problem because every dropped feature is bounded by reduced-cost fixing. ``window``
-    (× k) is how many of its most similar features each class starts with in the MILP (widened
-    lazily when needed), ``max_rounds`` caps the lazy re-solves, ``restarts`` and ``seed`` drive
-    the heuristic. Warns with :class:`NotProvenOptimalWarning` when the answer is not proven
-    optimal.
+    (× k) is the least number of its most similar features each class starts with in the MILP
+    (more where the heuristic's solution reaches further down its ranking; widened lazily),
+    ``max_rounds`` caps the lazy re-solves, ``restarts`` and ``seed`` drive the heuristic. Warns
+    with :class:`NotProvenOptimalWarning` when the answer is not proven optimal.
     """
     t0 = time.perf_counter()
     if solver not in SOLVERS:
@@ -478,7 +529,8 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
     k = per_class
 
     W, sel, incumbent = _heuristic(A, R, b, n_features, k, penalty, unique, restarts, seed)
-    bound, reduced = lagrangian_bound(A, b, n_features=n_features, per_class=k, incumbent=incumbent)
+    bound, reduced = lagrangian_bound(A, b, n_features=n_features, per_class=k, incumbent=incumbent,
+                                      redundancy=R, penalty=penalty)
     history = [("heuristic", incumbent, bound)]
     status, rounds, name = "heuristic", 0, "heuristic"
     # reduced-cost fixing: a feature j with bound + min(0, reduced_j) < incumbent is in no
@@ -493,32 +545,37 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
     keep = np.union1d(keep, sel)
     dropped = np.setdiff1d(np.arange(n_all), keep)
     dropped_bound = (bound + np.minimum(0.0, reduced[dropped])).max() if len(dropped) else -math.inf
+    tolerance = mip_gap * max(abs(incumbent), 1.0)
 
-    if solver != "heuristic" and bound - incumbent > mip_gap * max(abs(incumbent), 1.0):
+    if solver != "heuristic" and bound - incumbent > tolerance:
         name = solver
         Ak, Rk, bk = A[:, keep], R[np.ix_(keep, keep)], b[keep]
         n_keep = len(keep)
-        width = np.full(n_classes, min(n_keep, window * per_class))
         ranks = np.argsort(np.argsort(-Ak, axis=1, kind="stable"), axis=1, kind="stable")
+        # windows reach 2k ranks past each class's k-th feature in the heuristic's selection, so
+        # solutions near it need no overflow slots (keep is sorted, so searchsorted finds sel)
+        kth = np.sort(ranks[:, np.searchsorted(keep, sel)], axis=1)[:, k - 1]
+        width = np.minimum(n_keep, np.maximum(window * k, kth + 1 + 2 * k))
         pairs, cut_classes = set(), []
-        inc = incumbent if warm_start else None
-        milp_bound = math.inf
+        milp_bound = math.inf  # best bound of the candidate-set relaxations solved so far
         bar = tqdm(total=max_rounds, desc=f"QPM assignment ({solver})", disable=not progress,
                    leave=False)
         while True:
             left = time_limit - (time.perf_counter() - t0)
             inside = ranks < width[:, None]
-            selk, E, st, value, milp_bound = _milp(
+            selk, E, st, value, round_bound = _milp(
                 Ak, Rk, bk, n_features, k, penalty, inside, sorted(pairs), cut_classes, solver, left,
-                mip_gap * max(abs(incumbent), 1.0), inc, verbose)
+                tolerance, incumbent if warm_start else None, verbose)
             rounds += 1
             bar.update(1)
-            if selk is None:  # nothing at least as good as the incumbent in the time left
+            # every round solves a relaxation of the candidate problem with the incumbent as
+            # cutoff, so max(its bound, incumbent) bounds the candidate problem
+            if st == "infeasible":  # nothing beats the incumbent
+                round_bound = incumbent
+            milp_bound = min(milp_bound, max(round_bound, incumbent))
+            if selk is None:
                 history.append((f"round {rounds}", None, milp_bound))
-                if st == "infeasible":  # the cutoff proved the incumbent optimal
-                    milp_bound, status = incumbent, "optimal"
-                else:
-                    status = "time_limit"
+                status = "optimal" if st == "infeasible" else "time_limit"
                 break
             Wk = _top_k(Ak, selk, k)
             if cut_classes:
@@ -532,17 +589,25 @@ def solve_assignment(similarity, redundancy=None, bias=None, *, n_features: int,
             short = np.flatnonzero(((inside & chosen).sum(1) < k) | (E.sum(1) < k - 1e-6))
             short = short[width[short] < n_keep]
             dup = _signature_groups(Wk) if unique else []
+            # the round's selection, repaired into a feasible solution and polished by the swap
+            # search, may beat the incumbent (and so tighten the next round's cutoff)
+            polished = np.zeros(n_keep, dtype=bool)
+            polished[selk] = True
+            polished = np.flatnonzero(_swap_search(Ak, Rk, bk, polished, k, penalty))
+            for cand_sel, cand_W in ((selk, Wk), (polished, _top_k(Ak, polished, k))):
+                if unique and _signature_groups(cand_W):
+                    cand_W = _deduplicate(cand_W, Ak, cand_sel, k)
+                W_full = np.zeros((n_classes, n_all), dtype=np.int8)
+                W_full[:, keep] = cand_W
+                true_value = assignment_objective(W_full, keep[cand_sel], A, np.triu(R, 1), b,
+                                                  penalty)
+                if true_value > incumbent:
+                    W, sel, incumbent = W_full, keep[cand_sel], true_value
             history.append((f"round {rounds}", value, milp_bound))
             done = not dup and not len(short)
-            if done or st != "optimal" or rounds >= max_rounds:
-                Wk = _deduplicate(Wk, Ak, selk, k) if dup else Wk
-                full_sel = keep[selk]
-                W_full = np.zeros((n_classes, n_all), dtype=np.int8)
-                W_full[:, keep] = Wk
-                true_value = assignment_objective(W_full, full_sel, A, np.triu(R, 1), b, penalty)
-                if true_value > incumbent:
-                    W, sel, incumbent = W_full, full_sel, true_value
-                status = "optimal" if done and st == "optimal" else "time_limit"
+            closed = max(milp_bound, dropped_bound) - incumbent <= tolerance
+            if done or closed or st != "optimal" or rounds >= max_rounds:
+                status = "optimal" if (done and st == "optimal") or closed else "time_limit"
                 break
             width[short] = n_keep
             for g in dup:

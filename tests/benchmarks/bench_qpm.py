@@ -6,6 +6,7 @@ Run ``python tests/benchmarks/bench_qpm.py [--quick] [--solver HIGHS|SCIP]``; pr
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -65,12 +66,14 @@ def main():
         cases += [dict(n_classes=200, n_dims=128, n_features=50, per_class=5, time_limit=120),
                   dict(n_classes=200, n_dims=2048, n_features=50, per_class=5, time_limit=600,
                        n_candidates=256, mip_gap=1e-2)]
+    print(f"load average (1, 5, 15 min) before: {os.getloadavg()}", flush=True)
     rows = []
     for case in cases:
         rows.append(run(solver=args.solver, **case))
         print(rows[-1], flush=True)
     head = ("instance", "solver", "limit_s", "mip_gap", "candidates", "pairs", "build_s", "solve_s",
             "status", "objective", "gap", "candidate_gap", "rounds")
+    print(f"load average (1, 5, 15 min) after: {os.getloadavg()}")
     print(" | ".join(head))
     for r in rows:
         print(" | ".join(f"{r[h]:.4g}" if isinstance(r[h], float) else str(r[h]) for h in head))

@@ -31,6 +31,19 @@ def brute_force(A, R, b, n_features, k, penalty, unique):
     return best
 
 
+def best_with_each_feature(A, R, b, n_features, k, penalty):
+    """For every feature j, the best objective of a solution that selects j (no uniqueness)."""
+    N = A.shape[1]
+    Rs = np.triu(R, 1)
+    best = np.full(N, -math.inf)
+    for sel in itertools.combinations(range(N), n_features):
+        s = list(sel)
+        top = -np.sort(-A[:, s], axis=1)[:, :k]
+        value = top.sum() + b[s].sum() - penalty * Rs[np.ix_(s, s)].sum()
+        best[s] = np.maximum(best[s], value)
+    return best
+
+
 def assert_feasible(res, A, n_features, k, unique):
     """Every constraint, checked independently of the package's own checker."""
     W, sel = res.assignment, res.selected
@@ -101,6 +114,30 @@ def test_scip_matches_exhaustive_search(inst):
     assert_feasible(res, A, n_features, k, unique)
     assert res.objective == pytest.approx(brute_force(A, R, b, n_features, k, penalty, unique),
                                           abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(instances())
+def test_penalty_aware_lagrangian_bound_and_reduced_costs_are_valid(inst):
+    A, R, b, n_features, k, penalty, _ = inst
+    bound, reduced = qpm.lagrangian_bound(A, b, n_features=n_features, per_class=k,
+                                          redundancy=R, penalty=penalty)
+    best = best_with_each_feature(A, R, b, n_features, k, penalty)
+    assert bound >= best.max() - 1e-6
+    # reduced-cost fixing: no solution that selects j beats bound + min(0, reduced_j)
+    assert (bound + np.minimum(0.0, reduced) >= best - 1e-6).all()
+
+
+def test_penalty_aware_lagrangian_bound_sees_the_penalty():
+    # features 0 and 1 are the best for every class but penalised together; 2 and 3 are free
+    A = np.array([[1.0, 1.0, 0.6, 0.6, 0.0], [1.0, 1.0, 0.6, 0.0, 0.6]])
+    R = np.zeros((5, 5))
+    R[0, 1] = 1.0
+    free, _ = qpm.lagrangian_bound(A, n_features=2, per_class=2)
+    seen, _ = qpm.lagrangian_bound(A, n_features=2, per_class=2, redundancy=R, penalty=2.0)
+    opt = best_with_each_feature(A, R, np.zeros(5), 2, 2, 2.0).max()
+    assert free == pytest.approx(4.0, abs=1e-6)  # {0, 1} without its penalty
+    assert opt - 1e-6 <= seen <= free - 0.5
 
 
 def test_prefiltered_bound_stays_valid_for_the_full_problem():
