@@ -53,7 +53,8 @@ def text_of(nb: nbformat.NotebookNode) -> str:
 
 @pytest.fixture(scope="module")
 def full_world(tmp_path_factory):
-    """Run a chapter in the full world on the fixture; returns (printed text, its cache folder)."""
+    """Run a chapter in the full world on the fixture; returns (printed text, its cache folder,
+    the executed notebook)."""
     root = tmp_path_factory.mktemp("cub")
     write_tiny_cub(root, per_class=PER_CLASS)
     runs = {}
@@ -65,7 +66,7 @@ def full_world(tmp_path_factory):
         cache = tmp_path_factory.mktemp(f"cache_{chapter}")
         for key, value in {"COMPANION_CACHE": str(cache), "COMPANION_PROFILE": "full",
                            "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1",
-                           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}.items():
+                           "OMP_NUM_THREADS": "1"}.items():
             mp.setenv(key, value)
         nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full",
                              cub_root=str(root), backbone="timm:test_resnet", pretrained=False,
@@ -80,14 +81,20 @@ def full_world(tmp_path_factory):
         print(f"{chapter}: full world on the fixture in {time.perf_counter() - start:.0f} s",
               file=sys.stderr)
         assert not (cache / "cub").exists()  # the data came from cub_root, nothing was downloaded
-        runs[chapter] = text_of(nb), cache
+        runs[chapter] = text_of(nb), cache, nb
         return runs[chapter]
 
     return run
 
 
+def has_figure(nb: nbformat.NotebookNode, code: str) -> bool:
+    """Whether the cell whose source contains ``code`` drew a picture."""
+    cell, = [c for c in nb.cells if c.cell_type == "code" and code in c.source]
+    return any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+
+
 def test_sldd_full_world_runs_to_the_end(full_world):
-    text, cache = full_world("sldd")
+    text, cache, nb = full_world("sldd")
     assert "Profile(name='full'" in text and "real_data=True" in text
     assert f"{N_CLASSES} classes, {N_CLASSES * PER_CLASS // 2} training and " \
            f"{N_CLASSES * PER_CLASS // 2} test images" in text
@@ -100,13 +107,16 @@ def test_sldd_full_world_runs_to_the_end(full_world):
     assert int(n_f) <= 50 and float(k) <= 5.0
     assert "k = 4: test accuracy before fine-tuning" in text
     assert text.count("random features, trial") == 3
+    # one decision explained and a class shown with its features' maps, on real images too
+    assert has_figure(nb, "decision_figure(show_images[i]")
+    assert has_figure(nb, "static_figure(class_figure")
     # checkpoints are named after the backbone and image size, so a changed knob never resumes them
     assert sorted(p.name for p in (cache / "sldd").iterdir()) == [
         "dense_full_True_test_resnet_64px.pt", "sparse_full_True_test_resnet_64px.pt"]
 
 
 def test_qpm_full_world_runs_to_the_end(full_world):
-    text, _ = full_world("qpm")
+    text, _, nb = full_world("qpm")
     assert "Profile(name='full'" in text and "real_data=True" in text
     assert "dense model: 96 features" in text
     # every class gets exactly k = 5 features and its own signature
@@ -116,4 +126,5 @@ def test_qpm_full_world_runs_to_the_end(full_world):
     assert re.search(r"sid\s+\S+\s+\S+\s+0\.571  0\.896", text)
     assert re.search(r"features used / k\s+96\s+\d+\s+2048 / all   50 / 5", text)
     assert "structural grounding: QPM" in text
+    assert has_figure(nb, "plot_contrastive_pair(images")
     assert re.search(r"heuristic \S+ \(bound .*\) vs exact", text)  # the last exercise

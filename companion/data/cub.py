@@ -12,9 +12,11 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -404,3 +406,11 @@ def cub_splits(root: str | os.PathLike | None = None, *, image_size: int = 224,
     train = CUB200(root, "train", transform=augmented, download=download)
     return CUBSplits(train=train, eval_train=CUB200(root, "train", transform=plain),
                      test=CUB200(root, "test", transform=plain), classes=list(train.classes))
+
+
+def display_images(dataset: Dataset, indices: Sequence[int]) -> torch.Tensor:
+    """The images ``dataset[i]`` (ImageNet-normalised tensors) back in [0, 1] for display (n, 3, H, W)."""
+    images = torch.stack([dataset[int(i)][0] for i in indices])
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (images * std + mean).clamp(0, 1)
