@@ -6,6 +6,11 @@ process CPU time (with ``--threads 1`` the CPU time is robust against other work
 
     python tests/benchmarks/bench_elastic_net.py                    # smoke and CUB-like sizes
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
+    python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --max-epochs 50
+
+At the CUB-like size glm-saga with its own settings (up to 2000 epochs per λ) takes hours; with
+``--max-epochs`` capped it stops early, and the table shows which objective each solver reached
+in its time.
     python tests/benchmarks/bench_elastic_net.py --size cub --n-lambdas 10 --epsilon 0.01 --tol 1e-3
 """
 
