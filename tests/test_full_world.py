@@ -1,8 +1,9 @@
-"""The SLDD and QPM chapters' full-world path (CUB-200-2011, timm backbone) on a tiny CUB fixture.
+"""The chapters' full-world paths on tiny fixtures: SLDD and QPM (CUB-200-2011, timm ResNet) and
+VPP (DAVIS 2017, timm ViT).
 
 Each chapter runs end to end with profile "full" and real data on, its parameters overridden as
-papermill would (a cell after the one tagged ``parameters``): the fixture as ``cub_root``, a small
-timm ResNet with random weights, small images and one epoch. Nothing is downloaded.
+papermill would (a cell after the one tagged ``parameters``): the fixture as data root, a small
+timm model with random weights, small images and one epoch. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 from cub_fixture import CLASS_FOLDERS, write_tiny_cub  # noqa: E402
+from davis_fixture import write_tiny_davis  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 N_CLASSES = len(CLASS_FOLDERS)
 PER_CLASS = 4  # images per class in the fixture: 6 training and 6 test images
+DAVIS_FRAMES = 16  # frames per DAVIS sequence: two 8-frame clips each
 
 
 def with_parameters(nb: nbformat.NotebookNode, **values) -> nbformat.NotebookNode:
@@ -53,10 +56,17 @@ def text_of(nb: nbformat.NotebookNode) -> str:
 
 @pytest.fixture(scope="module")
 def full_world(tmp_path_factory):
-    """Run a chapter in the full world on the fixture; returns (printed text, its cache folder,
+    """Run a chapter in the full world on its fixture; returns (printed text, its cache folder,
     the executed notebook)."""
-    root = tmp_path_factory.mktemp("cub")
-    write_tiny_cub(root, per_class=PER_CLASS)
+    cub, davis = tmp_path_factory.mktemp("cub"), tmp_path_factory.mktemp("davis")
+    write_tiny_cub(cub, per_class=PER_CLASS)
+    write_tiny_davis(davis, sequences=("bear", "car", "dog"), n_frames=DAVIS_FRAMES, size=(24, 40),
+                     train=("bear", "car"))
+    cub_knobs = {"cub_root": str(cub), "backbone": "timm:test_resnet", "pretrained": False,
+                 "image_size": 64, "epochs": 1, "ft_epochs": 1}
+    davis_knobs = {"davis_root": str(davis), "backbone": "vit_tiny_patch16_224",
+                   "pretrained": False, "image_size": 64, "dense_epochs": 1, "sparse_epochs": 1}
+    knobs = {"sldd": (cub_knobs, "cub"), "qpm": (cub_knobs, "cub"), "vpp": (davis_knobs, "davis")}
     runs = {}
 
     def run(chapter: str):
@@ -68,9 +78,8 @@ def full_world(tmp_path_factory):
                            "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1",
                            "OMP_NUM_THREADS": "1"}.items():
             mp.setenv(key, value)
-        nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full",
-                             cub_root=str(root), backbone="timm:test_resnet", pretrained=False,
-                             image_size=64, epochs=1, ft_epochs=1)
+        values, data = knobs[chapter]
+        nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full", **values)
         client = NotebookClient(nb, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(cache)}})
         start = time.perf_counter()
@@ -80,7 +89,7 @@ def full_world(tmp_path_factory):
             mp.undo()
         print(f"{chapter}: full world on the fixture in {time.perf_counter() - start:.0f} s",
               file=sys.stderr)
-        assert not (cache / "cub").exists()  # the data came from cub_root, nothing was downloaded
+        assert not (cache / data).exists()  # the data came from the fixture, nothing was downloaded
         runs[chapter] = text_of(nb), cache, nb
         return runs[chapter]
 
@@ -128,3 +137,23 @@ def test_qpm_full_world_runs_to_the_end(full_world):
     assert "structural grounding: QPM" in text
     assert has_figure(nb, "plot_contrastive_pair(images")
     assert re.search(r"heuristic \S+ \(bound .*\) vs exact", text)  # the last exercise
+
+
+def test_vpp_full_world_runs_to_the_end(full_world):
+    text, _, nb = full_world("vpp")
+    assert "Profile(name='full'" in text and "real_data=True" in text
+    # the models are the timm ViT-Tiny (width 192) on 64-pixel frames: 4 × 4 patches of 16 pixels
+    assert re.search(r"^16 tokens, one block [\d.]+ MFLOPs; the 12 blocks", text, re.MULTILINE)
+    assert re.search(r"^dense loss per epoch: \d+\.\d+$", text, re.MULTILINE)
+    # the results table: every model with its kept ratio and class-agnostic AP
+    for name in ("dense ", "VPP ", "later layers only ", r"ToMe \(r=\d+\)"):
+        row = rf"^{name}\s*\d\.\d\d\s+\d\.\d{{3}}\s+\d\.\d{{3}}\s+\d\.\d{{3}}$"
+        assert re.search(row, text, re.MULTILINE), name
+    # FLOPs and time, the width sweep of the full world, and every verdict of the claim
+    assert re.search(r"^VPP\s+\d+\s+[\d.]+\s+[\d.]+×$", text, re.MULTILINE)
+    assert re.findall(r"^width\s+(\d+):", text, re.MULTILINE) == ["192", "384", "768"]
+    assert len(re.findall(r"^(?:holds|fails)  ", text, re.MULTILINE)) == 7
+    assert re.search(r"^(?:holds|fails)  speed-up of our width-192 model", text, re.MULTILINE)
+    assert has_figure(nb, "accuracy_vs_keep_figure(curves")
+    # the paper's table stays beside our numbers
+    assert any("ViT-Adapter-S, VPP" in c.source for c in nb.cells if c.cell_type == "markdown")

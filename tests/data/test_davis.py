@@ -1,37 +1,14 @@
 """Tests of the DAVIS 2017 loader on a tiny fixture written in the real on-disk format."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from davis_fixture import write_tiny_davis
 
 from companion.data.davis import DAVIS2017
 
 
-def _write_fixture(root, sequences=("bear", "car"), n_frames=3, size=(12, 20)):
-    base = root / "DAVIS"
-    (base / "ImageSets" / "2017").mkdir(parents=True)
-    (base / "ImageSets" / "2017" / "val.txt").write_text("\n".join(sequences) + "\n")
-    (base / "ImageSets" / "2017" / "train.txt").write_text(sequences[0] + "\n")
-    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)
-    for s, seq in enumerate(sequences):
-        (base / "JPEGImages" / "480p" / seq).mkdir(parents=True)
-        (base / "Annotations" / "480p" / seq).mkdir(parents=True)
-        for t in range(n_frames):
-            img = np.full((*size, 3), 40 * t, dtype=np.uint8)
-            Image.fromarray(img).save(base / "JPEGImages" / "480p" / seq / f"{t:05d}.jpg")
-            ids = np.zeros(size, dtype=np.uint8)
-            ids[:4, t:t + 3] = 1
-            if s == 1:
-                ids[6:, 10:] = 2
-            ann = Image.fromarray(ids, mode="P")
-            ann.putpalette(palette)
-            ann.save(base / "Annotations" / "480p" / seq / f"{t:05d}.png")
-    return base
-
-
 def test_reads_frames_instance_masks_and_splits(tmp_path):
-    _write_fixture(tmp_path)
+    write_tiny_davis(tmp_path)
     val = DAVIS2017(tmp_path, split="val", max_objects=3)
     assert len(val) == 2 and len(DAVIS2017(tmp_path, split="train")) == 1
     clip = val[1]
@@ -44,7 +21,7 @@ def test_reads_frames_instance_masks_and_splits(tmp_path):
 
 
 def test_resizing_and_frame_limit(tmp_path):
-    _write_fixture(tmp_path)
+    write_tiny_davis(tmp_path)
     clip = DAVIS2017(tmp_path, image_size=8, max_frames=2)[0]
     assert clip["frames"].shape == (2, 3, 8, 8) and clip["masks"].dtype == torch.bool
 
@@ -52,7 +29,7 @@ def test_resizing_and_frame_limit(tmp_path):
 def test_missing_or_corrupted_dataset_says_how_to_get_it(tmp_path):
     with pytest.raises(RuntimeError, match="download=True"):
         DAVIS2017(tmp_path)
-    base = _write_fixture(tmp_path)
+    base = write_tiny_davis(tmp_path)
     (base / "Annotations" / "480p" / "car" / "00001.png").unlink()
     with pytest.raises(RuntimeError, match="corrupted"):
         DAVIS2017(tmp_path)
