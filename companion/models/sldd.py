@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from ..solvers.elastic_net import ElasticNetPath, elastic_net_path, standardize
+from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
 from .sparse import SparseLayer
 
 __all__ = ["FeatureSelection", "SLDDResult", "choose_path_entry", "fit_sldd", "keep_largest",
@@ -67,8 +67,7 @@ def select_features(features: Tensor, labels: Tensor, n_features: int, *, alpha:
     if not isinstance(features, Tensor) or features.ndim != 2:
         raise ValueError("features must be a (N, D) tensor of pooled features.")
     _check_sizes(features.shape[1], n_features)
-    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
-    constant = std <= 1e-12 * (1 + mean.abs())  # False for NaN: kept, and reported by standardize
+    constant = constant_columns(features)  # NaN columns count as varying: standardize reports them
     varying = torch.nonzero(~constant).flatten()
     if len(varying) < int(n_features):
         raise ValueError(f"Only {len(varying)} of the {features.shape[1]} features vary over these "

@@ -139,10 +139,16 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+def constant_columns(features: Tensor) -> Tensor:
+    """Boolean mask (d,) of the columns that do not vary (population std ≈ 0; NaN counts as varying)."""
+    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
+    return std <= 1e-12 * (1 + mean.abs())
+
+
 def _check_variance(features: Tensor) -> tuple[Tensor, Tensor]:
     """Column means and (population) standard deviations; a constant column is an error."""
     mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
-    flat = torch.nonzero(std <= 1e-12 * (1 + mean.abs())).flatten()
+    flat = torch.nonzero(constant_columns(features)).flatten()
     if len(flat):
         raise ValueError(f"{len(flat)} feature(s) have zero variance (columns {flat[:5].tolist()}…): "
                          "they carry no information; drop them (e.g. features[:, std > 0]) first.")
