@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .runtime import cache_dir, resolve_device
-from .train import as_dataset, save_atomic, split_batch, to_device
+from .batches import as_dataset, split_batch, to_device
+from .io import save_atomic
+from .runtime import autocast, cache_dir, resolve_device
 
 __all__ = ["FeatureSet", "extract_features", "weights_fingerprint"]
 
@@ -111,8 +112,7 @@ def extract_features(model: nn.Module, data: Any, *, batch_size: int = 256,
         with torch.no_grad():
             for batch in tqdm(loader, desc="features", disable=not progress):
                 x, y = split_batch(to_device(batch, device))
-                with torch.autocast(device.type, dtype=torch.float16,
-                                    enabled=device.type == "cuda" and amp is not False):
+                with autocast(device, amp):
                     m, f = _maps_and_pooled(model, x)
                 pooled.append(f.float().cpu())
                 labels.append(y.cpu() if y is not None else torch.full((len(x),), -1))

@@ -36,11 +36,6 @@ class Profile:
     def is_smoke(self) -> bool:
         return self.name == "smoke"
 
-    @property
-    def amp(self) -> bool:
-        """Mixed precision is used on CUDA only."""
-        return self.device.type == "cuda"
-
     def pick(self, smoke: T, full: T) -> T:
         """Return the value that belongs to this profile."""
         return smoke if self.is_smoke else full
@@ -137,3 +132,13 @@ def cache_dir(*parts: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
+
+
+def use_amp(device: torch.device, amp: bool | None = None) -> bool:
+    """The one mixed-precision switch: float16 on CUDA unless ``amp=False``, never elsewhere."""
+    return device.type == "cuda" and amp is not False
+
+
+def autocast(device: torch.device, amp: bool | None = None):
+    """float16 autocast where :func:`use_amp` says so; a no-op context elsewhere."""
+    return torch.autocast(device.type, dtype=torch.float16, enabled=use_amp(device, amp))

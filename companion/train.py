@@ -19,7 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from .runtime import resolve_device, seed_everything
+from .batches import as_dataset, batch_len, split_batch, to_device
+from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
+from .io import save_atomic
+from .runtime import autocast, resolve_device, seed_everything, use_amp
 
 __all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
 
@@ -64,120 +67,6 @@ class History:
         return cls(train_loss=tuple(d["train_loss"]), seconds=tuple(d["seconds"]),
                    train_metrics={k: tuple(v) for k, v in d["train_metrics"].items()},
                    val_metrics={k: tuple(v) for k, v in d["val_metrics"].items()})
-
-
-# ---------------------------------------------------------------------------------------- data
-
-def as_dataset(data: Any) -> Dataset:
-    """A map-style dataset from a ``Dataset`` or a tuple of equally long tensors ``(x, y)``."""
-    if isinstance(data, DataLoader):
-        raise TypeError("Pass the Dataset itself (loader.dataset), not a DataLoader: the loop builds "
-                        "its own loader so that batch order is seeded, checkpointed and sharded.")
-    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
-        if len({len(t) for t in data}) != 1:
-            raise ValueError("Tensors given as data must have the same length (first dimension), got "
-                             f"{[tuple(t.shape) for t in data]}.")
-        return TensorDataset(*data)
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return data
-    raise TypeError(f"Expected a map-style Dataset (with __len__ and __getitem__) or a tuple of "
-                    f"tensors (x, y), got {type(data).__name__}.")
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)({k: to_device(v, device) for k, v in batch.items()})
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-def _batch_len(batch: Any) -> int:
-    """Number of samples in a (nested) batch, read from its first tensor."""
-    if isinstance(batch, torch.Tensor):
-        return len(batch)
-    if isinstance(batch, Mapping):
-        return _batch_len(next(iter(batch.values())))
-    return _batch_len(batch[0])
-
-
-def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Inputs and (if present) labels of a batch ``(x, y, ...)`` or ``x``."""
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    raise TypeError(f"Expected batches of x or (x, y, ...), got {type(batch).__name__}.")
-
-
-def _autocast(device: torch.device, amp: bool | None):
-    """float16 autocast on CUDA (unless ``amp=False``); a no-op context elsewhere."""
-    return torch.autocast(device.type, dtype=torch.float16, enabled=_use_amp(device, amp))
-
-
-def _use_amp(device: torch.device, amp: bool | None) -> bool:
-    """Mixed precision only on CUDA, and only unless switched off."""
-    return device.type == "cuda" and amp is not False
-
-
-# ---------------------------------------------------------------------------------- distributed
-
-def _world() -> tuple[int, int]:
-    """``(rank, world_size)`` of an initialised process group, else ``(0, 1)``."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _setup_distributed(device: torch.device) -> torch.device:
-    """Under ``torchrun`` (``WORLD_SIZE > 1``): pick this process's device and join the group."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
-
-
-def _all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
-    """Sums of ``values`` over all ranks (unchanged in a single process)."""
-    if _world()[1] == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64,
-                     device=device if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-class _Dispatch(nn.Module):
-    """Runs any ``forward*`` method of the wrapped model as one forward, so DDP sees every call."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, method: str, *args, **kwargs):
-        return getattr(self.model, method)(*args, **kwargs)
-
-
-class _DistributedView:
-    """What a loss function sees under DDP: the model, with its ``forward*`` methods run by DDP."""
-
-    def __init__(self, ddp: nn.Module, model: nn.Module):
-        self._ddp, self._model = ddp, model
-
-    def __call__(self, *args, **kwargs):
-        return self._ddp("forward", *args, **kwargs)
-
-    def __getattr__(self, name: str):
-        if name.startswith("forward") and callable(getattr(self._model, name, None)):
-            return functools.partial(self._ddp, name)
-        return getattr(self._model, name)
 
 
 # -------------------------------------------------------------------------------- optimisation
@@ -277,18 +166,6 @@ def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Genera
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file, then rename it into place (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _load_checkpoint(path: Path) -> dict:
     """A checkpoint written by :func:`fit`, or a clear error."""
     try:
@@ -354,13 +231,13 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
     dataset = as_dataset(train_data)
     if len(dataset) == 0:
         raise ValueError("train_data is empty.")
-    device = _setup_distributed(resolve_device(device))
-    rank, world = _world()
+    device = setup_distributed(resolve_device(device))
+    rank, world_size = world()
     loss_fn = classification_loss if loss is None else loss
     if seed is not None:
         seed_everything(seed + rank)
     data_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item())
-    if world > 1:
+    if world_size > 1:
         shared = [data_seed]
         dist.broadcast_object_list(shared, src=0)
         data_seed = shared[0]
@@ -369,13 +246,13 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
     groups, described = _trainable_groups(model, param_groups)
     opt = _make_optimizer(optimizer, groups, lr, weight_decay, momentum)
     sched = _make_scheduler(scheduler, opt, int(epochs))
-    use_amp = _use_amp(device, amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    amp_on = use_amp(device, amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_on)
     trainable = [p for g in groups for p in g["params"]]
 
     generator = torch.Generator().manual_seed(data_seed)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=data_seed, drop_last=drop_last) if world > 1 else None
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=data_seed, drop_last=drop_last) if world_size > 1 else None
     loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=sampler is None,
                         sampler=sampler, generator=generator, num_workers=num_workers,
                         collate_fn=collate_fn, drop_last=drop_last,
@@ -390,7 +267,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
               "optimizer": optimizer if isinstance(optimizer, str) else _name(optimizer),
               "lr": float(lr), "weight_decay": float(weight_decay), "momentum": float(momentum),
               "scheduler": repr(scheduler) if not callable(scheduler) else _name(scheduler),
-              "epochs": int(epochs), "batch_size": int(batch_size), "world_size": world,
+              "epochs": int(epochs), "batch_size": int(batch_size), "world_size": world_size,
               "train_size": len(dataset), "grad_clip": grad_clip, "drop_last": bool(drop_last)}
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     if path is not None and path.is_dir():
@@ -404,17 +281,17 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
             sched.load_state_dict(state["scheduler"])
-        if use_amp and state["scaler"]:
+        if amp_on and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         history, start = History.from_dict(state["history"]), int(state["epoch"])
         _set_rng_state(state["rng"][rank], device, generator)
 
     view: Any = model
-    if world > 1:
+    if world_size > 1:
         ddp = nn.parallel.DistributedDataParallel(
-            _Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None,
+            Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None,
             **dict(ddp_kwargs or {}))
-        view = _DistributedView(ddp, model)
+        view = DistributedView(ddp, model)
 
     n_batches = len(loader)
     bar = tqdm(total=int(epochs) * n_batches, initial=start * n_batches, desc=desc,
@@ -430,14 +307,14 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
             count = 0
             for batch in loader:
                 batch = to_device(batch, device)
-                with _autocast(device, amp):
+                with autocast(device, amp):
                     out = loss_fn(view, batch)
                 value, logs = out if isinstance(out, tuple) else (out, {})
                 if not isinstance(value, torch.Tensor) or value.ndim != 0:
                     raise TypeError("The loss function must return a scalar tensor or (tensor, "
                                     f"dict), got {type(value).__name__}.")
                 loss_value = value.item()
-                if not use_amp and not np.isfinite(loss_value):
+                if not amp_on and not np.isfinite(loss_value):
                     raise FloatingPointError(f"The loss became {loss_value} in epoch {epoch + 1}; "
                                              "lower the learning rate or check the data.")
                 opt.zero_grad(set_to_none=True)
@@ -447,7 +324,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                     torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                n = _batch_len(batch)
+                n = batch_len(batch)
                 count += n
                 for k, v in {"loss": loss_value, **logs}.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * n
@@ -456,9 +333,9 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
             if sched is not None:
                 sched.step()
             keys = sorted(sums)
-            totals = _all_reduce_sums([float(count)] + [sums[k] for k in keys], device)
+            totals = all_reduce_sums([float(count)] + [sums[k] for k in keys], device)
             means = {k: s / totals[0] for k, s in zip(keys, totals[1:], strict=True)}
-            if world > 1:
+            if world_size > 1:
                 for buf in model.buffers():  # BatchNorm statistics: keep rank 0's on every rank
                     dist.broadcast(buf, src=0)
             val = {} if val_data is None else evaluate(model, val_data, batch_size=batch_size,
@@ -470,8 +347,8 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                              **{f"val_{k}": f"{v:.4g}" for k, v in val.items()}})
             if path is not None:
                 rng = [_rng_state(device, generator)]
-                if world > 1:
-                    rng = [None] * world
+                if world_size > 1:
+                    rng = [None] * world_size
                     dist.all_gather_object(rng, _rng_state(device, generator))
                 if rank == 0:
                     save_atomic({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
@@ -499,7 +376,7 @@ def _eval_batches(model: nn.Module, dataset: Dataset, batch_size: int, device: t
             for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 batch = to_device(batch, device)
                 x, _ = split_batch(batch)
-                with _autocast(device, amp):
+                with autocast(device, amp):
                     logits = model(x)
                 yield logits.float(), batch
     finally:
@@ -519,9 +396,9 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256,
     if len(dataset) == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
     device = resolve_device(device)
-    rank, world = _world()
-    if world > 1:
-        dataset = Subset(dataset, range(rank, len(dataset), world))
+    rank, world_size = world()
+    if world_size > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world_size))
     correct = total_loss = count = 0.0
     for logits, batch in _eval_batches(model, dataset, batch_size, device, progress, "evaluate",
                                        num_workers, collate_fn, amp):
@@ -531,7 +408,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256,
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
-    count, correct, total_loss = _all_reduce_sums([count, correct, total_loss], device)
+    count, correct, total_loss = all_reduce_sums([count, correct, total_loss], device)
     return {"accuracy": correct / count, "loss": total_loss / count}
 
 

@@ -21,7 +21,7 @@ def test_environment_variable_selects_the_profile(monkeypatch):
     monkeypatch.setenv(runtime.PROFILE_ENV, "smoke")
     profile = runtime.set_profile()
     assert profile.name == "smoke" and profile.is_smoke and profile.device == torch.device("cpu")
-    assert not profile.real_data and not profile.amp
+    assert not profile.real_data
     monkeypatch.setenv(runtime.PROFILE_ENV, " FULL ")
     assert runtime.set_profile().name == "full"
 

@@ -13,11 +13,7 @@ import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
-
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=float)
+from ..batches import to_numpy
 
 
 def contrastiveness(features, seed: int = 0) -> float:
@@ -25,7 +21,7 @@ def contrastiveness(features, seed: int = 0) -> float:
 
     High when every feature is clearly on or off (two well-separated modes).
     """
-    f = _np(features)
+    f = to_numpy(features, float)
     overlaps = []
     for j in range(f.shape[1]):
         x = f[:, j:j + 1]
@@ -53,7 +49,7 @@ def structural_grounding(weight, class_attributes, n_pairs: int = 25) -> float:
     ``S_model = cos(W_c, W_c')`` and ``S_gt = cos(a_c, a_c')`` (diagonals 0); over the ``2·n_pairs``
     largest entries T of S_gt, ``SG = Σ_T S_model / Σ_T S_gt`` (the paper: 25 CUB class pairs).
     """
-    W, G = _np(weight), _np(class_attributes)
+    W, G = to_numpy(weight, float), to_numpy(class_attributes, float)
     if W.shape[0] != G.shape[0]:
         raise ValueError(f"weight and class_attributes need one row per class; got {W.shape[0]} "
                          f"and {G.shape[0]} rows.")

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from ..batches import to_numpy
 
 
 
@@ -29,10 +30,6 @@ class APResult:
     ap75: float
     n_items: int
     n_objects: int
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -48,7 +45,7 @@ def _check_lengths(**lists) -> int:
 
 
 def _categories(*label_lists) -> list[dict]:
-    ids = sorted({int(c) for labels in label_lists for lab in labels for c in _np(lab).ravel()})
+    ids = sorted({int(c) for labels in label_lists for lab in labels for c in to_numpy(lab).ravel()})
     return [{"id": c + 1, "name": str(c)} for c in ids]
 
 
@@ -86,8 +83,8 @@ def mask_ap(pred_masks: Sequence, pred_scores: Sequence, pred_labels: Sequence,
                        gt_masks=gt_masks, gt_labels=gt_labels)
     images, gts, dts = [], [], []
     for i in range(n):
-        gm, gl = _np(gt_masks[i]).astype(bool), _np(gt_labels[i])
-        pm, ps, pl = _np(pred_masks[i]).astype(bool), _np(pred_scores[i]), _np(pred_labels[i])
+        gm, gl = to_numpy(gt_masks[i]).astype(bool), to_numpy(gt_labels[i])
+        pm, ps, pl = to_numpy(pred_masks[i]).astype(bool), to_numpy(pred_scores[i]), to_numpy(pred_labels[i])
         if gm.ndim != 3 or pm.ndim != 3 or (len(pm) and pm.shape[1:] != gm.shape[1:]):
             raise ValueError(f"Frame {i}: masks must be (n, H, W) of one size, got predictions "
                              f"{pm.shape} and ground truth {gm.shape}.")
@@ -141,8 +138,8 @@ def video_ap(pred_masks: Sequence, pred_scores: Sequence, pred_labels: Sequence,
                        gt_masks=gt_masks, gt_labels=gt_labels)
     images, gts, dts, gt_tracks, dt_tracks = [], [], [], {}, {}
     for i in range(n):
-        gm, gl = _np(gt_masks[i]).astype(bool), _np(gt_labels[i])
-        pm, ps, pl = _np(pred_masks[i]).astype(bool), _np(pred_scores[i]), _np(pred_labels[i])
+        gm, gl = to_numpy(gt_masks[i]).astype(bool), to_numpy(gt_labels[i])
+        pm, ps, pl = to_numpy(pred_masks[i]).astype(bool), to_numpy(pred_scores[i]), to_numpy(pred_labels[i])
         if gm.ndim != 4 or pm.ndim != 4 or pm.shape[0] != gm.shape[0] or pm.shape[2:] != gm.shape[2:]:
             raise ValueError(f"Clip {i}: tracks must be (T, n, H, W) with the same T, H, W, got "
                              f"predictions {pm.shape} and ground truth {gm.shape}.")

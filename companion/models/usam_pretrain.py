@@ -22,7 +22,8 @@ import torch
 from ..data.ambiguous_shapes import make_ambiguous_shapes
 from ..data.prompts import centre_click
 from ..runtime import resolve_device, seed_everything
-from ..train import fit, save_atomic
+from ..io import save_atomic
+from ..train import fit
 from .segmenter import SIZES, PromptableSegmenter, SegmenterConfig, create_segmenter, \
     segmentation_loss
 

@@ -20,7 +20,8 @@ import torch
 
 from ..data.moving_shapes import MovingShapes, make_moving_shapes
 from ..runtime import resolve_device
-from ..train import History, fit, save_atomic
+from ..io import save_atomic
+from ..train import History, fit
 from .vit_video import SegmenterConfig, VideoSegmenter, frame_loss
 from .vpp import KeepRatioSchedule, PrunedSegmenter, chain_loss
 

@@ -9,17 +9,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..batches import to_numpy
+
 from .figures import overlay_heatmap
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def plot_qpm_constants(similarity, redundancy, penalty, bias, *, tau: float | None = None
                        ) -> Figure:
     """Four panels: A (classes × features), R, the penalised pairs R̃ (≥ τ) and b per feature."""
-    A, R, Rp, b = (_np(x).astype(float) for x in (similarity, redundancy, penalty, bias))
+    A, R, Rp, b = (to_numpy(x).astype(float) for x in (similarity, redundancy, penalty, bias))
     order = np.argsort(-A.max(0), kind="stable")
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained",
                              gridspec_kw={"width_ratios": [1.6, 1, 1, 1.2]})
@@ -49,7 +47,7 @@ def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None =
                     feature_names: Sequence[str] | None = None, highlight: Sequence[int] = (),
                     ax=None, title: str | None = None):
     """W restricted to the selected features: one row per class, a dot where W_cj = 1."""
-    W = _np(assignment)[:, _np(selected)]
+    W = to_numpy(assignment)[:, to_numpy(selected)]
     n_c, n_f = W.shape
     own = ax is None
     if own:
@@ -58,7 +56,7 @@ def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None =
     for c in highlight:
         ax.axhspan(c - 0.5, c + 0.5, color="#E69F00", alpha=0.3)
     ax.set_yticks(range(n_c), class_names if class_names is not None else range(n_c), fontsize=8)
-    labels = feature_names if feature_names is not None else [str(j) for j in _np(selected)]
+    labels = feature_names if feature_names is not None else [str(j) for j in to_numpy(selected)]
     ax.set_xticks(range(n_f), labels, fontsize=8, rotation=90)
     ax.set_xlabel("selected feature")
     ax.grid(False)
@@ -70,16 +68,16 @@ def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None =
 def plot_class_explanation(images, maps, labels, assignment, class_index: int, *,
                            class_names: Sequence[str] | None = None, n_images: int = 3) -> Figure:
     """One class as its k features: each row an image of the class, each column one feature's map."""
-    W = _np(assignment)
+    W = to_numpy(assignment)
     feats = np.flatnonzero(W[class_index])
-    ids = np.flatnonzero(_np(labels) == class_index)[:n_images]
+    ids = np.flatnonzero(to_numpy(labels) == class_index)[:n_images]
     fig, axes = plt.subplots(len(ids), len(feats) + 1, figsize=(1.7 * (len(feats) + 1),
                              1.8 * len(ids) + 0.4), squeeze=False, layout="constrained")
     for r, i in enumerate(ids):
-        axes[r, 0].imshow(np.transpose(_np(images[i]), (1, 2, 0)))
+        axes[r, 0].imshow(np.transpose(to_numpy(images[i]), (1, 2, 0)))
         axes[r, 0].set_axis_off()
         for col, j in enumerate(feats, start=1):
-            overlay_heatmap(images[i], _np(maps[i, j]), ax=axes[r, col],
+            overlay_heatmap(images[i], to_numpy(maps[i, j]), ax=axes[r, col],
                             title=f"feature {j}" if r == 0 else None)
     name = class_names[class_index] if class_names is not None else str(class_index)
     fig.suptitle(f"class '{name}' = features {', '.join(map(str, feats))}")
@@ -89,7 +87,7 @@ def plot_class_explanation(images, maps, labels, assignment, class_index: int, *
 def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int], *,
                           class_names: Sequence[str] | None = None) -> Figure:
     """Two classes that differ in few features: their rows of W and where each own feature fires."""
-    W = _np(assignment)
+    W = to_numpy(assignment)
     c1, c2 = pair
     only = [np.flatnonzero((W[a] != 0) & (W[b] == 0)) for a, b in ((c1, c2), (c2, c1))]
     shared = np.flatnonzero((W[c1] != 0) & (W[c2] != 0))
@@ -98,14 +96,14 @@ def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int
                              figsize=(2.1 * (1 + max(len(o) for o in only)), 4.6),
                              layout="constrained")
     for r, (c, own) in enumerate(zip(pair, only)):
-        i = int(np.flatnonzero(_np(labels) == c)[0])
-        axes[r, 0].imshow(np.transpose(_np(images[i]), (1, 2, 0)))
+        i = int(np.flatnonzero(to_numpy(labels) == c)[0])
+        axes[r, 0].imshow(np.transpose(to_numpy(images[i]), (1, 2, 0)))
         axes[r, 0].set_title(names[r])
         axes[r, 0].set_axis_off()
         for col in range(1, axes.shape[1]):
             if col - 1 < len(own):
                 j = own[col - 1]
-                overlay_heatmap(images[i], _np(maps[i, j]), ax=axes[r, col],
+                overlay_heatmap(images[i], to_numpy(maps[i, j]), ax=axes[r, col],
                                 title=f"only '{names[r]}': feature {j}")
             else:
                 axes[r, col].set_axis_off()
