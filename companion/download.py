@@ -221,3 +221,37 @@ def extract(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
+
+
+def _journal(archive: Path, root: Path) -> Path:
+    return root / f".{archive.name}.unpacking"
+
+
+def unpack_interrupted(archive: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether an :func:`unpack` of ``archive`` into ``root`` was started and never finished."""
+    return _journal(Path(archive), Path(root)).exists()
+
+
+def unpack(archive: str | os.PathLike, root: str | os.PathLike) -> list[Path]:
+    """Unpack ``archive`` and move its top-level entries into ``root`` (replacing those there).
+
+    A marker file is written before the first step and removed after the last, so a run killed
+    anywhere in between is seen by :func:`unpack_interrupted` and redone from the archive.
+    """
+    archive, root = Path(archive), Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    journal = _journal(archive, root)
+    journal.write_text(f"unpacking {archive.name}; delete the entries it holds and unpack again\n")
+    staging = extract(archive, root / f".{archive.name}.contents")
+    moved = []
+    for entry in sorted(staging.iterdir()):
+        target = root / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(entry, target)
+        moved.append(target)
+    staging.rmdir()
+    journal.unlink()
+    return moved
