@@ -172,7 +172,8 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, hint: str) -
             with open(part, "ab" if resumed else "wb") as out, tqdm(
                     total=total, initial=start, unit="B", unit_scale=True,
                     desc=part.name.removesuffix(".part"), disable=not progress) as bar:
-                while block := response.read(CHUNK):
+                read = getattr(response, "read1", response.read)  # what has arrived, at once
+                while block := read(CHUNK):
                     out.write(block)
                     bar.update(len(block))
     except urllib.error.HTTPError as err:
