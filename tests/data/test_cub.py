@@ -2,7 +2,11 @@
 
 import hashlib
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import textwrap
 
 import numpy as np
 import pytest
@@ -249,3 +253,52 @@ def test_transforms_reject_bad_sizes():
         cub_transforms(0)
     with pytest.raises(ValueError, match=r"resize \(100\) must be at least image_size \(224\)"):
         cub_transforms(224, resize=100)
+
+
+KILLED_UNPACK = textwrap.dedent("""
+    import os, signal
+    import companion.download as download_module
+    from companion.data.cub import CUB200, Resource
+    real_replace = os.replace
+    def replace_or_die(src, dst):
+        if os.path.basename(str(src)) == {entry!r}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    download_module.os.replace = replace_or_die
+    CUB200.archive = Resource({url!r}, {filename!r}, {sha256!r})
+    CUB200({root!r}, split="test", download=True)
+""")
+
+
+@pytest.mark.parametrize("entry, left", [
+    ("attributes.txt", ["CUB_200_2011"]),             # killed between the two moves
+    (".CUB_200_2011.tgz.contents.extracting", []),    # killed at the end of the extraction
+])
+def test_download_after_a_kill_in_the_middle_of_unpacking(tiny, tmp_path, monkeypatch, entry,
+                                                           left):
+    resource = _tarball(tiny, tmp_path, ["CUB_200_2011", "attributes.txt"], "CUB_200_2011.tgz")
+    root = tmp_path / "fresh"
+    code = KILLED_UNPACK.format(entry=entry, url=resource.url, filename=resource.filename,
+                                sha256=resource.sha256, root=str(root))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    visible = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    assert visible == sorted(["CUB_200_2011.tgz", *left])  # the half-unpacked state
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        CUB200(root, split="test")
+    monkeypatch.setattr(CUB200, "archive", resource)
+    assert len(CUB200(root, split="test", download=True)) == 6
+    assert sorted(p.name for p in root.iterdir()) == [
+        "CUB_200_2011", "CUB_200_2011.tgz", "attributes.txt"]  # no marker or staging left
+
+
+def test_download_repairs_a_copy_half_moved_by_an_older_version(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(CUB200, "archive", _tarball(
+        tiny, tmp_path, ["CUB_200_2011", "attributes.txt"], "CUB_200_2011.tgz"))
+    root = tmp_path / "fresh"
+    CUB200(root, download=True)
+    (root / "attributes.txt").unlink()  # no marker: the state the old two-step move left
+    with pytest.raises(FileNotFoundError, match="attributes.txt.*download=True"):
+        CUB200(root)
+    assert len(CUB200(root, download=True)) == 6
