@@ -34,7 +34,9 @@ class CorruptFileError(ValueError):
 
 
 def _write_problem(path: Path, err: BaseException) -> str:
-    reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    reason = (f"{blocker} is a file, not a folder" if blocker is not None
+              else os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err))
     return (f"Could not write {path} ({reason}). Free space on that disk or make {path.parent} "
             "writable; for files in the cache folder, set the environment variable "
             "COMPANION_CACHE to a writable folder with free space.")
