@@ -231,15 +231,22 @@ def test_extract_of_a_missing_archive(tmp_path):
 
 
 DOWNLOADER = textwrap.dedent("""
-    import sys
+    import sys, time
     from pathlib import Path
     from companion.download import download
-    Path(sys.argv[3]).touch()  # about to call download
+    go, ready = Path(sys.argv[3] + ".go"), Path(sys.argv[3])
+    while not go.exists():  # imported; the test says when to start
+        time.sleep(0.01)
+    ready.touch()  # about to call download
     download(sys.argv[1], sys.argv[2], filename="file.bin", folder=sys.argv[4], progress=False)
 """)
 
 
-def _start_download(url, folder, marker):
+def _start_download(url, folder, marker, go=True):
+    """A process that downloads once ``marker.go`` exists (made now if ``go``), and then makes
+    ``marker``."""
+    if go:
+        Path(f"{marker}.go").touch()
     return subprocess.Popen([sys.executable, "-c", DOWNLOADER, url, SHA, str(marker), str(folder)],
                             stderr=subprocess.PIPE, text=True)
 
@@ -263,11 +270,13 @@ def _half_written(tmp_path):
 
 def test_two_processes_on_one_file_take_turns(server, tmp_path):
     url = f"{server.url}/hold/file.bin"
-    first = _start_download(url, tmp_path, tmp_path / "first.ready")
+    first = _start_download(url, tmp_path / "data", tmp_path / "first.ready")
+    second = _start_download(url, tmp_path / "data", tmp_path / "second.ready", go=False)
+    tmp_path = tmp_path / "data"
     _wait_for(lambda: _half_written(tmp_path))  # the first is half-way, inside the lock
     assert len(server.requests) == 1
-    second = _start_download(url, tmp_path, tmp_path / "second.ready")
-    _wait_for(lambda: (tmp_path / "second.ready").exists())
+    Path(f"{tmp_path.parent / 'second.ready'}.go").touch()
+    _wait_for(lambda: (tmp_path.parent / "second.ready").exists())
     # without a lock the second would resume the same .part: a second request to the server
     _wait_for(lambda: len(server.requests) > 1 or _blocked_on_a_lock(second.pid))
     server.release.set()
@@ -276,12 +285,13 @@ def test_two_processes_on_one_file_take_turns(server, tmp_path):
         assert child.returncode == 0, stderr[-2000:]
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert [path for path, _ in server.requests] == ["/hold/file.bin"], "downloaded twice"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin", "first.ready",
-                                                          "second.ready"]
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]  # no .part or .lock left
 
 
 def test_a_download_killed_inside_the_lock_is_resumed_by_the_next_call(server, tmp_path):
-    first = _start_download(f"{server.url}/hold/file.bin", tmp_path, tmp_path / "first.ready")
+    folder = tmp_path / "data"
+    first = _start_download(f"{server.url}/hold/file.bin", folder, tmp_path / "first.ready")
+    tmp_path = folder
     _wait_for(lambda: _half_written(tmp_path))
     os.kill(first.pid, signal.SIGKILL)
     first.communicate(timeout=60)
@@ -290,4 +300,4 @@ def test_a_download_killed_inside_the_lock_is_resumed_by_the_next_call(server, t
     assert first.returncode == -signal.SIGKILL and (tmp_path / "file.bin.lock").exists()
     assert _fetch(f"{server.url}/plain/file.bin", tmp_path).read_bytes() == PAYLOAD
     assert server.requests[-1] == ("/plain/file.bin", f"bytes={kept}-")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin", "first.ready"]
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
