@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -84,7 +85,8 @@ def download(url: str, sha256: str | None, filename: str | None = None,
     target = folder / (filename or url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
     if target.exists():
         return _verified(target, url, sha256, md5)
-    with _exclusive(target):  # one writer per file: other processes wait here, then reuse it
+    with _exclusive(target.with_name(target.name + ".lock")):  # one writer per file: the
+        # other processes wait here, then reuse the verified file
         if target.exists():
             return _verified(target, url, sha256, md5)
         return _download_locked(url, target, sha256, md5, timeout=timeout, progress=progress)
@@ -106,14 +108,13 @@ def _folder_problem(folder: Path, err: OSError) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive(target: Path):
-    """Hold an exclusive lock on ``target.lock`` (removed again on release)."""
-    lock = target.with_name(target.name + ".lock")
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on the file ``lock`` (removed again on release)."""
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise DownloadError(_folder_problem(target.parent, err)) from err
+            raise DownloadError(_folder_problem(lock.parent, err)) from err
         try:
             if fcntl is None:
                 raise OSError(errno.ENOLCK, "no file locks on this platform")
@@ -188,7 +189,7 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, hint: str) -
                                 + " A partial file is kept and resumed on the next call.") from err
         raise DownloadError(f"Could not download {url}: {err}. " + hint
                             + " A partial file is kept and resumed on the next call.") from err
-    except (http.client.HTTPException, TimeoutError) as err:
+    except http.client.HTTPException as err:
         raise DownloadError(f"Could not download {url}: {err}. " + hint
                             + " A partial file is kept and resumed on the next call.") from err
     return total
@@ -233,26 +234,31 @@ def unpack_interrupted(archive: str | os.PathLike, root: str | os.PathLike) -> b
     return _journal(Path(archive), Path(root)).exists()
 
 
-def unpack(archive: str | os.PathLike, root: str | os.PathLike) -> list[Path]:
+def unpack(archive: str | os.PathLike, root: str | os.PathLike, *,
+           done: Callable[[], bool] | None = None) -> bool:
     """Unpack ``archive`` and move its top-level entries into ``root`` (replacing those there).
 
     A marker file is written before the first step and removed after the last, so a run killed
     anywhere in between is seen by :func:`unpack_interrupted` and redone from the archive.
+    Processes unpacking the same archive take turns; one that finds ``done()`` true and no
+    interrupted run once it has its turn does nothing. Returns whether it unpacked.
     """
     archive, root = Path(archive), Path(root)
     root.mkdir(parents=True, exist_ok=True)
     journal = _journal(archive, root)
-    journal.write_text(f"unpacking {archive.name}; delete the entries it holds and unpack again\n")
-    staging = extract(archive, root / f".{archive.name}.contents")
-    moved = []
-    for entry in sorted(staging.iterdir()):
-        target = root / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(entry, target)
-        moved.append(target)
-    staging.rmdir()
-    journal.unlink()
-    return moved
+    with _exclusive(root / f".{archive.name}.unpack.lock"):
+        if done is not None and not journal.exists() and done():
+            return False  # another process unpacked it while this one waited
+        journal.write_text(f"unpacking {archive.name} into this folder; if this file stays, "
+                           "the unpacking was interrupted and is redone on the next download\n")
+        staging = extract(archive, root / f".{archive.name}.contents")
+        for entry in sorted(staging.iterdir()):
+            target = root / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+        staging.rmdir()
+        journal.unlink()
+    return True

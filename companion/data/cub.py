@@ -185,19 +185,19 @@ class CUB200(Dataset):
         if self.segmentations:
             resources.append((self.segmentation_archive, self._segmentation_folder.is_dir))
         # an unpacking that was killed half-way leaves its marker: redo it from the archive
-        needed = [resource for resource, present in resources
+        needed = [(resource, present) for resource, present in resources
                   if unpack_interrupted(self.root / resource.filename, self.root) or not present()]
-        if not needed:
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        for resource in needed:
+        if needed:
+            self.root.mkdir(parents=True, exist_ok=True)
+        for resource, present in needed:
             archive = download(resource.url, resource.sha256, resource.filename, self.root,
                                md5=resource.md5)
-            self._unpack(archive)
+            self._unpack(archive, present)
 
-    def _unpack(self, archive: Path) -> None:
-        """Extract next to ``root`` and move each top-level entry into ``root`` (resumable)."""
-        unpack(archive, self.root)
+    def _unpack(self, archive: Path, present: Callable[[], bool] | None = None) -> None:
+        """Extract next to ``root`` and move each top-level entry into ``root`` (resumable; a
+        process that finds the work done by another while it waited skips it)."""
+        unpack(archive, self.root, done=present)
 
     def _numbers(self, path: Path, n_cols: int, dtype) -> np.ndarray:
         """The first ``n_cols`` numeric columns of a whitespace-separated file (extra ignored)."""

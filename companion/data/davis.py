@@ -54,7 +54,7 @@ class DAVIS2017(Dataset):
         archive = self.root / ARCHIVE_NAME
         if download and (self._problem() is not None or unpack_interrupted(archive, self.root)):
             shutil.rmtree(self.root / "DAVIS.extracting-root", ignore_errors=True)  # older layout
-            unpack(download_archive(self.root), self.root)
+            unpack(download_archive(self.root), self.root, done=lambda: self._problem() is None)
         problem = self._problem()
         if problem is not None:
             raise RuntimeError(f"Dataset not found or corrupted at {self.base}: {problem}. You can "
