@@ -261,7 +261,8 @@ def _wait_for(condition, seconds=60.0):
 def _blocked_on_a_lock(pid):
     if not Path("/proc/locks").exists():  # not Linux: the waits decide
         return False
-    with open("/proc/locks") as f:  # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    with open("/proc/locks") as f:
         return any("->" in line and "FLOCK" in line and f" {pid} " in line for line in f)
 
 

@@ -110,17 +110,17 @@ class DAVIS2017(Dataset):
         pixels = [self._open(p, "RGB") for p in frame_paths]
         ids = [self._open(self.base / "Annotations" / "480p" / seq / f"{p.stem}.png", None)
                for p in frame_paths]
+        def wh(array: np.ndarray) -> str:
+            return f"{array.shape[1]}x{array.shape[0]}"
+        again = (f"the dataset is corrupted. Delete {self.base} and use download=True to download "
+                 "it again.")
         for path, frame, annotation in zip(frame_paths, pixels, ids):
-            size = (f"{frame.shape[1]}x{frame.shape[0]}", f"{pixels[0].shape[1]}x{pixels[0].shape[0]}")
             if frame.shape != pixels[0].shape:
-                raise RuntimeError(f"Sequence {seq}: frame {path.name} is {size[0]} pixels but "
-                                   f"{frame_paths[0].name} is {size[1]}; the dataset is corrupted. "
-                                   f"Delete {self.base} and use download=True to download it again.")
+                raise RuntimeError(f"Sequence {seq}: frame {path.name} is {wh(frame)} pixels but "
+                                   f"{frame_paths[0].name} is {wh(pixels[0])}; {again}")
             if annotation.shape != frame.shape[:2]:
                 raise RuntimeError(f"Sequence {seq}: the annotation {path.stem}.png is "
-                                   f"{annotation.shape[1]}x{annotation.shape[0]} pixels but its "
-                                   f"frame is {size[0]}; the dataset is corrupted. Delete "
-                                   f"{self.base} and use download=True to download it again.")
+                                   f"{wh(annotation)} pixels but its frame is {wh(frame)}; {again}")
         frames = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
         ids = torch.from_numpy(np.stack(ids).astype(np.int64))
         objects = [int(i) for i in ids.unique() if 0 < i < 255][: self.max_objects]

@@ -332,7 +332,8 @@ PAUSED_UNPACK = textwrap.dedent("""
 
 
 def _blocked_on_a_lock(pid):
-    with open("/proc/locks") as f:  # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    with open("/proc/locks") as f:
         return any("->" in line and "FLOCK" in line and f" {pid} " in line for line in f)
 
 
