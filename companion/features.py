@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .batches import as_dataset, split_batch, to_device
-from .io import save_atomic
+from .io import CorruptFileError, load_checked, save_atomic
 from .runtime import autocast, cache_dir, resolve_device
 
 __all__ = ["FeatureSet", "extract_features", "weights_fingerprint"]
@@ -73,8 +74,10 @@ def _load_cached(path, fingerprint: str, n: int, maps: bool) -> FeatureSet | Non
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: recompute and overwrite
+        state = load_checked(path, what="feature cache file",
+                             fix="The features are recomputed and the file overwritten.")
+    except CorruptFileError as err:  # damaged or unreadable: recompute and overwrite
+        warnings.warn(f"{err}", stacklevel=3)
         return None
     if (not isinstance(state, dict) or state.get("format") != CACHE_FORMAT
             or state.get("fingerprint") != fingerprint or state.get("n") != n

@@ -129,7 +129,17 @@ def cache_dir(*parts: str) -> Path:
     """The cache folder (``$COMPANION_CACHE`` or ``~/.cache/companion``), created on demand."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "companion").expanduser()
     path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = (f"{CACHE_ENV}={os.environ[CACHE_ENV]!r}" if os.environ.get(CACHE_ENV)
+                 else f"the default {root} ({CACHE_ENV} is not set)")
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        problem = (f"{blocker} is a file, not a folder" if blocker is not None
+                   else os.strerror(err.errno) if err.errno else str(err))
+        raise type(err)(err.errno, f"Cannot create the cache folder {path}: {problem}. The cache "
+                        f"folder comes from {where}; set {CACHE_ENV} to a folder you can write "
+                        "to, with free space.") from err
     return path
 
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .batches import as_dataset, batch_len, split_batch, to_device
 from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
-from .io import save_atomic
+from .io import load_checked, save_atomic
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
 __all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
@@ -168,11 +168,8 @@ def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Genera
 
 def _load_checkpoint(path: Path) -> dict:
     """A checkpoint written by :func:`fit`, or a clear error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"Checkpoint {path} could not be read ({err}). Delete it or pass "
-                         "resume=False to train from scratch.") from err
+    state = load_checked(path, what="checkpoint", fix="Delete it, or pass resume=False to "
+                         "train from scratch (the file is then overwritten).")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by companion.train.fit. Delete it, "
                          "choose another checkpoint path, or pass resume=False.")

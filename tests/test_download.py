@@ -4,9 +4,14 @@ import hashlib
 import http.server
 import io
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,7 +24,8 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD; ``/norange`` ignores Range, ``/truncate`` cuts its first response short."""
+    """Serves PAYLOAD; ``/norange`` ignores Range, ``/truncate`` cuts its first response short,
+    ``/hold`` sends half and waits for ``server.release``."""
 
     timeout = 5
 
@@ -46,6 +52,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = PAYLOAD[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.path.startswith("/hold"):  # half now, the rest once the test releases it
+            half = len(body) // 2
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            server.release.wait(timeout=60)
+            body = body[half:]
         if self.path.startswith("/truncate") and not server.truncated:
             server.truncated = True
             body = body[: len(body) // 3]
@@ -59,13 +71,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.requests, httpd.truncated = [], False
+    httpd.requests, httpd.truncated, httpd.release = [], False, threading.Event()
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_port}"
     yield httpd
+    httpd.release.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
@@ -215,3 +228,80 @@ def test_damaged_archive_fails_cleanly(tmp_path, damage):
 def test_extract_of_a_missing_archive(tmp_path):
     with pytest.raises(FileNotFoundError, match="download it first"):
         extract(tmp_path / "nothing.tgz", tmp_path / "out")
+
+
+DOWNLOADER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from companion.download import download
+    go, ready = Path(sys.argv[3] + ".go"), Path(sys.argv[3])
+    while not go.exists():  # imported; the test says when to start
+        time.sleep(0.01)
+    ready.touch()  # about to call download
+    download(sys.argv[1], sys.argv[2], filename="file.bin", folder=sys.argv[4], progress=False)
+""")
+
+
+def _start_download(url, folder, marker, go=True):
+    """A process that downloads once ``marker.go`` exists (made now if ``go``), and then makes
+    ``marker``."""
+    if go:
+        Path(f"{marker}.go").touch()
+    return subprocess.Popen([sys.executable, "-c", DOWNLOADER, url, SHA, str(marker), str(folder)],
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, seconds=60.0):
+    """Poll ``condition`` until it holds or ``seconds`` pass (then the test's checks decide)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _blocked_on_a_lock(pid):
+    if not Path("/proc/locks").exists():  # not Linux: the waits decide
+        return False
+    # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    with open("/proc/locks") as f:
+        return any("->" in line and "FLOCK" in line and f" {pid} " in line for line in f)
+
+
+def _half_written(tmp_path):
+    part = tmp_path / "file.bin.part"
+    return part.exists() and part.stat().st_size >= len(PAYLOAD) // 4  # some may sit in a buffer
+
+
+def test_two_processes_on_one_file_take_turns(server, tmp_path):
+    url = f"{server.url}/hold/file.bin"
+    first = _start_download(url, tmp_path / "data", tmp_path / "first.ready")
+    second = _start_download(url, tmp_path / "data", tmp_path / "second.ready", go=False)
+    tmp_path = tmp_path / "data"
+    _wait_for(lambda: _half_written(tmp_path))  # the first is half-way, inside the lock
+    assert len(server.requests) == 1
+    Path(f"{tmp_path.parent / 'second.ready'}.go").touch()
+    _wait_for(lambda: (tmp_path.parent / "second.ready").exists())
+    # without a lock the second would resume the same .part: a second request to the server
+    _wait_for(lambda: len(server.requests) > 1 or _blocked_on_a_lock(second.pid),
+              seconds=60 if Path("/proc/locks").exists() else 2)
+    server.release.set()
+    for child in (first, second):
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 0, stderr[-2000:]
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+    assert [path for path, _ in server.requests] == ["/hold/file.bin"], "downloaded twice"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]  # no .part or .lock left
+
+
+def test_a_download_killed_inside_the_lock_is_resumed_by_the_next_call(server, tmp_path):
+    folder = tmp_path / "data"
+    first = _start_download(f"{server.url}/hold/file.bin", folder, tmp_path / "first.ready")
+    tmp_path = folder
+    _wait_for(lambda: _half_written(tmp_path))
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    server.release.set()
+    kept = (tmp_path / "file.bin.part").stat().st_size
+    assert first.returncode == -signal.SIGKILL and (tmp_path / "file.bin.lock").exists()
+    assert _fetch(f"{server.url}/plain/file.bin", tmp_path).read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/plain/file.bin", f"bytes={kept}-")
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from companion.io import load_checked
 from companion.train import History, evaluate, fit, predict
 
 
@@ -93,7 +94,7 @@ def test_resume_after_crash_gives_identical_weights(tmp_path):
     with pytest.raises(Crash):
         fit(crashed, NoisyBlobs(), loss=crash_after(2 * batches_per_epoch),
             checkpoint=tmp_path / "run.pt", **RECIPE)
-    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 2
+    assert load_checked(tmp_path / "run.pt", what="checkpoint")["epoch"] == 2
 
     torch.manual_seed(12345)  # a fresh process would have other global generator states
     random.seed(7)
@@ -128,7 +129,7 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path):
     code = KILLED_RUN.format(tests=str(Path(__file__).parent), batches=3 * 4 + 2, path=path)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == -9, done.stderr[-2000:]  # killed in the middle of epoch 4
-    assert torch.load(path, weights_only=True)["epoch"] == 3
+    assert load_checked(path, what="checkpoint")["epoch"] == 3
     resumed = mlp(seed=1)
     fit(resumed, NoisyBlobs(), checkpoint=path, **RECIPE)
     reference = mlp()
@@ -244,3 +245,33 @@ def test_bad_arguments_are_explained():
         fit(nn.Linear(6, 3), (x, y[:4]), epochs=1, lr=0.1, device="cpu")
     with pytest.raises(FloatingPointError, match="learning rate"):
         fit(nn.Linear(6, 3), (x * float("inf"), y), epochs=1, lr=0.1, progress=False, device="cpu")
+
+
+KILLED_SAVE = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    import companion.io as io_module
+    from companion.train import fit
+    from test_train import RECIPE, NoisyBlobs, mlp
+    real_replace, saves = os.replace, []
+    def replace_until_killed(src, dst):
+        saves.append(dst)
+        if len(saves) > {saves}:  # the checkpoint of this epoch is written, not yet renamed
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    io_module.os.replace = replace_until_killed
+    fit(mlp(), NoisyBlobs(), checkpoint={path!r}, **RECIPE)
+""")
+
+
+def test_kill_while_saving_a_checkpoint_keeps_the_last_one_and_cleans_up(tmp_path):
+    path = tmp_path / "run.pt"
+    code = KILLED_SAVE.format(tests=str(Path(__file__).parent), saves=2, path=str(path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".pt", ".tmp"]  # an orphan is left
+    assert load_checked(path, what="checkpoint")["epoch"] == 2  # epoch 3's save never landed
+    history = fit(mlp(seed=1), NoisyBlobs(), checkpoint=path, loss=crash_after(2 * 4),
+                  **RECIPE)  # two epochs of 4 batches are left: it resumes at epoch 3
+    assert history.epochs == 4 and load_checked(path, what="checkpoint")["epoch"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"], "the dead process's file stays"

@@ -22,6 +22,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .checks import check_int, check_number
+
 SHAPES = ("disk", "square", "diamond", "triangle", "ellipse")
 GROUPS = ("nested", "overlap", "single")
 KINDS = ("single", "part", "whole", "object", "group")
@@ -145,15 +147,20 @@ def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 32, *, seed: i
     ``group_probs`` gives the probability of a nested, an overlapping and a single group. Instances
     smaller than ``MIN_AREA`` pixels (an object hidden by the one on top) are dropped.
     """
-    if n_images < 1:
-        raise ValueError(f"n_images must be at least 1, got {n_images}.")
-    if image_size < 24:
-        raise ValueError(f"image_size must be at least 24 pixels to hold nested shapes, "
-                         f"got {image_size}.")
-    probs = np.asarray(group_probs, dtype=float)
-    if probs.shape != (3,) or (probs < 0).any() or probs.sum() <= 0:
-        raise ValueError(f"group_probs must be three non-negative weights (nested, overlap, "
-                         f"single), got {group_probs}.")
+    n_images = check_int("n_images", n_images)
+    image_size = check_int("image_size", image_size, minimum=24)
+    max_groups = check_int("max_groups", max_groups)
+    seed = check_int("seed", seed, minimum=0)
+    noise = check_number("noise", noise, minimum=0.0)
+    try:
+        probs = np.asarray(group_probs, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"group_probs must be three numbers (nested, overlap, single), got "
+                        f"{group_probs!r}.") from err
+    if (probs.shape != (3,) or not np.isfinite(probs).all() or (probs < 0).any()
+            or probs.sum() <= 0):
+        raise ValueError(f"group_probs must be three finite non-negative weights (nested, "
+                         f"overlap, single) with a positive sum, got {group_probs}.")
     rng = np.random.default_rng(seed)
     size = image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(float)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from numbers import Integral, Real
 
@@ -32,3 +33,18 @@ def check_choice(name: str, value: object, choices: Collection[str]) -> str:
         options = ", ".join(map(repr, choices))
         raise ValueError(f"Unknown {name} {value!r}: choose one of {options}.")
     return value  # type: ignore[return-value]
+
+
+def check_number(name: str, value: object, *, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
+    """Return ``value`` as a finite float within ``[minimum, maximum]``, or raise."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "-inf" if minimum is None else f"{minimum:g}"
+        high = "inf" if maximum is None else f"{maximum:g}"
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value:g}.")
+    return value

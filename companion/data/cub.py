@@ -8,7 +8,6 @@ archives with checksums, and a missing or damaged copy raises an error that says
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..download import download, extract
+from ..download import download, unpack, unpack_interrupted
 from ..runtime import cache_dir
 from .checks import check_choice
 
@@ -177,35 +176,28 @@ class CUB200(Dataset):
                            f"{self._folder} and use download=True, or download "
                            f"{self.archive.filename} by hand into {self.root} and unpack it there.")
 
-    def _complete(self) -> bool:
-        annotations = all((self._folder / name).is_file() for name in _ANNOTATIONS)
-        names = self._attribute_names_file().is_file()
-        masks = not self.segmentations or self._segmentation_folder.is_dir()
-        return annotations and names and masks
+    def _annotations_present(self) -> bool:
+        return (all((self._folder / name).is_file() for name in _ANNOTATIONS)
+                and self._attribute_names_file().is_file())
 
     def _download(self) -> None:
-        if self._complete():
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        needed = [self.archive] if not (self._folder / "images.txt").is_file() else []
-        if self.segmentations and not self._segmentation_folder.is_dir():
-            needed.append(self.segmentation_archive)
-        for resource in needed:
+        resources = [(self.archive, self._annotations_present)]
+        if self.segmentations:
+            resources.append((self.segmentation_archive, self._segmentation_folder.is_dir))
+        # an unpacking that was killed half-way leaves its marker: redo it from the archive
+        needed = [(resource, present) for resource, present in resources
+                  if unpack_interrupted(self.root / resource.filename, self.root) or not present()]
+        if needed:
+            self.root.mkdir(parents=True, exist_ok=True)
+        for resource, present in needed:
             archive = download(resource.url, resource.sha256, resource.filename, self.root,
                                md5=resource.md5)
-            self._unpack(archive)
+            self._unpack(archive, present)
 
-    def _unpack(self, archive: Path) -> None:
-        """Extract next to ``root`` and move each top-level entry into ``root``."""
-        staging = extract(archive, self.root / f".{archive.name}.contents")
-        for entry in staging.iterdir():
-            target = self.root / entry.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(entry, target)
-        staging.rmdir()
+    def _unpack(self, archive: Path, present: Callable[[], bool] | None = None) -> None:
+        """Extract next to ``root`` and move each top-level entry into ``root`` (resumable; a
+        process that finds the work done by another while it waited skips it)."""
+        unpack(archive, self.root, done=present)
 
     def _numbers(self, path: Path, n_cols: int, dtype) -> np.ndarray:
         """The first ``n_cols`` numeric columns of a whitespace-separated file (extra ignored)."""
@@ -346,6 +338,12 @@ class CUB200(Dataset):
                     mask = raw_mask.convert("L")
         except OSError as err:
             self._corrupt(f"cannot read {path.name} or its mask ({err})")
+        if mask is not None and mask.size != size:
+            raise RuntimeError(
+                f"Dataset not found or corrupted at {self.root}: the segmentation "
+                f"{self._mask_path(index)} is {mask.size[0]}x{mask.size[1]} pixels but its image "
+                f"{path.name} is {size[0]}x{size[1]}. Delete {self._segmentation_folder} and use "
+                "download=True with segmentations=True to fetch the masks again.")
         origin = np.zeros(2, np.float32)
         if self.crop_to_bbox:
             x, y, w, h = self.bboxes[index]

@@ -13,6 +13,7 @@ class-agnostic video instance segmentation.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..download import download, extract
+from ..download import download, unpack, unpack_interrupted
+from .checks import check_choice, check_int
 from .moving_shapes import MovingShapes
 
 URL = "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"
 # 832,766,765 bytes; the SHA-256 TensorFlow Datasets records for this archive.
 SHA256 = "e3d0b5b77c3d031b000a19e0e25e3e2cac65d183755601bc2cf066df1a2aa492"
 SPLITS = ("train", "val")
+ARCHIVE_NAME = URL.rsplit("/", 1)[-1]
 
 
 class DAVIS2017(Dataset):
@@ -42,54 +45,84 @@ class DAVIS2017(Dataset):
     def __init__(self, root: str | os.PathLike, split: str = "val", download: bool = False,
                  image_size: int | None = None, max_frames: int | None = None,
                  max_objects: int = 10):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        split = check_choice("split", split, SPLITS)
+        image_size = None if image_size is None else check_int("image_size", image_size)
+        max_frames = None if max_frames is None else check_int("max_frames", max_frames)
+        max_objects = check_int("max_objects", max_objects)
         self.root = Path(root).expanduser()
         self.split, self.image_size, self.max_frames, self.max_objects = split, image_size, max_frames, max_objects
-        if download and not self._check_integrity():
-            archive = download_archive(self.root)
-            extract(archive, self.root / "DAVIS.extracting-root")
-            os.replace(self.root / "DAVIS.extracting-root" / "DAVIS", self.root / "DAVIS")
-        if not self._check_integrity():
-            raise RuntimeError(f"Dataset not found or corrupted at {self.base}. You can use "
-                               "download=True to download it.")
+        archive = self.root / ARCHIVE_NAME
+        if download and (self._problem() is not None or unpack_interrupted(archive, self.root)):
+            shutil.rmtree(self.root / "DAVIS.extracting-root", ignore_errors=True)  # older layout
+            unpack(download_archive(self.root), self.root, done=lambda: self._problem() is None)
+        problem = self._problem()
+        if problem is not None:
+            raise RuntimeError(f"Dataset not found or corrupted at {self.base}: {problem}. You can "
+                               "use download=True to download it (it replaces a damaged copy).")
         self.sequences = self._read_split()
 
     @property
     def base(self) -> Path:
         return self.root / "DAVIS"
 
-    def _read_split(self) -> list[str]:
-        path = self.base / "ImageSets" / "2017" / f"{self.split}.txt"
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    @property
+    def _split_file(self) -> Path:
+        return self.base / "ImageSets" / "2017" / f"{self.split}.txt"
 
-    def _check_integrity(self) -> bool:
-        """Every listed sequence has frames and one annotation per frame."""
-        split_file = self.base / "ImageSets" / "2017" / f"{self.split}.txt"
-        if not split_file.is_file():
-            return False
-        for seq in self._read_split():
+    def _read_split(self) -> list[str]:
+        return [line.strip() for line in self._split_file.read_text().splitlines() if line.strip()]
+
+    def _problem(self) -> str | None:
+        """What is wrong with the copy on disk, or None: every listed sequence has frames and
+        one annotation per frame."""
+        if not self._split_file.is_file():
+            return f"{self._split_file.relative_to(self.root)} is missing"
+        sequences = self._read_split()
+        if not sequences:
+            return f"{self._split_file.name} lists no sequences (the file is empty or truncated)"
+        for seq in sequences:
             frames = sorted((self.base / "JPEGImages" / "480p" / seq).glob("*.jpg"))
             masks = sorted((self.base / "Annotations" / "480p" / seq).glob("*.png"))
-            if not frames or [f.stem for f in frames] != [m.stem for m in masks]:
-                return False
-        return True
+            if not frames:
+                return (f"{self._split_file.name} lists the sequence {seq!r}, which has no frames "
+                        f"in JPEGImages/480p/{seq} (a truncated {self._split_file.name} or a "
+                        "partial copy)")
+            if [f.stem for f in frames] != [m.stem for m in masks]:
+                return (f"the frames of sequence {seq!r} and its annotations in "
+                        f"Annotations/480p/{seq} do not match one to one")
+        return None
 
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def _open(self, path: Path, mode: str | None) -> np.ndarray:
+        """The pixels of one frame or annotation, or an error that names the file."""
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert(mode) if mode else image).copy()
+        except OSError as err:
+            raise RuntimeError(f"Cannot read {path} ({err}): the file is damaged. Delete "
+                               f"{self.base} and use download=True to download it again.") from err
+
     def __getitem__(self, index: int) -> dict:
         seq = self.sequences[index]
         frame_paths = sorted((self.base / "JPEGImages" / "480p" / seq).glob("*.jpg"))[: self.max_frames]
-        frames = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy())
-                              for p in frame_paths]).permute(0, 3, 1, 2).float() / 255.0
-        ids = torch.stack([torch.from_numpy(np.asarray(Image.open(
-            self.base / "Annotations" / "480p" / seq / f"{p.stem}.png")).astype(np.int64))
-            for p in frame_paths])
-        if ids.shape[-2:] != frames.shape[-2:]:
-            raise RuntimeError(f"Sequence {seq}: annotations of size {tuple(ids.shape[-2:])} do not "
-                               f"match frames of size {tuple(frames.shape[-2:])}; the dataset is "
-                               "corrupted, download it again.")
+        pixels = [self._open(p, "RGB") for p in frame_paths]
+        ids = [self._open(self.base / "Annotations" / "480p" / seq / f"{p.stem}.png", None)
+               for p in frame_paths]
+        def wh(array: np.ndarray) -> str:
+            return f"{array.shape[1]}x{array.shape[0]}"
+        again = (f"the dataset is corrupted. Delete {self.base} and use download=True to download "
+                 "it again.")
+        for path, frame, annotation in zip(frame_paths, pixels, ids):
+            if frame.shape != pixels[0].shape:
+                raise RuntimeError(f"Sequence {seq}: frame {path.name} is {wh(frame)} pixels but "
+                                   f"{frame_paths[0].name} is {wh(pixels[0])}; {again}")
+            if annotation.shape != frame.shape[:2]:
+                raise RuntimeError(f"Sequence {seq}: the annotation {path.stem}.png is "
+                                   f"{wh(annotation)} pixels but its frame is {wh(frame)}; {again}")
+        frames = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
+        ids = torch.from_numpy(np.stack(ids).astype(np.int64))
         objects = [int(i) for i in ids.unique() if 0 < i < 255][: self.max_objects]
         masks = torch.zeros(len(frame_paths), self.max_objects, *ids.shape[-2:], dtype=torch.bool)
         for k, obj in enumerate(objects):
@@ -115,6 +148,8 @@ def to_clips(dataset: DAVIS2017, n_frames: int, max_clips: int | None = None) ->
     unchanged on real data (one class, "object"). Use ``image_size`` on the dataset.
     """
 
+    n_frames = check_int("n_frames", n_frames)
+    max_clips = None if max_clips is None else check_int("max_clips", max_clips)
     if dataset.image_size is None:
         raise ValueError("to_clips needs frames of one size: create DAVIS2017(..., image_size=S).")
     videos, masks, labels = [], [], []

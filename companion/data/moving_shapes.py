@@ -15,6 +15,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
+from .checks import check_int
+
 CLASSES = ("circle", "square", "triangle", "cross")
 
 
@@ -212,16 +214,18 @@ def make_moving_shapes(n_videos: int = 32, n_frames: int = 12, image_size: int =
     Each clip holds between ``objects[0]`` and ``objects[1]`` objects (0 allowed: empty clips), of
     ``n_classes`` shape classes. Clip ``i`` is the same for any ``n_videos`` > i with the same seed.
     """
-    lo, hi = objects
-    if n_videos < 1 or n_frames < 1:
-        raise ValueError(f"Need at least one clip of one frame, got n_videos={n_videos}, "
-                         f"n_frames={n_frames}.")
-    if image_size < 16:
-        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}.")
-    if not 0 <= lo <= hi <= max_objects:
+    n_videos, n_frames = check_int("n_videos", n_videos), check_int("n_frames", n_frames)
+    image_size = check_int("image_size", image_size, minimum=16)
+    max_objects = check_int("max_objects", max_objects, minimum=0)
+    n_classes = check_int("n_classes", n_classes)
+    seed = check_int("seed", seed, minimum=0)
+    if not isinstance(objects, (tuple, list)) or len(objects) != 2:
+        raise TypeError(f"objects must be a pair (min, max) of object counts, got {objects!r}.")
+    lo, hi = (check_int(f"objects[{i}]", n, minimum=0) for i, n in enumerate(objects))
+    if not lo <= hi <= max_objects:
         raise ValueError(f"objects={objects} must satisfy 0 <= min <= max <= max_objects "
                          f"({max_objects}).")
-    if not 1 <= n_classes <= len(CLASSES):
+    if n_classes > len(CLASSES):
         raise ValueError(f"n_classes must be between 1 and {len(CLASSES)}, got {n_classes}.")
     children = np.random.SeedSequence(seed).spawn(n_videos)
     videos, masks, labels = [], [], []

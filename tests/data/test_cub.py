@@ -2,7 +2,13 @@
 
 import hashlib
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +255,116 @@ def test_transforms_reject_bad_sizes():
         cub_transforms(0)
     with pytest.raises(ValueError, match=r"resize \(100\) must be at least image_size \(224\)"):
         cub_transforms(224, resize=100)
+
+
+KILLED_UNPACK = textwrap.dedent("""
+    import os, signal
+    import companion.download as download_module
+    from companion.data.cub import CUB200, Resource
+    real_replace = os.replace
+    def replace_or_die(src, dst):
+        if os.path.basename(str(src)) == {entry!r}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    download_module.os.replace = replace_or_die
+    CUB200.archive = Resource({url!r}, {filename!r}, {sha256!r})
+    CUB200({root!r}, split="test", download=True)
+""")
+
+
+@pytest.mark.parametrize("entry, left", [
+    ("attributes.txt", ["CUB_200_2011"]),             # killed between the two moves
+    (".CUB_200_2011.tgz.contents.extracting", []),    # killed at the end of the extraction
+])
+def test_download_after_a_kill_in_the_middle_of_unpacking(tiny, tmp_path, monkeypatch, entry,
+                                                           left):
+    resource = _tarball(tiny, tmp_path, ["CUB_200_2011", "attributes.txt"], "CUB_200_2011.tgz")
+    root = tmp_path / "fresh"
+    code = KILLED_UNPACK.format(entry=entry, url=resource.url, filename=resource.filename,
+                                sha256=resource.sha256, root=str(root))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    visible = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    assert visible == sorted(["CUB_200_2011.tgz", *left])  # the half-unpacked state
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        CUB200(root, split="test")
+    monkeypatch.setattr(CUB200, "archive", resource)
+    assert len(CUB200(root, split="test", download=True)) == 6
+    assert sorted(p.name for p in root.iterdir()) == [
+        "CUB_200_2011", "CUB_200_2011.tgz", "attributes.txt"]  # no marker or staging left
+
+
+def test_download_repairs_a_copy_half_moved_by_an_older_version(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(CUB200, "archive", _tarball(
+        tiny, tmp_path, ["CUB_200_2011", "attributes.txt"], "CUB_200_2011.tgz"))
+    root = tmp_path / "fresh"
+    CUB200(root, download=True)
+    (root / "attributes.txt").unlink()  # no marker: the state the old two-step move left
+    with pytest.raises(FileNotFoundError, match="attributes.txt.*download=True"):
+        CUB200(root)
+    assert len(CUB200(root, download=True)) == 6
+
+
+PAUSED_UNPACK = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    import companion.download as download_module
+    from companion.data.cub import CUB200, Resource
+    marker = sys.argv[1]
+    real_replace, real_extract, extracts = os.replace, download_module.extract, []
+    def wait_for(name):
+        while not Path(marker + name).exists():
+            time.sleep(0.01)
+    def replace_with_a_pause(src, dst):
+        if os.path.basename(str(src)) == "attributes.txt":  # half-way through the moves
+            Path(marker + ".paused").touch()
+            wait_for(".go")
+        return real_replace(src, dst)
+    def counted_extract(*args):
+        extracts.append(args)
+        return real_extract(*args)
+    download_module.os.replace, download_module.extract = replace_with_a_pause, counted_extract
+    CUB200.archive = Resource({url!r}, {filename!r}, {sha256!r})
+    wait_for(".start")
+    print(len(CUB200({root!r}, split="test", download=True)), len(extracts))
+""")
+
+
+def _blocked_on_a_lock(pid):
+    # a waiting flock shows as "N: -> FLOCK ADVISORY WRITE <pid> ..."
+    with open("/proc/locks") as f:
+        return any("->" in line and "FLOCK" in line and f" {pid} " in line for line in f)
+
+
+def _wait_for(condition, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+def test_two_processes_unpacking_at_once_take_turns(tiny, tmp_path):
+    resource = _tarball(tiny, tmp_path, ["CUB_200_2011", "attributes.txt"], "CUB_200_2011.tgz")
+    root = tmp_path / "fresh"
+    root.mkdir()
+    shutil.copy(tmp_path / "CUB_200_2011.tgz", root)  # downloaded already: only unpacking is left
+    code = PAUSED_UNPACK.format(url=resource.url, filename=resource.filename,
+                                sha256=resource.sha256, root=str(root))
+    first, second = (subprocess.Popen([sys.executable, "-c", code, str(tmp_path / name)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for name in ("first", "second"))
+    (tmp_path / "first.start").touch()
+    _wait_for(lambda: (tmp_path / "first.paused").exists())  # the first is half-way through
+    (tmp_path / "second.start").touch()
+    _wait_for(lambda: _blocked_on_a_lock(second.pid) or second.poll() is not None
+              or (tmp_path / "second.paused").exists())
+    waited = _blocked_on_a_lock(second.pid)
+    for name in ("first.go", "second.go"):
+        (tmp_path / name).touch()
+    outputs = [child.communicate(timeout=120) for child in (first, second)]
+    assert [child.returncode for child in (first, second)] == [0, 0], outputs
+    assert waited, "the second process did not wait for the first one's unpacking"
+    assert [out.split() for out, _ in outputs] == [["6", "1"], ["6", "0"]]  # extracted once
+    assert sorted(p.name for p in root.iterdir()) == [
+        "CUB_200_2011", "CUB_200_2011.tgz", "attributes.txt"]

@@ -78,7 +78,7 @@ def test_frame_and_chain_datasets(data):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_frames": 0}, "at least one clip"),
+    ({"n_frames": 0}, "n_frames must be >= 1"),
     ({"objects": (3, 2)}, "objects"),
     ({"objects": (1, 6)}, "max_objects"),
     ({"n_classes": 9}, "n_classes"),

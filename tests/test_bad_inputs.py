@@ -1,0 +1,349 @@
+"""Every bad input a clear error: one table of call -> exception type and a fragment of its message.
+
+Each case builds what it needs in ``tmp_path`` (tiny fixtures in the real on-disk formats) and
+returns the call that must fail; the fragment names the problem, and ``FIX`` the way out.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+from cub_fixture import write_tiny_cub  # noqa: E402
+from davis_fixture import write_tiny_davis  # noqa: E402
+
+import companion.download as download_module  # noqa: E402
+import companion.io as io_module  # noqa: E402
+from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
+from companion.data.cub import CUB200  # noqa: E402
+from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
+from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
+from companion.download import DownloadError, download  # noqa: E402
+from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
+from companion.runtime import cache_dir  # noqa: E402
+from companion.train import fit  # noqa: E402
+
+DAVIS_FIX = "download=True"
+
+
+# ---------------------------------------------------------------- item 5: cache folder, disk
+
+def cache_is_a_file(tmp, mp):
+    (tmp / "a_file").write_text("")
+    mp.setenv("COMPANION_CACHE", str(tmp / "a_file"))
+    return lambda: cache_dir("features")
+
+
+def cache_below_a_file(tmp, mp):
+    (tmp / "a_file").write_text("")
+    mp.setenv("COMPANION_CACHE", str(tmp / "a_file" / "cache"))
+    return lambda: cache_dir("downloads")
+
+
+def cache_parent_read_only(tmp, mp):  # tests run as root, where chmod does not stop writes
+    mp.setenv("COMPANION_CACHE", str(tmp / "missing"))
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+    mp.setattr(Path, "mkdir", refuse)
+    return lambda: cache_dir("features")
+
+
+def _failing(mp, owner, name, error):
+    def fail(*args, **kwargs):
+        raise error
+    mp.setattr(owner, name, fail)
+
+
+def disk_full_in_torch_save(tmp, mp):
+    _failing(mp, io_module.torch, "save", OSError(errno.ENOSPC, "No space left on device"))
+    return lambda: save_atomic({"w": torch.zeros(3)}, tmp / "cache" / "m.pt")
+
+
+def disk_full_in_torch_zip_writer(tmp, mp):
+    _failing(mp, io_module.torch, "save", RuntimeError(
+        "[enforce fail at inline_container.cc:672] . unexpected pos 448 vs 342"))
+    return lambda: save_atomic({"w": torch.zeros(3)}, tmp / "cache" / "m.pt")
+
+
+def read_only_folder_in_save(tmp, mp):
+    _failing(mp, io_module.os, "replace", OSError(errno.EROFS, "Read-only file system"))
+    return lambda: save_atomic({"w": torch.zeros(3)}, tmp / "m.pt")
+
+
+def save_below_a_file(tmp, mp):
+    (tmp / "a_file").write_text("")
+    return lambda: save_atomic({"w": torch.zeros(3)}, tmp / "a_file" / "m.pt")
+
+
+def read_only_download_folder(tmp, mp):
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    mp.setattr(download_module.os, "open", refuse)
+    (tmp / "source.bin").write_bytes(b"x")
+    return lambda: download((tmp / "source.bin").as_uri(), None, folder=tmp / "out",
+                            progress=False)
+
+
+def disk_full_while_downloading(tmp, mp):
+    real_open = open
+
+    def full(path, *args, **kwargs):
+        if str(path).endswith(".part"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *args, **kwargs)
+    mp.setattr(download_module, "open", full, raising=False)
+    (tmp / "source.bin").write_bytes(b"x")
+    return lambda: download((tmp / "source.bin").as_uri(), None, folder=tmp / "out",
+                            progress=False)
+
+
+def download_folder_is_a_file(tmp, mp):
+    (tmp / "out").write_text("")
+    (tmp / "source.bin").write_bytes(b"x")
+    return lambda: download((tmp / "source.bin").as_uri(), None, folder=tmp / "out" / "sub",
+                            progress=False)
+
+
+# ------------------------------------------------------------------- item 2: bad files
+
+def _saved(tmp):
+    path = tmp / "m.pt"
+    save_atomic({"w": torch.randn(512)}, path)
+    return path
+
+
+def truncated_file(tmp, mp):
+    path = _saved(tmp)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return lambda: load_checked(path, what="checkpoint")
+
+
+def flipped_file(tmp, mp):
+    path = _saved(tmp)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+    return lambda: load_checked(path, what="checkpoint")
+
+
+def foreign_file(tmp, mp):
+    (tmp / "m.pt").write_bytes(b"\x89PNG\r\n\x1a\n not a checkpoint")
+    return lambda: load_checked(tmp / "m.pt", what="checkpoint")
+
+
+def unchecked_torch_file(tmp, mp):
+    torch.save({"w": torch.randn(4)}, tmp / "m.pt")
+    return lambda: load_checked(tmp / "m.pt", what="checkpoint")
+
+
+def empty_file(tmp, mp):
+    (tmp / "m.pt").write_bytes(b"")
+    return lambda: load_checked(tmp / "m.pt", what="checkpoint")
+
+
+def checked_but_not_a_checkpoint_of_fit(tmp, mp):
+    save_atomic([1, 2, 3], tmp / "m.pt")
+    return lambda: fit(torch.nn.Linear(2, 2), (torch.randn(4, 2), torch.arange(4) % 2),
+                       epochs=1, lr=0.1, checkpoint=tmp / "m.pt", progress=False, device="cpu")
+
+
+def truncated_checkpoint_in_fit(tmp, mp):
+    path = truncated_file(tmp, mp) and tmp / "m.pt"
+    return lambda: fit(torch.nn.Linear(2, 2), (torch.randn(4, 2), torch.arange(4) % 2),
+                       epochs=1, lr=0.1, checkpoint=path, progress=False, device="cpu")
+
+
+# ------------------------------------------------------------------------ item 7: DAVIS, CUB
+
+def _davis(tmp, **kwargs):
+    return write_tiny_davis(tmp, **kwargs)
+
+
+def davis_frame_of_another_size(tmp, mp):
+    base = _davis(tmp)
+    Image.new("RGB", (20, 10)).save(base / "JPEGImages" / "480p" / "bear" / "00001.jpg")
+    return lambda: DAVIS2017(tmp)[0]
+
+
+def davis_annotation_of_another_size(tmp, mp):
+    base = _davis(tmp)
+    Image.new("P", (8, 8)).save(base / "Annotations" / "480p" / "car" / "00002.png")
+    return lambda: DAVIS2017(tmp)[1]
+
+
+def davis_truncated_jpeg(tmp, mp):
+    path = _davis(tmp) / "JPEGImages" / "480p" / "bear" / "00001.jpg"
+    path.write_bytes(path.read_bytes()[:300])
+    return lambda: DAVIS2017(tmp)[0]
+
+
+def davis_truncated_png(tmp, mp):
+    path = _davis(tmp) / "Annotations" / "480p" / "bear" / "00002.png"
+    path.write_bytes(path.read_bytes()[:40])
+    return lambda: DAVIS2017(tmp)[0]
+
+
+def davis_empty_split_file(tmp, mp):
+    (_davis(tmp) / "ImageSets" / "2017" / "val.txt").write_text("")
+    return lambda: DAVIS2017(tmp)
+
+
+def davis_truncated_split_file(tmp, mp):
+    (_davis(tmp) / "ImageSets" / "2017" / "val.txt").write_text("bear\nca")
+    return lambda: DAVIS2017(tmp)
+
+
+def davis_with(**kwargs):
+    def case(tmp, mp):
+        _davis(tmp)
+        return lambda: DAVIS2017(tmp, **kwargs)
+    return case
+
+
+def davis_clips(**kwargs):
+    def case(tmp, mp):
+        _davis(tmp)
+        return lambda: to_clips(DAVIS2017(tmp, image_size=8), **kwargs)
+    return case
+
+
+def cub_mask_of_another_size(tmp, mp):
+    tiny = write_tiny_cub(tmp / "cub")
+    data = CUB200(tiny.root, segmentations=True)
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(data._mask_path(2))
+    return lambda: data[2]
+
+
+def cub_mask_of_another_size_in_annotations(tmp, mp):
+    tiny = write_tiny_cub(tmp / "cub")
+    data = CUB200(tiny.root, segmentations=True, crop_to_bbox=True)
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(data._mask_path(0))
+    return lambda: data.annotations(0)
+
+
+# ------------------------------------------------------------------- item 8: generators
+
+def call(function, **kwargs):
+    return lambda tmp, mp: lambda: function(**kwargs)
+
+
+def moving(**kwargs):
+    return call(make_moving_shapes, **{"n_videos": 1, "n_frames": 2, "image_size": 16, **kwargs})
+
+
+def ambiguous(**kwargs):
+    return call(make_ambiguous_shapes, **{"n_images": 2, "progress": False, **kwargs})
+
+
+CASES = [
+    # item 5
+    ("cache is a file", cache_is_a_file, NotADirectoryError,
+     r"cache folder .*a_file is a file, not a folder.*COMPANION_CACHE="),
+    ("cache below a file", cache_below_a_file, NotADirectoryError,
+     r"a_file is a file.*set COMPANION_CACHE to a folder you can write"),
+    ("cache parent read-only", cache_parent_read_only, PermissionError,
+     r"Cannot create the cache folder .*missing.*Permission denied.*COMPANION_CACHE"),
+    ("disk full in torch.save", disk_full_in_torch_save, OSError,
+     r"Could not write .*m\.pt \(No space left on device\).*COMPANION_CACHE"),
+    ("disk full in torch's zip writer", disk_full_in_torch_zip_writer, OSError,
+     r"Could not write .*m\.pt .*unexpected pos.*Free space"),
+    ("read-only folder in save_atomic", read_only_folder_in_save, OSError,
+     r"Could not write .*m\.pt \(Read-only file system\).*writable"),
+    ("save below a file", save_below_a_file, OSError,
+     r"Could not write .*a_file/m\.pt \(.*a_file is a file, not a folder\)"),
+    ("read-only download folder", read_only_download_folder, DownloadError,
+     r"Cannot write into the download folder .*out \(Permission denied\).*COMPANION_CACHE"),
+    ("disk full while downloading", disk_full_while_downloading, DownloadError,
+     r"download folder .*out \(No space left on device\).*partial file is kept"),
+    ("download folder below a file", download_folder_is_a_file, DownloadError,
+     r"Cannot write into the download folder .*out/sub \(Not a directory\)"),
+    # item 2 (bad files)
+    ("truncated checkpoint", truncated_file, CorruptFileError,
+     r"checkpoint .*m\.pt is truncated or damaged.*Delete it"),
+    ("16 bytes zeroed", flipped_file, CorruptFileError,
+     r"checkpoint .*m\.pt is damaged: its contents have SHA-256 .*Delete it"),
+    ("foreign file", foreign_file, CorruptFileError, r"m\.pt is not a file written by companion"),
+    ("empty file", empty_file, CorruptFileError, r"m\.pt is not a file written by companion"),
+    ("plain torch.save, no checksum", unchecked_torch_file, CorruptFileError,
+     r"m\.pt has no checksum.*cannot be trusted.*Delete it"),
+    ("checked file that is no checkpoint", checked_but_not_a_checkpoint_of_fit, ValueError,
+     r"m\.pt is not a checkpoint written by companion\.train\.fit.*resume=False"),
+    ("truncated checkpoint in fit", truncated_checkpoint_in_fit, CorruptFileError,
+     r"checkpoint .*m\.pt is truncated.*pass resume=False"),
+    # item 7
+    ("DAVIS frame of another size", davis_frame_of_another_size, RuntimeError,
+     r"bear: frame 00001\.jpg is 20x10 pixels but 00000\.jpg is 20x12.*" + DAVIS_FIX),
+    ("DAVIS annotation of another size", davis_annotation_of_another_size, RuntimeError,
+     r"car: the annotation 00002\.png is 8x8 pixels but its frame is 20x12.*" + DAVIS_FIX),
+    ("DAVIS truncated JPEG", davis_truncated_jpeg, RuntimeError,
+     r"Cannot read .*bear/00001\.jpg .*damaged.*" + DAVIS_FIX),
+    ("DAVIS truncated PNG", davis_truncated_png, RuntimeError,
+     r"Cannot read .*bear/00002\.png .*" + DAVIS_FIX),
+    ("DAVIS empty val.txt", davis_empty_split_file, RuntimeError,
+     r"val\.txt lists no sequences.*" + DAVIS_FIX),
+    ("DAVIS truncated val.txt", davis_truncated_split_file, RuntimeError,
+     r"val\.txt lists the sequence 'ca', which has no frames.*truncated.*" + DAVIS_FIX),
+    ("DAVIS max_frames=0", davis_with(max_frames=0), ValueError, r"max_frames must be >= 1, got 0"),
+    ("DAVIS image_size=0", davis_with(image_size=0), ValueError, r"image_size must be >= 1, got 0"),
+    ("DAVIS image_size=2.5", davis_with(image_size=2.5), TypeError,
+     r"image_size must be an integer, got float"),
+    ("DAVIS max_objects=0", davis_with(max_objects=0), ValueError, r"max_objects must be >= 1"),
+    ("DAVIS split", davis_with(split="test"), ValueError, r"Unknown split 'test'.*'train', 'val'"),
+    ("to_clips n_frames=0", davis_clips(n_frames=0), ValueError, r"n_frames must be >= 1, got 0"),
+    ("to_clips max_clips=0", davis_clips(n_frames=1, max_clips=0), ValueError,
+     r"max_clips must be >= 1"),
+    ("to_clips too long", davis_clips(n_frames=9), ValueError, r"No sequence has 9 frames"),
+    ("CUB mask of another size", cub_mask_of_another_size, RuntimeError,
+     r"segmentation .*\.png is 7x5 pixels but its image .*\.jpg is 32x24.*download=True"),
+    ("CUB mask of another size, annotations", cub_mask_of_another_size_in_annotations,
+     RuntimeError, r"is 64x48 pixels but its image .* is 32x24"),
+    # item 8
+    ("moving n_frames=2.5", moving(n_frames=2.5), TypeError, r"n_frames must be an integer"),
+    ("moving n_videos=0", moving(n_videos=0), ValueError, r"n_videos must be >= 1"),
+    ("moving image_size=8", moving(image_size=8), ValueError, r"image_size must be >= 16"),
+    ("moving objects=(1,)", moving(objects=(1,)), TypeError, r"objects must be a pair"),
+    ("moving objects=(-1, 2)", moving(objects=(-1, 2)), ValueError, r"objects\[0\] must be >= 0"),
+    ("moving objects=(1.5, 2)", moving(objects=(1.5, 2)), TypeError,
+     r"objects\[0\] must be an integer"),
+    ("moving seed=-1", moving(seed=-1), ValueError, r"seed must be >= 0"),
+    ("moving n_classes=0", moving(n_classes=0), ValueError, r"n_classes must be >= 1"),
+    ("moving max_objects=True", moving(max_objects=True), TypeError,
+     r"max_objects must be an integer"),
+    ("ambiguous max_groups=0", ambiguous(max_groups=0), ValueError,
+     r"max_groups must be >= 1, got 0"),
+    ("ambiguous noise=nan", ambiguous(noise=math.nan), ValueError,
+     r"noise must be a finite number"),
+    ("ambiguous noise=inf", ambiguous(noise=math.inf), ValueError,
+     r"noise must be a finite number"),
+    ("ambiguous noise=-0.1", ambiguous(noise=-0.1), ValueError, r"noise must lie in \[0, inf\]"),
+    ("ambiguous noise='0.1'", ambiguous(noise="0.1"), TypeError, r"noise must be a number"),
+    ("ambiguous n_images=2.0", ambiguous(n_images=2.0), TypeError, r"n_images must be an integer"),
+    ("ambiguous image_size=16", ambiguous(image_size=16), ValueError, r"image_size must be >= 24"),
+    ("ambiguous group_probs nan", ambiguous(group_probs=(math.nan, 1.0, 1.0)), ValueError,
+     r"group_probs must be three finite non-negative weights"),
+    ("ambiguous group_probs text", ambiguous(group_probs=("a", 1, 1)), TypeError,
+     r"group_probs must be three numbers"),
+    ("ambiguous seed=-3", ambiguous(seed=-3), ValueError, r"seed must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("make, error, fragment", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_a_clear_error(tmp_path, monkeypatch, make, error, fragment):
+    bad_call = make(tmp_path, monkeypatch)
+    with pytest.raises(error, match=fragment):
+        bad_call()
