@@ -44,8 +44,8 @@ class QPMExtension:
     * The constraints only shrink the feasible set, so QPM's Lagrangian bound and its
       reduced-cost filtering stay valid upper bounds: they stay on.
     * The greedy/swap heuristic does not know the constraints: each of its solutions, and each
-      repaired MILP round, becomes the incumbent (HiGHS's cutoff) only after ``repair`` returns a
-      solution that passes ``check``. With no such solution there is no incumbent and no cutoff:
+      repaired MILP round, becomes the incumbent (HiGHS's cutoff) only if it passes ``check``,
+      as it is or after ``repair``. With no such solution there is no incumbent and no cutoff:
       HiGHS runs its own heuristics, and only ``n_candidates`` filters features.
     * ``check`` runs on every returned solution, after QPM's own constraints are checked.
     """
@@ -63,9 +63,9 @@ class QPMExtension:
 
     def repair(self, assignment: np.ndarray, selected: np.ndarray,
                similarity: np.ndarray) -> np.ndarray | None:
-        """A W with the same selection that passes ``check`` (changing few rows), or None."""
-        try:
-            self.check(assignment, selected)
-        except ValueError:
-            return None
-        return assignment
+        """A W with the same selection that passes ``check``, or None (the default: no repair).
+
+        Called only on solutions that fail ``check``; ``similarity`` is A (C×N), for choosing
+        the rows to change.
+        """
+        return None

@@ -55,7 +55,8 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
     ``extension`` (a :class:`QPMExtension`, e.g. :class:`ForcedSharing`) adds variables and linear
     constraints to every MILP round. Its constraints only shrink the feasible set, so the
     Lagrangian bound and filtering stay on; heuristic and round solutions become the incumbent
-    only once ``extension.repair`` makes them pass ``extension.check`` (no incumbent: no cutoff).
+    only if they pass ``extension.check``, as they are or after ``extension.repair`` (no
+    incumbent: no cutoff).
     Raises ``ValueError`` if the extended problem is infeasible, ``RuntimeError`` if no feasible
     solution was found in time.
     """
@@ -81,9 +82,12 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
     def feasible(W_: np.ndarray, sel_: np.ndarray) -> np.ndarray | None:
         """W_ made to meet uniqueness and the extension (same selection), or None."""
         if extension is not None:
-            W_ = extension.repair(W_, sel_, A)
-            if W_ is None:
-                return None
+            try:
+                extension.check(W_, sel_)
+            except ValueError:
+                W_ = extension.repair(W_, sel_, A)
+                if W_ is None:
+                    return None
         if unique and signature_groups(W_):
             W_ = deduplicate(W_, A, sel_, k, frozen=exact)
         if extension is not None:
