@@ -144,18 +144,32 @@ def test_heuristic_with_forced_sharing_is_feasible_or_says_so(inst):
     assert res.bound >= opt - 1e-6  # the base problem's bound still bounds the extended one
 
 
-def test_repair_refits_the_second_class_of_each_pair():
+def test_repair_fits_children_to_parents_along_a_tree():
     A = np.array([[5.0, 4, 3, 2, 1], [1.0, 2, 3, 4, 5], [0.0, 0, 0, 9, 8]])
     W = np.zeros((3, 5), dtype=np.int8)
     W[0, [0, 1]] = W[1, [3, 4]] = W[2, [3, 4]] = 1
     fixed = ForcedSharing([(0, 1), (1, 2)], shared=1).repair(W, np.arange(5), A)
-    assert fixed[0].tolist() == [1, 1, 0, 0, 0]  # the first class keeps its row
+    assert fixed[0].tolist() == [1, 1, 0, 0, 0]  # the root keeps its row
     assert fixed[1].tolist() == [0, 1, 0, 0, 1]  # best of row 0 (feature 1) + best other (4)
-    assert fixed[2].tolist() == [0, 0, 0, 1, 1]  # already shares one with the new row 1
-    # a cycle the walk cannot close (row 2 is fitted to row 1, then clashes with row 0): None,
-    # never a violator
-    assert ForcedSharing([(0, 1), (1, 2), (0, 2)], shared=0).repair(
-        np.eye(3, 5, dtype=np.int8), np.arange(3), A) is None
+    assert fixed[2].tolist() == [0, 0, 0, 1, 1]  # best of row 1 (4) + best other (3)
+
+
+def test_repair_falls_back_to_a_common_core_on_a_cycle():
+    # along the tree, 1 and 2 each share one feature with 0 but none with each other
+    A = np.array([[1.0, 1, 0, 0, 0], [5.0, 0, 4, 0, 0], [0.0, 5, 0, 4, 0]])
+    W = np.zeros((3, 5), dtype=np.int8)
+    W[:, [0, 1]] = 1
+    triangle = ForcedSharing([(0, 1), (1, 2), (0, 2)], shared=1)
+    fixed = triangle.repair(W, np.arange(5), A)
+    triangle.check(fixed, np.arange(5))
+    assert (fixed[:, 0] == 1).all()  # the core: the group's best feature
+    assert fixed[1].tolist() == [1, 0, 1, 0, 0] and fixed[2].tolist() == [1, 1, 0, 0, 0]
+    # four classes pairwise sharing one of three features is impossible: None, never a violator
+    A4 = np.vstack([A, A[0]])[:, :3]
+    W4 = np.zeros((4, 3), dtype=np.int8)
+    W4[:, [0, 1]] = 1
+    clique = ForcedSharing(itertools.combinations(range(4), 2), shared=1)
+    assert clique.repair(W4, np.arange(3), A4) is None
 
 
 def test_check_names_the_violated_pair_and_bad_pairs_are_rejected():

@@ -7,11 +7,14 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .extension import ModelVariables, QPMExtension
+
+if TYPE_CHECKING:
+    import cvxpy as cp
 
 
 class Round(NamedTuple):
@@ -112,8 +115,10 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
                   None if incumbent is None else offset - incumbent, n_features, verbose, offset)
 
 
-def _solve(problem, s, parts, cls, feat, shape, solver, deadline, abs_gap, cutoff, n_features,
-           verbose, offset) -> Round:
+def _solve(problem: cp.Problem, s: cp.Variable, parts: list[tuple[np.ndarray, cp.Variable]],
+           cls: np.ndarray, feat: np.ndarray, shape: tuple[int, int], solver: str,
+           deadline: float, abs_gap: float, cutoff: float | None, n_features: int,
+           verbose: bool, offset: float) -> Round:
     """Canonicalise, give the solver the time left, and read back its point and bound."""
     import cvxpy as cp
 

@@ -64,31 +64,90 @@ class ForcedSharing(QPMExtension):
 
     def repair(self, assignment: np.ndarray, selected: np.ndarray,
                similarity: np.ndarray) -> np.ndarray | None:
-        """Walk the pairs; re-fit the second class of each to the first: its best ``shared``
-        features of the first's row plus its best k − shared others (optimal given that row)."""
+        """Re-fit the rows of each connected group of paired classes; None if that fails.
+
+        First along a spanning tree from the group's first class: each child gets its best
+        ``shared`` features of its parent's row plus its best k − shared others. Where the
+        group's other pairs then fail (cycles), all its classes get one common core of ``shared``
+        features, the group's best, and k − shared private features each.
+        """
         W = np.array(assignment, dtype=np.int8)
         A = np.asarray(similarity, dtype=float)
         sel = np.asarray(selected)
         k = int(W[0].sum())
         shared = self._shared(k)
-        fixed: set[int] = set()
-        for a, b in self.pairs:
-            if b in fixed and a not in fixed:
-                a, b = b, a
-            fixed.add(a)
-            if b in fixed:
-                continue  # both placed by earlier pairs; check decides
-            own = sel[W[a, sel] == 1]
-            other = sel[W[a, sel] == 0]
-            if len(own) < shared or len(other) < k - shared:
+        for group, pairs in self._groups():
+            fitted = _fit_tree(W.copy(), group, pairs, A, sel, k, shared)
+            if fitted is None or not _holds(fitted, pairs, shared):
+                fitted = _fit_core(W.copy(), group, A, sel, k, shared)
+            if fitted is None:
                 return None
-            row = np.zeros_like(W[b])
-            row[own[np.argsort(-A[b, own], kind="stable")[:shared]]] = 1
-            row[other[np.argsort(-A[b, other], kind="stable")[:k - shared]]] = 1
-            W[b] = row
-            fixed.add(b)
+            W = fitted
         try:
             self.check(W, sel)
         except ValueError:
             return None
         return W
+
+    def _groups(self) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Connected groups of paired classes (in order of first appearance) with their pairs."""
+        root: dict[int, int] = {}
+
+        def find(c: int) -> int:
+            while root.setdefault(c, c) != c:
+                c = root[c]
+            return c
+
+        for a, b in self.pairs:
+            root[find(a)] = find(b)
+        groups: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+        for a, b in self.pairs:
+            members, pairs = groups.setdefault(find(a), ([], []))
+            members.extend(c for c in (a, b) if c not in members)
+            pairs.append((a, b))
+        return list(groups.values())
+
+
+def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
+    return all(int(W[a] @ W[b]) == shared for a, b in pairs)
+
+
+def _fit_tree(W, group, pairs, A, sel, k, shared) -> np.ndarray | None:
+    """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it."""
+    near: dict[int, list[int]] = {c: [] for c in group}
+    for a, b in pairs:
+        near[a].append(b)
+        near[b].append(a)
+    seen, queue = {group[0]}, [group[0]]
+    for parent in queue:
+        for child in near[parent]:
+            if child in seen:
+                continue
+            own, other = sel[W[parent, sel] == 1], sel[W[parent, sel] == 0]
+            if len(own) < shared or len(other) < k - shared:
+                return None
+            W[child] = 0
+            W[child, own[np.argsort(-A[child, own], kind="stable")[:shared]]] = 1
+            W[child, other[np.argsort(-A[child, other], kind="stable")[:k - shared]]] = 1
+            seen.add(child)
+            queue.append(child)
+    return W
+
+
+def _fit_core(W, group, A, sel, k, shared) -> np.ndarray | None:
+    """One core of ``shared`` features for the whole group, k − shared private features each."""
+    if shared + len(group) * (k - shared) > len(sel):
+        return None
+    core = sel[np.argsort(-A[np.ix_(group, sel)].sum(0), kind="stable")[:shared]]
+    rest = np.setdiff1d(sel, core)
+    need = {c: k - shared for c in group}
+    W[group] = 0
+    W[np.ix_(group, core)] = 1
+    used: set[int] = set()
+    sub = A[np.ix_(group, rest)]
+    for flat in np.argsort(-sub, axis=None, kind="stable"):  # best (class, feature) first
+        c, j = group[flat // len(rest)], int(rest[flat % len(rest)])
+        if need[c] and j not in used:
+            W[c, j], need[c] = 1, need[c] - 1
+            used.add(j)
+    return W
