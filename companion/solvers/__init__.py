@@ -2,9 +2,10 @@
 
 from .elastic_net import (ElasticNetFit, ElasticNetPath, elastic_net_objective, elastic_net_path,
                           fit_elastic_net, lambda_max, standardize)
-from .qpm import (AssignmentResult, NotProvenOptimalWarning, check_assignment, lagrangian_bound,
-                  solve_assignment)
+from .qpm import (AssignmentResult, ForcedSharing, NotProvenOptimalWarning, QPMExtension,
+                  check_assignment, lagrangian_bound, solve_assignment)
 
-__all__ = ["AssignmentResult", "ElasticNetFit", "ElasticNetPath", "NotProvenOptimalWarning",
-           "check_assignment", "elastic_net_objective", "elastic_net_path", "fit_elastic_net",
-           "lagrangian_bound", "lambda_max", "solve_assignment", "standardize"]
+__all__ = ["AssignmentResult", "ElasticNetFit", "ElasticNetPath", "ForcedSharing",
+           "NotProvenOptimalWarning", "QPMExtension", "check_assignment", "elastic_net_objective",
+           "elastic_net_path", "fit_elastic_net", "lagrangian_bound", "lambda_max",
+           "solve_assignment", "standardize"]

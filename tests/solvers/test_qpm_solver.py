@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from companion.solvers import qpm
-from companion.solvers.qpm import NotProvenOptimalWarning, solve_assignment
+from companion.solvers.qpm import NotProvenOptimalWarning, heuristic, solve_assignment
 
 
 def brute_force(A, R, b, n_features, k, penalty, unique):
@@ -163,7 +163,7 @@ def test_identical_classes_get_distinct_signatures_through_lazy_cuts():
 
 def test_best_first_subsets_come_in_order_of_value():
     values = np.array([0.3, 2.0, -1.0, 0.7, 1.1])
-    got = [v for _, v in qpm._subsets_by_value(values, 2)]
+    got = [v for _, v in heuristic.subsets_by_value(values, 2)]
     want = sorted((values[list(S)].sum() for S in itertools.combinations(range(5), 2)),
                   reverse=True)
     assert np.allclose(got, want)

@@ -1,0 +1,71 @@
+"""The extension point of QPM's MILP: extra variables and linear constraints (CHiQPM's sharing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+
+
+@dataclass(frozen=True)
+class ModelVariables:
+    """What an extension sees of one MILP round; features are indexed among the candidates.
+
+    ``s`` is the selection (boolean, length ``len(features)``); ``rows[c]`` is W_c over all
+    candidate features (binary, an affine cvxpy expression) for every class in the extension's
+    ``exact_classes``; ``pairs`` holds y_ij ≥ s_i + s_j − 1 for the penalised pairs
+    ``pair_index[:, t] = (i, j)`` (None without a penalty). ``features[j]`` is candidate j's index
+    among all N features, so a constraint on a named feature looks it up with ``searchsorted``.
+    """
+
+    s: cp.Variable
+    rows: Mapping[int, cp.Expression]
+    pairs: cp.Variable | None
+    pair_index: np.ndarray
+    features: np.ndarray
+    n_features: int
+    per_class: int
+    n_classes: int
+
+
+class QPMExtension:
+    """Extra variables and linear constraints for :func:`solve_assignment` (override what you need).
+
+    Contract, which keeps the solver's answers correct:
+
+    * ``constraints`` may create cvxpy variables and must return linear constraints on them, on
+      ``s`` and on the rows of ``exact_classes`` only (other classes' W is a windowed relaxation in
+      the MILP and is replaced by each class's top k afterwards). The objective is not extensible.
+    * The constraints only shrink the feasible set, so QPM's Lagrangian bound and its
+      reduced-cost filtering stay valid upper bounds: they stay on.
+    * The greedy/swap heuristic does not know the constraints: each of its solutions, and each
+      repaired MILP round, becomes the incumbent (HiGHS's cutoff) only if it passes ``check``,
+      as it is or after ``repair``. With no such solution there is no incumbent and no cutoff:
+      HiGHS runs its own heuristics, and only ``n_candidates`` filters features.
+    * ``check`` runs on every returned solution, after QPM's own constraints are checked.
+    """
+
+    def exact_classes(self, n_classes: int) -> Sequence[int]:
+        """Classes whose W the constraints use: binary over all candidate features in the MILP."""
+        return ()
+
+    def constraints(self, model: ModelVariables) -> list[cp.Constraint]:
+        """Linear constraints (on new variables, ``s`` and ``model.rows``) to add to every round."""
+        return []
+
+    def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
+        """Raise ``ValueError`` naming the extension's first constraint the solution violates."""
+
+    def repair(self, assignment: np.ndarray, selected: np.ndarray,
+               similarity: np.ndarray) -> np.ndarray | None:
+        """A W with the same selection that passes ``check``, or None (the default: no repair).
+
+        Called only on solutions that fail ``check``; ``similarity`` is A (C×N), for choosing
+        the rows to change.
+        """
+        return None

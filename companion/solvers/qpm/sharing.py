@@ -1,0 +1,153 @@
+"""CHiQPM's forced sharing: chosen class pairs share exactly ``shared`` (k − 1) features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .extension import ModelVariables, QPMExtension
+
+
+class ForcedSharing(QPMExtension):
+    """Each pair (c1, c2) in ``pairs`` shares exactly ``shared`` features: Σ_j W_c1j W_c2j = shared.
+
+    CHiQPM (section 6.2) forces the int(C·ρ) most similar class pairs to share k − 1 features.
+    The product is linearised exactly on the binary rows: z_j ≤ W_c1j, z_j ≤ W_c2j,
+    z_j ≥ W_c1j + W_c2j − 1, Σ_j z_j = shared. ``shared=None`` means k − 1.
+    """
+
+    def __init__(self, pairs: Iterable[Sequence[int]], shared: int | None = None):
+        self.pairs = [(int(a), int(b)) for a, b in pairs]
+        if any(a == b or a < 0 or b < 0 for a, b in self.pairs):
+            raise ValueError(f"pairs must join two different classes (non-negative indices); "
+                             f"got {self.pairs}.")
+        if shared is not None and (isinstance(shared, bool) or int(shared) != shared
+                                   or shared < 0):
+            raise ValueError(f"shared must be a non-negative integer or None; got {shared!r}.")
+        self.shared = shared
+
+    def _shared(self, k: int) -> int:
+        shared = k - 1 if self.shared is None else self.shared
+        if shared > k:
+            raise ValueError(f"shared ({shared}) cannot exceed per_class (k={k}).")
+        return shared
+
+    def __repr__(self) -> str:
+        return f"ForcedSharing(pairs={self.pairs}, shared={self.shared})"
+
+    def exact_classes(self, n_classes: int) -> list[int]:
+        classes = sorted({c for pair in self.pairs for c in pair})
+        if classes and classes[-1] >= n_classes:
+            raise ValueError(f"pair class {classes[-1]} is out of range for {n_classes} classes.")
+        return classes
+
+    def constraints(self, model: ModelVariables) -> list:
+        import cvxpy as cp
+
+        shared = self._shared(model.per_class)
+        cons = []
+        for a, b in self.pairs:
+            wa, wb = model.rows[a], model.rows[b]
+            z = cp.Variable(wa.shape[0], nonneg=True)  # z_j = W_aj · W_bj on binary rows
+            cons += [z <= wa, z <= wb, z >= wa + wb - 1, cp.sum(z) == shared]
+        return cons
+
+    def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
+        W = np.asarray(assignment)
+        shared = self._shared(int(W[0].sum()) if len(W) else 0)
+        for a, b in self.pairs:
+            both = int((W[a] * W[b]).sum())
+            if both != shared:
+                raise ValueError(f"Forced sharing violated: classes {a} and {b} share {both} "
+                                 f"features, expected {shared}.")
+
+    def repair(self, assignment: np.ndarray, selected: np.ndarray,
+               similarity: np.ndarray) -> np.ndarray | None:
+        """Re-fit the rows of each connected group of paired classes; None if that fails.
+
+        First along a spanning tree from the group's first class: each child gets its best
+        ``shared`` features of its parent's row plus its best k − shared others. Where the
+        group's other pairs then fail (cycles), all its classes get one common core of ``shared``
+        features, the group's best, and k − shared private features each.
+        """
+        W = np.array(assignment, dtype=np.int8)
+        A = np.asarray(similarity, dtype=float)
+        sel = np.asarray(selected)
+        k = int(W[0].sum())
+        shared = self._shared(k)
+        for group, pairs in self._groups():
+            fitted = _fit_tree(W.copy(), group, pairs, A, sel, k, shared)
+            if fitted is None or not _holds(fitted, pairs, shared):
+                fitted = _fit_core(W.copy(), group, A, sel, k, shared)
+            if fitted is None:
+                return None
+            W = fitted
+        try:
+            self.check(W, sel)
+        except ValueError:
+            return None
+        return W
+
+    def _groups(self) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Connected groups of paired classes (in order of first appearance) with their pairs."""
+        root: dict[int, int] = {}
+
+        def find(c: int) -> int:
+            while root.setdefault(c, c) != c:
+                c = root[c]
+            return c
+
+        for a, b in self.pairs:
+            root[find(a)] = find(b)
+        groups: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+        for a, b in self.pairs:
+            members, pairs = groups.setdefault(find(a), ([], []))
+            members.extend(c for c in (a, b) if c not in members)
+            pairs.append((a, b))
+        return list(groups.values())
+
+
+def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
+    return all(int(W[a] @ W[b]) == shared for a, b in pairs)
+
+
+def _fit_tree(W, group, pairs, A, sel, k, shared) -> np.ndarray | None:
+    """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it."""
+    near: dict[int, list[int]] = {c: [] for c in group}
+    for a, b in pairs:
+        near[a].append(b)
+        near[b].append(a)
+    seen, queue = {group[0]}, [group[0]]
+    for parent in queue:
+        for child in near[parent]:
+            if child in seen:
+                continue
+            own, other = sel[W[parent, sel] == 1], sel[W[parent, sel] == 0]
+            if len(own) < shared or len(other) < k - shared:
+                return None
+            W[child] = 0
+            W[child, own[np.argsort(-A[child, own], kind="stable")[:shared]]] = 1
+            W[child, other[np.argsort(-A[child, other], kind="stable")[:k - shared]]] = 1
+            seen.add(child)
+            queue.append(child)
+    return W
+
+
+def _fit_core(W, group, A, sel, k, shared) -> np.ndarray | None:
+    """One core of ``shared`` features for the whole group, k − shared private features each."""
+    if shared + len(group) * (k - shared) > len(sel):
+        return None
+    core = sel[np.argsort(-A[np.ix_(group, sel)].sum(0), kind="stable")[:shared]]
+    rest = np.setdiff1d(sel, core)
+    need = {c: k - shared for c in group}
+    W[group] = 0
+    W[np.ix_(group, core)] = 1
+    used: set[int] = set()
+    sub = A[np.ix_(group, rest)]
+    for flat in np.argsort(-sub, axis=None, kind="stable"):  # best (class, feature) first
+        c, j = group[flat // len(rest)], int(rest[flat % len(rest)])
+        if need[c] and j not in used:
+            W[c, j], need[c] = 1, need[c] - 1
+            used.add(j)
+    return W
