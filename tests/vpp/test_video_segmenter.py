@@ -8,11 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.models.vit_video import (Block, FramePrediction, SegmenterConfig, VideoSegmenter,
-                                        _pairwise_mask_costs, frame_targets, from_timm,
-                                        hungarian_match, postprocess, segmentation_loss, track)
+from companion.vpp.matching import _pairwise_mask_costs, frame_targets, hungarian_match, matching_loss
+from companion.vpp.postprocess import FramePrediction, postprocess
+from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
+from companion.vpp.timm_port import from_timm
+from companion.vpp.tracker import track
+from companion.vpp.vit import Block
 
-SMALL = SegmenterConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_queries=4)
+SMALL = VideoSegmenterConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_queries=4)
 
 
 def test_key_mask_equals_running_the_block_on_the_kept_tokens_only():
@@ -75,7 +78,7 @@ def test_loss_prefers_the_right_answer_and_learns():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss, _ = segmentation_loss(model(batch["image"]), batch["masks"], batch["labels"])
+        loss, _ = matching_loss(model(batch["image"]), batch["masks"], batch["labels"])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -88,7 +91,7 @@ def test_wrong_frame_size_is_a_clear_error():
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
         model(torch.rand(1, 3, 40, 40))
     with pytest.raises(ValueError, match="multiple"):
-        VideoSegmenter(SegmenterConfig(image_size=30, patch_size=8))
+        VideoSegmenter(VideoSegmenterConfig(image_size=30, patch_size=8))
 
 
 def test_postprocess_keeps_confident_queries_in_score_order():

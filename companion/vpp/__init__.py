@@ -1,0 +1,1 @@
+"""Video Patch Pruning: a ViT video segmenter, its pruning modules, baselines, evaluation and pretraining."""
