@@ -16,7 +16,7 @@ from ..data.prompts import Prompts
 from ..metrics.segmentation import mask_iou
 from ..metrics.uncertainty import mask_entropy
 from ..runtime import resolve_device
-from .records import batch_starts
+from .records import instance_batches
 from .segmenter import PromptableSegmenter
 
 
@@ -91,10 +91,8 @@ def entropy_baselines(segmenters: Mapping[str, PromptableSegmenter], data: Ambig
     n_points = prompts.points.shape[1]
     out: dict[str, list[torch.Tensor]] = {k: [] for k in
                                           ("H_Std", "H_A", "H_XP", "H_T", "H_Θ", "H_Y")}
-    for s in batch_starts(len(data), batch_size, progress, f"MC entropies ({size})"):
-        idx = slice(s, s + batch_size)
-        images = data.images[data.image_index[idx]].to(device)
-        masks = data.masks[idx].to(device)
+    for idx, images, masks in instance_batches(data, batch_size, device, progress,
+                                               f"MC entropies ({size})"):
         centre = prompts.centre[idx].to(device)
         mixtures = []
         # model: every size on the clean image and the centre click

@@ -16,7 +16,7 @@ Gaps are shifted by +0.5 and every target is clipped to [0, 1].
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,15 +76,19 @@ def pair_tokens(iou_token: torch.Tensor, mask_tokens: torch.Tensor) -> torch.Ten
     return torch.cat([iou_token[:, None].expand_as(mask_tokens), mask_tokens], dim=-1)
 
 
-def batch_starts(n: int, batch_size: int, progress: bool, desc: str):
-    starts = range(0, n, batch_size)
-    return tqdm(starts, desc=desc, disable=not progress, total=math.ceil(n / batch_size))
+def instance_batches(data: AmbiguousShapes, batch_size: int, device: torch.device,
+                     progress: bool, desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """The one loop over instances: (index, images (B, 3, S, S), masks (B, S, S)) on ``device``."""
+    starts = range(0, len(data), batch_size)
+    for s in tqdm(starts, desc=desc, disable=not progress, total=math.ceil(len(data) / batch_size)):
+        idx = slice(s, s + batch_size)
+        yield idx, data.images[data.image_index[idx]].to(device), data.masks[idx].to(device)
 
 
 @torch.inference_mode()
-def predict_instances(segmenter: PromptableSegmenter, data: AmbiguousShapes, points: torch.Tensor, *,
-            batch_size: int = 256, device=None, progress: bool = True,
-            desc: str = "segment") -> Predictions:
+def predict_instances(segmenter: PromptableSegmenter, data: AmbiguousShapes,
+                      points: torch.Tensor, *, batch_size: int = 256, device=None,
+                      progress: bool = True, desc: str = "segment") -> Predictions:
     """Run ``segmenter`` on every instance of ``data`` with click ``points`` (M, K, 2)."""
     if len(points) != len(data):
         raise ValueError(f"got {len(points)} prompts for {len(data)} instances: give one prompt "
@@ -92,11 +96,9 @@ def predict_instances(segmenter: PromptableSegmenter, data: AmbiguousShapes, poi
     device = resolve_device(device)
     segmenter.eval().to(device)
     parts = []
-    for s in batch_starts(len(data), batch_size, progress, desc):
-        idx = slice(s, s + batch_size)
-        images = data.images[data.image_index[idx]].to(device)
+    for idx, images, masks in instance_batches(data, batch_size, device, progress, desc):
         out = segmenter(images, points[idx].to(device))
-        iou = mask_iou(out.mask_logits > 0, data.masks[idx, None].to(device))
+        iou = mask_iou(out.mask_logits > 0, masks[:, None])
         parts.append((out.scores, iou, out.iou_token, out.mask_tokens))
     return Predictions(*(torch.cat([p[k] for p in parts]).cpu() for k in range(4)))
 

@@ -51,6 +51,9 @@ class VideoSegmenterConfig:
     decoder_layers: int = 2
     pixel_dim: int = 32
     layer_scale: bool = False
+    # what the backbone's pretrained weights expect of [0, 1] pixels; identity when trained here
+    pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def grid(self) -> int:
@@ -70,6 +73,10 @@ class VideoSegmenter(nn.Module):
         if c.image_size % c.patch_size:
             raise ValueError(f"image_size={c.image_size} must be a multiple of "
                              f"patch_size={c.patch_size}.")
+        self.register_buffer("pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(c.pixel_std).view(1, 3, 1, 1),
+                             persistent=False)
         self.patch_embed = nn.Conv2d(3, c.dim, c.patch_size, stride=c.patch_size)
         self.pos_embed = nn.Parameter(0.02 * torch.randn(1, c.num_tokens, c.dim))
         self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio, c.layer_scale)
@@ -96,9 +103,11 @@ class VideoSegmenter(nn.Module):
                              "resize the frames to the model's image_size.")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with position embedding (B, N, D)."""
+        """Patch tokens with position embedding (B, N, D) of frames in [0, 1], normalised as
+        the backbone's weights expect."""
         self.check_images(images)
-        return self.patch_embed(images).flatten(2).transpose(1, 2) + self.pos_embed
+        x = (images - self.pixel_mean) / self.pixel_std
+        return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
 
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Dense backbone: tokens after the last block (B, N, D), before the final norm."""

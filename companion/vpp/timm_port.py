@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models.normalization import pretrained_normalization
 from .segmenter import VideoSegmenter, VideoSegmenterConfig
 
 
@@ -17,18 +18,21 @@ def from_timm(model: str | nn.Module, image_size: int, num_classes: int, pretrai
     scale) and the final norm are copied; the position embedding of the patches is resampled to the
     new grid; class and register tokens are dropped, because pruning works on patch tokens only.
     The head (``num_queries``, ``decoder_layers``, ``pixel_dim``) starts from scratch. We build our
-    own blocks rather than use timm's so that every block takes a key mask.
+    own blocks rather than use timm's so that every block takes a key mask. Frames are normalised
+    with the mean and std of the model's own pretrained config.
     """
     import timm
     from timm.layers import resample_abs_pos_embed
 
     vit = timm.create_model(model, pretrained=pretrained, num_classes=0) if isinstance(model, str) else model
     first = vit.blocks[0]
+    mean, std = pretrained_normalization(vit)
     patch = vit.patch_embed.patch_size[0]
     config = VideoSegmenterConfig(image_size=image_size, patch_size=patch, dim=vit.embed_dim,
-                             depth=len(vit.blocks), heads=first.attn.num_heads,
-                             mlp_ratio=first.mlp.fc1.out_features / vit.embed_dim,
-                             num_classes=num_classes, layer_scale=hasattr(first.ls1, "gamma"), **head)
+                                  depth=len(vit.blocks), heads=first.attn.num_heads,
+                                  mlp_ratio=first.mlp.fc1.out_features / vit.embed_dim,
+                                  num_classes=num_classes, layer_scale=hasattr(first.ls1, "gamma"),
+                                  pixel_mean=mean, pixel_std=std, **head)
     seg = VideoSegmenter(config)
     with torch.no_grad():
         seg.patch_embed.load_state_dict(vit.patch_embed.proj.state_dict())
