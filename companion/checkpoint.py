@@ -1,4 +1,4 @@
-"""The rooms' pretrained checkpoints: a format tag, atomic writes, one clear error for a bad file."""
+"""The rooms' pretrained checkpoints: a format tag, atomic writes, one clear error per bad file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The input normalisation a pretrained backbone expects, read from the model's own pretrained config."""
+"""The input normalisation a pretrained backbone expects, from its own pretrained config."""
 
 from __future__ import annotations
 

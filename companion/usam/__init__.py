@@ -1,1 +1,1 @@
-"""UncertainSAM: a promptable segmenter, heads on its tokens, Monte-Carlo baselines, evaluation and pretraining."""
+"""UncertainSAM: promptable segmenter, heads on its tokens, baselines, evaluation, pretraining."""

@@ -1,4 +1,4 @@
-"""The paper's Monte-Carlo entropy baselines: augmentations, single clicks and sizes, and the mixtures they average."""
+"""UncertainSAM's Monte-Carlo entropy baselines over augmentations, single clicks and sizes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UncertainSAM's costs: seconds per image of the segmenter alone and with each uncertainty method."""
+"""UncertainSAM's costs: seconds per image of the segmenter alone and with each method."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UncertainSAM's evaluation: the paper's four correction panels and the relative AUC of every ranking."""
+"""UncertainSAM's evaluation: the four correction panels and each ranking's relative AUC."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""UncertainSAM's heads: one small MLP per target on the segmenter's tokens, trained post hoc with MSE.
+"""UncertainSAM's heads: one small MLP per target on the segmenter's tokens, trained post hoc.
 
-Each head is Linear(2D→2D)–ReLU–Linear(2D→2D)–ReLU–Linear(2D→1)–Sigmoid trained with MSE and SGD.
+Each head is Linear(2D→2D)–ReLU–Linear(2D→2D)–ReLU–Linear(2D→1)–Sigmoid, trained with MSE
+and SGD.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""UncertainSAM's records: every segmenter size's masks, scores and tokens on every instance, and the targets.
+"""UncertainSAM's records: each size's masks, scores and tokens on every instance; the targets.
 
 For every instance and every segmenter size θ the segmenter runs on the centre click c and on the
 dense prompt x_P*. The heads read l = [IoU token ; mask token of the score-chosen mask] (mask j is

@@ -1,4 +1,4 @@
-"""UncertainSAM's full world: SAM 2.1 through Hugging Face ``transformers``, read through our tokens.
+"""UncertainSAM's full world: SAM 2.1 through Hugging Face ``transformers``, read as our tokens.
 
 ``Sam2Tokens`` wraps a ``transformers.Sam2Model`` and returns, per prompt, the three multimask
 logits, their predicted IoUs, the IoU token and the mask tokens that made them. SAM 2's decoder

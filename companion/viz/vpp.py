@@ -40,7 +40,7 @@ def plot_clip(frames: torch.Tensor, masks: torch.Tensor, n: int = 6, title: str 
     return fig
 
 
-def draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=None, title: str | None = None):
+def _draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=None, title: str | None = None):
     """Show ``image`` with the patches that ``keep`` (N,) drops greyed out."""
     ax = ax or plt.gca()
     img = to_image(image)
@@ -61,7 +61,7 @@ def plot_kept_patches(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], gr
     fig, axes = plt.subplots(len(rows), T, figsize=(1.5 * T, 1.65 * len(rows) + 0.3), squeeze=False)
     for i, (name, keep) in enumerate(rows.items()):
         for t in range(T):
-            draw_kept_patches(frames[t], keep[t], grid, axes[i, t])
+            _draw_kept_patches(frames[t], keep[t], grid, axes[i, t])
         axes[i, 0].text(-0.08, 0.5, name, transform=axes[i, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=9)
     if title:
@@ -75,14 +75,14 @@ def plot_temporal_prior(previous: torch.Tensor, frame: torch.Tensor, deep_keep: 
     """The temporal prior step by step: frame t−1 and its deep keep mask, frame t, the keep score
     s computed from the copied deep features, and the patches Map-SM keeps."""
     fig, axes = plt.subplots(1, 4, figsize=(9.6, 2.7))
-    draw_kept_patches(previous, deep_keep, grid, axes[0], "t−1: kept at layer 6")
+    _draw_kept_patches(previous, deep_keep, grid, axes[0], "t−1: kept at layer 6")
     axes[1].imshow(to_image(frame))
     axes[1].set_title("frame t")
     axes[1].axis("off")
     overlay_heatmap(frame, torch.as_tensor(scores).reshape(grid, grid), axes[2], vmin=0, vmax=1,
                     title="keep score s (from t−1)")
     axes[2].axis("off")
-    draw_kept_patches(frame, keep, grid, axes[3], f"kept at layer 2 ({float(keep.float().mean()):.0%})")
+    _draw_kept_patches(frame, keep, grid, axes[3], f"kept at layer 2 ({float(keep.float().mean()):.0%})")
     fig.tight_layout()
     return fig
 

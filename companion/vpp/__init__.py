@@ -1,1 +1,1 @@
-"""Video Patch Pruning: a ViT video segmenter, its pruning modules, baselines, evaluation and pretraining."""
+"""Video Patch Pruning: ViT video segmenter, pruning modules, baselines, evaluation, pretraining."""

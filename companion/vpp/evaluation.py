@@ -1,4 +1,4 @@
-"""VPP's evaluation: frame AP, video AP of tracked clips and kept tokens per layer of any clip model."""
+"""VPP's evaluation: frame AP, video AP of tracked clips and kept tokens per layer."""
 
 from __future__ import annotations
 

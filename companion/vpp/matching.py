@@ -1,4 +1,4 @@
-"""VPP's training loss: Hungarian matching of queries to objects and the Mask2Former loss on every layer."""
+"""VPP's training loss: Hungarian matching of queries to objects, Mask2Former loss per layer."""
 
 from __future__ import annotations
 

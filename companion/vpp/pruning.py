@@ -161,8 +161,7 @@ class PrunedSegmenter(nn.Module):
     @torch.no_grad()
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor,
                    mode: str = "gather") -> Callable[[], dict]:
-        """A batch-1 call on ``frame`` (1, 3, H, W) mapping from ``previous``: the unit FLOPs and
-        time are measured on."""
+        """A batch-1 call on ``frame`` (1, 3, H, W) with the prior of ``previous``, to count and time."""
         self.eval()
         prior = self.forward_frame(previous, None, mode).prior
         return lambda: self.forward_frame(frame, prior, mode).outputs

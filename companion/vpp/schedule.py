@@ -1,4 +1,4 @@
-"""VPP's keep-ratio schedule: where tokens are selected and the keep ratio ρ aimed at in each block."""
+"""VPP's keep-ratio schedule: where tokens are selected and the keep ratio ρ of each block."""
 
 from __future__ import annotations
 

@@ -103,8 +103,7 @@ class VideoSegmenter(nn.Module):
                              "resize the frames to the model's image_size.")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with position embedding (B, N, D) of frames in [0, 1], normalised as
-        the backbone's weights expect."""
+        """Patch tokens (B, N, D) of [0, 1] frames normalised as the backbone expects, with positions."""
         self.check_images(images)
         x = (images - self.pixel_mean) / self.pixel_std
         return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
@@ -145,9 +144,6 @@ class VideoSegmenter(nn.Module):
         return outputs, torch.ones(frames.shape[0], c.depth, c.num_tokens)
 
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
-        """A batch-1 call on ``frame`` (1, 3, H, W), the unit FLOPs and time are measured on.
-
-        ``previous`` is unused: a dense model keeps nothing from the frame before.
-        """
+        """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""
         self.eval()
         return lambda: self(frame)

@@ -111,9 +111,6 @@ class TokenMergingSegmenter(nn.Module):
         return outputs, torch.stack(ratios)[:, :, None].expand(-1, -1, n)
 
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
-        """A batch-1 call on ``frame`` (1, 3, H, W), the unit FLOPs and time are measured on.
-
-        ``previous`` is unused: merging starts afresh on every frame.
-        """
+        """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""
         self.eval()
         return lambda: self(frame)

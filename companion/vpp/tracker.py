@@ -1,4 +1,4 @@
-"""VPP's tracker: detections linked across the frames of a clip by Hungarian matching on mask IoU."""
+"""VPP's tracker: detections linked across a clip's frames by Hungarian matching on mask IoU."""
 
 from __future__ import annotations
 

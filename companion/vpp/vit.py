@@ -1,4 +1,4 @@
-"""VPP's plain pre-norm ViT blocks whose attention takes a key mask, so that pruned tokens can be switched off."""
+"""VPP's plain pre-norm ViT blocks; attention takes a key mask so pruned tokens drop out."""
 
 from __future__ import annotations
 
