@@ -149,7 +149,6 @@ class PrunedSegmenter(nn.Module):
             prior = res.prior
         return results
 
-
     @torch.no_grad()
     def run_clip(self, frames: torch.Tensor, mode: str = "gather",
                  schedule: KeepRatioSchedule | None = None,
