@@ -154,6 +154,6 @@ def test_vpp_full_world_runs_to_the_end(full_world):
     assert re.findall(r"^width\s+(\d+):", text, re.MULTILINE) == ["192", "384", "768"]
     assert len(re.findall(r"^(?:holds|fails)  ", text, re.MULTILINE)) == 7
     assert re.search(r"^(?:holds|fails)  speed-up of our width-192 model", text, re.MULTILINE)
-    assert has_figure(nb, "accuracy_vs_keep_figure(curves")
+    assert has_figure(nb, "plot_accuracy_vs_keep(curves")
     # the paper's table stays beside our numbers
     assert any("ViT-Adapter-S, VPP" in c.source for c in nb.cells if c.cell_type == "markdown")

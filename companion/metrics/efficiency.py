@@ -11,6 +11,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from tqdm.auto import tqdm
 
+from ..runtime import resolve_device
+
 
 def keep_ratio_per_layer(keep: torch.Tensor) -> torch.Tensor:
     """Fraction of tokens each block processed, averaged over frames: (..., depth, N) → (depth,)."""
@@ -54,22 +56,36 @@ class Timing:
     repeats: int
 
 
+def _synchronize(device: torch.device) -> Callable[[], None]:
+    """A call that waits for the device's queued kernels (CUDA runs them asynchronously)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
 def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 3,
-                     progress: bool = True) -> dict[str, Timing]:
+                     progress: bool = True, device=None) -> dict[str, Timing]:
     """Time several functions side by side: each round calls every function once, in rotating
-    order, so that a busy machine slows them all alike; report the median per function."""
+    order, so that a busy machine slows them all alike; report the median per function.
+
+    On a CUDA ``device`` (default: the profile's) each call is timed from a synchronised start
+    to the end of its kernels, not to the end of their launch.
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"Need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}.")
+    sync = _synchronize(resolve_device(device))
     names = list(fns)
     samples: dict[str, list[float]] = {n: [] for n in names}
     with torch.no_grad():
         for _ in range(warmup):
             for n in names:
                 fns[n]()
+        sync()
         for r in tqdm(range(repeats), desc="timing", disable=not progress, leave=False):
             for n in names[r % len(names):] + names[:r % len(names)]:
                 start = time.perf_counter()
                 fns[n]()
+                sync()
                 samples[n].append(time.perf_counter() - start)
     out = {}
     for n, s in samples.items():

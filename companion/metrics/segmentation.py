@@ -1,4 +1,4 @@
-"""Instance segmentation metrics: COCO mask AP per frame and YouTube-VIS-style video AP.
+"""Instance segmentation metrics: mask IoU, COCO mask AP per frame and YouTube-VIS-style video AP.
 
 Frame AP is pycocotools' ``segm`` evaluation on every frame as an image. Video AP runs the same
 COCO matching and 101-point precision averaging on whole tracks, with the spatio-temporal IoU
@@ -13,12 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..batches import to_numpy
 
+
+def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of boolean masks ``pred`` and ``target`` (…, H, W), broadcast; 1 where both are empty."""
+    pred, target = pred.bool(), target.bool()
+    inter = (pred & target).flatten(-2).sum(-1).float()
+    union = (pred | target).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..batches import to_numpy
+
 EPS = 1e-6
 
 
@@ -34,7 +36,7 @@ def mask_entropy(prob: torch.Tensor) -> torch.Tensor:
 
 
 def _as_1d(x, name: str) -> np.ndarray:
-    a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+    a = to_numpy(x, dtype=float)
     if a.ndim != 1:
         raise ValueError(f"{name} must be one value per prediction (1-D), got shape {a.shape}.")
     return a
@@ -46,11 +48,6 @@ class CorrectionCurve:
 
     ratios: np.ndarray
     miou: np.ndarray
-
-    @property
-    def auc(self) -> float:
-        """Area under the curve (trapezoids)."""
-        return float(np.trapezoid(self.miou, self.ratios))
 
 
 def correction_curve(current, refined, uncertainty, ratios: Sequence[float] | None = None

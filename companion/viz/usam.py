@@ -1,4 +1,4 @@
-"""Figures of the USAM chapter: the three uncertainties, correction curves, costs, a click explorer."""
+"""Figures of the USAM chapter: the three uncertainties, correction curves, costs, a click's masks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..metrics.segmentation import mask_iou
 from ..metrics.uncertainty import CorrectionCurve
 from .figures import to_image
 from .style import PALETTE
@@ -29,19 +30,17 @@ def _mask_panel(ax, image: torch.Tensor, mask: torch.Tensor, title: str,
 
 
 @torch.inference_mode()
-def show_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: torch.Tensor,
+def plot_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: torch.Tensor,
                              mask: torch.Tensor, points: torch.Tensor,
                              size: str | None = None) -> Figure:
     """One instance, three gaps for ``size`` (default: the smallest): model, prompt and task."""
-    from ..models.segmenter import mask_iou
-
     names = list(segmenters)
     size = size or names[0]
     small, large = segmenters[size], segmenters[names[-1]]
 
     def run(model, pts):
         out = model(image[None], pts[None])
-        iou = mask_iou(out.mask_logits, mask[None, None])[0]
+        iou = mask_iou(out.mask_logits > 0, mask[None, None])[0]
         return out.mask_logits[0] > 0, out.scores[0], iou
 
     fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
@@ -100,7 +99,7 @@ def plot_costs(seconds: Mapping[str, float]) -> Figure:
 
 
 @torch.inference_mode()
-def click_explorer(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
+def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
     """Click (x, y) on ``image``: the three masks, their scores and USAM's predictions per mask."""
     out = segmenter(image[None], torch.tensor([[[float(x), float(y)]]]))
     pred = heads.predict(out.iou_token, out.mask_tokens)

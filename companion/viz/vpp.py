@@ -24,7 +24,7 @@ def instance_image(masks: torch.Tensor) -> np.ndarray:
     return out
 
 
-def clip_figure(frames: torch.Tensor, masks: torch.Tensor, n: int = 6, title: str | None = None) -> Figure:
+def plot_clip(frames: torch.Tensor, masks: torch.Tensor, n: int = 6, title: str | None = None) -> Figure:
     """Frames of a clip (top) and their instance masks coloured by track id (bottom)."""
     idx = np.linspace(0, frames.shape[0] - 1, min(n, frames.shape[0])).round().astype(int)
     fig, axes = plt.subplots(2, len(idx), figsize=(1.7 * len(idx), 3.6), squeeze=False)
@@ -40,7 +40,7 @@ def clip_figure(frames: torch.Tensor, masks: torch.Tensor, n: int = 6, title: st
     return fig
 
 
-def draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=None, title: str | None = None):
+def _draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=None, title: str | None = None):
     """Show ``image`` with the patches that ``keep`` (N,) drops greyed out."""
     ax = ax or plt.gca()
     img = to_image(image)
@@ -54,14 +54,14 @@ def draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=Non
     return ax
 
 
-def kept_patches_figure(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], grid: int,
+def plot_kept_patches(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], grid: int,
                         title: str | None = None) -> Figure:
     """One row per entry of ``rows`` (name → keep masks (T, N)), one column per frame."""
     T = frames.shape[0]
     fig, axes = plt.subplots(len(rows), T, figsize=(1.5 * T, 1.65 * len(rows) + 0.3), squeeze=False)
     for i, (name, keep) in enumerate(rows.items()):
         for t in range(T):
-            draw_kept_patches(frames[t], keep[t], grid, axes[i, t])
+            _draw_kept_patches(frames[t], keep[t], grid, axes[i, t])
         axes[i, 0].text(-0.08, 0.5, name, transform=axes[i, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=9)
     if title:
@@ -70,24 +70,24 @@ def kept_patches_figure(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], 
     return fig
 
 
-def temporal_prior_figure(previous: torch.Tensor, frame: torch.Tensor, deep_keep: torch.Tensor,
+def plot_temporal_prior(previous: torch.Tensor, frame: torch.Tensor, deep_keep: torch.Tensor,
                           scores: torch.Tensor, keep: torch.Tensor, grid: int) -> Figure:
     """The temporal prior step by step: frame t−1 and its deep keep mask, frame t, the keep score
     s computed from the copied deep features, and the patches Map-SM keeps."""
     fig, axes = plt.subplots(1, 4, figsize=(9.6, 2.7))
-    draw_kept_patches(previous, deep_keep, grid, axes[0], "t−1: kept at layer 6")
+    _draw_kept_patches(previous, deep_keep, grid, axes[0], "t−1: kept at layer 6")
     axes[1].imshow(to_image(frame))
     axes[1].set_title("frame t")
     axes[1].axis("off")
     overlay_heatmap(frame, torch.as_tensor(scores).reshape(grid, grid), axes[2], vmin=0, vmax=1,
                     title="keep score s (from t−1)")
     axes[2].axis("off")
-    draw_kept_patches(frame, keep, grid, axes[3], f"kept at layer 2 ({float(keep.float().mean()):.0%})")
+    _draw_kept_patches(frame, keep, grid, axes[3], f"kept at layer 2 ({float(keep.float().mean()):.0%})")
     fig.tight_layout()
     return fig
 
 
-def keep_per_layer_figure(curves: Mapping[str, torch.Tensor]) -> Figure:
+def plot_keep_per_layer(curves: Mapping[str, torch.Tensor]) -> Figure:
     """Kept-token ratio of every block for each method (name → (depth,))."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, ratios in curves.items():
@@ -100,7 +100,7 @@ def keep_per_layer_figure(curves: Mapping[str, torch.Tensor]) -> Figure:
     return fig
 
 
-def accuracy_vs_keep_figure(points: Mapping[str, Sequence[tuple[float, float]]], dense: float,
+def plot_accuracy_vs_keep(points: Mapping[str, Sequence[tuple[float, float]]], dense: float,
                             ylabel: str = "mask AP") -> Figure:
     """Accuracy against the patch keep ratio for each method, with the dense model as a line."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -122,7 +122,7 @@ def keep_ratio_explorer(draw, keep_ratio: float = 0.7, minimum: float = 0.2):
     return interactive_figure(draw, keep_ratio=slider), static_figure(draw, keep_ratio=keep_ratio)
 
 
-def kept_clip_figure(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
+def plot_kept_clip(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
     """Kept patches over a clip when a pruned segmenter's ratios are scaled so that ρ_map equals
     ``keep_ratio`` (selective modules keep their scheduled share by top-k)."""
     sched = model.schedule
@@ -132,6 +132,6 @@ def kept_clip_figure(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
     first = sched.map_block if sched.map_block is not None else sched.sm_blocks[0]
     rows = {f"layer {first + 1}": keep[:, first], f"layer {sched.depth}": keep[:, -1]}
     pkr = float(keep[1:].float().mean()) if len(keep) > 1 else float(keep.float().mean())
-    return kept_patches_figure(frames, rows, model.segmenter.config.grid,
+    return plot_kept_patches(frames, rows, model.segmenter.config.grid,
                                title=f"ρ_map = {keep_ratio:.2f}: patch keep ratio {pkr:.2f} "
                                      "(frames after the first)")

@@ -9,8 +9,9 @@ import torch
 
 from companion.data.ambiguous_shapes import make_ambiguous_shapes
 from companion.data.prompts import sample_prompts
-from companion.models.usam import USAMHeads, method_costs
-from companion.models.usam_pretrain import load_segmenters
+from companion.usam.costs import method_costs
+from companion.usam.heads import USAMHeads
+from companion.usam.pretrain import load
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    segmenters = load_segmenters(device=args.device)
+    segmenters = load(device=args.device)
     data = make_ambiguous_shapes(4, seed=0, progress=False)
     prompts = sample_prompts(data.masks, 8, seed=0)
     names = ("iou_tiny", "iou_small", "iou_large", "iou_sam", "iou_dense", "model_gap",

@@ -11,9 +11,8 @@ import torch
 
 from companion.data.moving_shapes import make_moving_shapes
 from companion.metrics.efficiency import count_flops, time_interleaved
-from companion.models.token_merging import TokenMergingSegmenter, merges_for_keep_ratio
-from companion.models.vpp import frame_call, run_clip
-from companion.models.vpp_pretrain import load_or_train
+from companion.vpp.pretrain import load_or_train
+from companion.vpp.token_merging import TokenMergingSegmenter, merges_for_keep_ratio
 
 
 def main() -> None:
@@ -25,11 +24,11 @@ def main() -> None:
     models = load_or_train()
     clip = make_moving_shapes(n_videos=1, n_frames=4, seed=11).clip(0)["frames"]
     c = models.dense.config
-    _, keep = run_clip(models.vpp, clip)
+    _, keep = models.vpp.run_clip(clip)
     r = merges_for_keep_ratio(float(keep[1:].mean()), c.num_tokens, c.depth)
     candidates = {"dense": models.dense, "VPP": models.vpp, "later-only (SViT-style)": models.svit,
                   f"ToMe (r={r})": TokenMergingSegmenter(models.dense, r)}
-    calls = {name: frame_call(m, clip[1:2], clip[2:3]) for name, m in candidates.items()}
+    calls = {name: m.frame_call(clip[1:2], clip[2:3]) for name, m in candidates.items()}
     flops = {name: count_flops(fn) for name, fn in calls.items()}
     timing = time_interleaved(calls, repeats=args.repeats)
     base = timing["dense"].median

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from companion.models.sam2_hf import coco_instances
+from companion.data.coco import coco_instances
 
 
 def _rect(x0, y0, x1, y1):

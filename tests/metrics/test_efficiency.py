@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from companion.metrics.efficiency import count_flops, keep_ratio_per_layer, patch_keep_ratio, time_interleaved
-from companion.models.vit_video import Block
+from companion.vpp.vit import Block
 
 
 def test_keep_ratio_per_layer_and_pkr():
@@ -37,3 +37,17 @@ def test_interleaved_timing_orders_slow_and_fast_calls():
     assert out["fast"].q25 <= out["fast"].median <= out["fast"].q75 and out["fast"].repeats == 5
     with pytest.raises(ValueError):
         time_interleaved({"a": lambda: None}, repeats=0)
+
+
+@pytest.mark.parametrize("device, per_call", [("cuda", 1), ("cpu", 0)])
+def test_timing_waits_for_cuda_kernels(monkeypatch, device, per_call):
+    """On CUDA every timed call ends with a synchronize (else it measures kernel launches)."""
+    synced = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: synced.append(d))
+    calls = []
+    time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                     repeats=4, warmup=1, progress=False, device=device)
+    timed = len(calls) - 2  # the warm-up round ends with a single synchronize
+    assert len(synced) == per_call * (timed + 1)
+    assert all(d == torch.device(device) for d in synced)

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from companion.metrics.segmentation import mask_ap, video_ap
+from companion.metrics.segmentation import mask_ap, mask_iou, video_ap
 
 
 def _random_frames(seed, n_frames=3, size=12):
@@ -66,3 +67,15 @@ def test_no_objects_gives_nan_and_mismatched_inputs_raise():
     with pytest.raises(ValueError, match="same T"):
         video_ap([np.zeros((2, 1, 8, 8), bool)], [np.ones(1)], [np.zeros(1)],
                  [np.ones((3, 1, 8, 8), bool)], [np.zeros(1)])
+
+
+def test_mask_iou_reference():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 8, 8)
+    target = torch.rand(4, 1, 8, 8) > 0.5
+    iou = mask_iou(logits > 0, target)
+    for b in range(4):
+        for j in range(3):
+            a, t = logits[b, j] > 0, target[b, 0]
+            assert iou[b, j].item() == pytest.approx(((a & t).sum() / (a | t).sum()).item())
+    assert mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).item() == 1.0

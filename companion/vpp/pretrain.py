@@ -1,8 +1,8 @@
-"""Train the VPP chapter's smoke-world models: dense segmenter, then VPP and SViT-style fine-tuning.
+"""Pretrain VPP's smoke-world models: dense segmenter, then VPP and SViT-style fine-tuning.
 
-The committed checkpoint ``companion/checkpoints/vpp/vpp_smoke.pt`` was made on a CPU with::
+The committed checkpoint ``companion/vpp/checkpoints/vpp_smoke.pt`` was made on a CPU with::
 
-    python -m companion.models.vpp_pretrain --seed 0
+    python -m companion.vpp.pretrain --seed 0
 
 (one thread, about half an hour on a shared CPU). :func:`load_or_train` loads it when it is present
 and trains the same models otherwise.
@@ -18,15 +18,19 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_weights, read_checkpoint, write_checkpoint
 from ..data.moving_shapes import MovingShapes, make_moving_shapes
 from ..runtime import resolve_device
-from ..io import save_atomic
 from ..train import History, fit
-from .vit_video import SegmenterConfig, VideoSegmenter, frame_loss
-from .vpp import KeepRatioSchedule, PrunedSegmenter, chain_loss
+from .matching import frame_loss
+from .pruning import PrunedSegmenter, chain_loss
+from .schedule import KeepRatioSchedule
+from .segmenter import VideoSegmenter, VideoSegmenterConfig
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "vpp" / "vpp_smoke.pt"
+CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "vpp_smoke.pt"
 FORMAT = "companion.vpp_pretrain/1"
+REMEDY = ("retrain it with companion.vpp.pretrain.load_or_train(path, retrain=True) or "
+          "`python -m companion.vpp.pretrain`")
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,13 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class VPPModels:
-    """The three models the chapter compares."""
+    """The three models the chapter compares, and what they were trained with."""
 
     dense: VideoSegmenter
     vpp: PrunedSegmenter
     svit: PrunedSegmenter
     histories: dict = dataclasses.field(default_factory=dict)  # name → training History
+    config: PretrainConfig = PretrainConfig()
 
 
 def train_data(config: PretrainConfig, seed: int = 0) -> MovingShapes:
@@ -67,11 +72,11 @@ def train_dense(data: MovingShapes, config: PretrainConfig = PretrainConfig(), s
                 device=None, progress: bool = True,
                 model: VideoSegmenter | None = None) -> tuple[VideoSegmenter, History]:
     """Dense training on single frames (AdamW, cosine schedule) of ``model`` (default: a new
-    small segmenter; pass e.g. :func:`~companion.models.vit_video.from_timm` for a pretrained one)."""
+    small segmenter; pass e.g. :func:`~companion.vpp.timm_port.from_timm` for a pretrained one)."""
     torch.manual_seed(seed)
     if model is None:
-        model = VideoSegmenter(SegmenterConfig(image_size=config.image_size, dim=config.dim,
-                                               num_classes=len(data.classes)))
+        model = VideoSegmenter(VideoSegmenterConfig(image_size=config.image_size, dim=config.dim,
+                                                    num_classes=len(data.classes)))
     history = fit(model, data.frames(), epochs=config.dense_epochs, loss=frame_loss, optimizer="adamw",
         lr=config.dense_lr, weight_decay=0.05, batch_size=config.dense_batch, scheduler="cosine",
         grad_clip=1.0, seed=seed, device=device, progress=progress, desc="dense")
@@ -126,65 +131,57 @@ def pretrain(config: PretrainConfig = PretrainConfig(), seed: int = 0, device=No
     # models have seen the same training.
     tuned, h_tuned = train_sparse(dense, data, DENSE, config, seed, device, progress, "dense-ft")
     return VPPModels(tuned.segmenter.cpu(), vpp.cpu(), svit.cpu(),
-                     {"dense": h_dense, "dense-ft": h_tuned, "vpp": h_vpp, "svit": h_svit})
+                     {"dense": h_dense, "dense-ft": h_tuned, "vpp": h_vpp, "svit": h_svit}, config)
 
 
-def save(models: VPPModels, path: str | os.PathLike, config: PretrainConfig, seed: int) -> Path:
+def save(models: VPPModels, path: str | os.PathLike = CHECKPOINT, seed: int = 0) -> Path:
     """Write the three models in half precision, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     half = {name: {n: (t.half() if t.is_floating_point() else t)
                    for n, t in getattr(models, name).state_dict().items()}
             for name in ("dense", "vpp", "svit")}
-    state = {"format": FORMAT, "segmenter": dataclasses.asdict(models.dense.config),
-             "pretrain": dataclasses.asdict(config), "seed": seed, **half,
-             "histories": {k: h.to_dict() for k, h in models.histories.items()}}
-    save_atomic(state, path)
-    return path
+    payload = {"segmenter": dataclasses.asdict(models.dense.config),
+               "pretrain": dataclasses.asdict(models.config), "seed": seed, **half,
+               "histories": {k: h.to_dict() for k, h in models.histories.items()}}
+    return write_checkpoint(payload, path, FORMAT)
 
 
-def load(path: str | os.PathLike = CHECKPOINT) -> tuple[VPPModels, PretrainConfig]:
-    """Read models written by :func:`save` (weights back in float32, eval mode)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No VPP checkpoint at {path}; train one with "
-                                "`python -m companion.models.vpp_pretrain` or call load_or_train().")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a checkpoint written by companion.models.vpp_pretrain; "
-                         "delete it and retrain.")
+def load(path: str | os.PathLike = CHECKPOINT) -> VPPModels:
+    """The models written by :func:`save`, on the CPU as :func:`pretrain` returns them (float32, eval)."""
+    state = read_checkpoint(path, FORMAT, REMEDY)
     config = PretrainConfig(**state["pretrain"])
-    seg_config = SegmenterConfig(**state["segmenter"])
+    seg_config = VideoSegmenterConfig(**state["segmenter"])
     vpp_schedule, svit_schedule = schedules(config)
-    models = VPPModels(VideoSegmenter(seg_config), PrunedSegmenter(VideoSegmenter(seg_config), vpp_schedule),
+    models = VPPModels(VideoSegmenter(seg_config),
+                       PrunedSegmenter(VideoSegmenter(seg_config), vpp_schedule),
                        PrunedSegmenter(VideoSegmenter(seg_config), svit_schedule),
-                       {k: History.from_dict(h) for k, h in state.get("histories", {}).items()})
+                       {k: History.from_dict(h) for k, h in state.get("histories", {}).items()},
+                       config)
     for name in ("dense", "vpp", "svit"):
-        getattr(models, name).load_state_dict({n: t.float() if t.is_floating_point() else t
-                                               for n, t in state[name].items()})
-        getattr(models, name).eval()
-    return models, config
+        weights = {n: t.float() if t.is_floating_point() else t for n, t in state[name].items()}
+        load_weights(getattr(models, name), weights, path, REMEDY).eval()
+    return models
 
 
-def load_or_train(path: str | os.PathLike = CHECKPOINT, config: PretrainConfig = PretrainConfig(),
-                  seed: int = 0, device=None, progress: bool = True) -> VPPModels:
-    """Load the committed models if present, else train them (and save them to ``path``)."""
-    if Path(path).is_file():
-        return load(path)[0]
+def load_or_train(path: str | os.PathLike = CHECKPOINT, *,
+                  config: PretrainConfig = PretrainConfig(), retrain: bool = False, seed: int = 0,
+                  device=None, progress: bool = True) -> VPPModels:
+    """Load the checkpoint at ``path`` if present (and ``retrain`` is false), else train and save."""
+    if Path(path).is_file() and not retrain:
+        return load(path)
     models = pretrain(config, seed, resolve_device(device), progress)
-    save(models, path, config, seed)
+    save(models, path, seed)
     return models
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: train and save the three models."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=CHECKPOINT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = PretrainConfig()
-    save(pretrain(config, args.seed), args.out, config, args.seed)
+    save(pretrain(PretrainConfig(), args.seed), args.out, args.seed)
     print(f"wrote {args.out}")
 
 

@@ -1,4 +1,4 @@
-"""Token merging (ToMe, Bolya et al. 2023): a training-free baseline for fewer tokens per block.
+"""VPP's token-merging baseline (ToMe, Bolya et al. 2023): fewer tokens per block without training.
 
 In every block, after attention, the tokens are split alternately into two sets A and B; each A
 token finds its most similar B token by the cosine similarity of the attention keys, and the r
@@ -9,12 +9,13 @@ every patch they absorbed at the end, so the head sees the full grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .vit_video import VideoSegmenter
+from .segmenter import VideoSegmenter
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,19 @@ class TokenMergingSegmenter(nn.Module):
     def forward(self, images: torch.Tensor) -> dict:
         tokens, _ = self.forward_tokens(images)
         return self.segmenter.decode(tokens, images)
+
+    @torch.no_grad()
+    def run_clip(self, frames: torch.Tensor) -> tuple[list[dict], torch.Tensor]:
+        """Head outputs per frame of a clip (T, 3, H, W) and tokens per block (T, depth, N)."""
+        outputs, ratios = [], []
+        for t in range(frames.shape[0]):
+            tokens, ratio = self.forward_tokens(frames[t:t + 1])
+            outputs.append(self.segmenter.decode(tokens, frames[t:t + 1]))
+            ratios.append(ratio)
+        n = self.segmenter.config.num_tokens
+        return outputs, torch.stack(ratios)[:, :, None].expand(-1, -1, n)
+
+    def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
+        """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""
+        self.eval()
+        return lambda: self(frame)

@@ -1,4 +1,4 @@
-"""A promptable segmenter with SAM's structure, small enough to train on a CPU, in several sizes.
+"""UncertainSAM's promptable segmenter: SAM's structure at CPU size, in several sizes.
 
 Image encoder (a small CNN, the only part that changes between sizes) → image embedding
 (B, D, h, w); prompt encoder (random-Fourier positional encoding of (x, y) clicks + a label
@@ -24,7 +24,7 @@ NOT_A_POINT = -1
 
 
 @dataclass(frozen=True)
-class SegmenterConfig:
+class PromptableSegmenterConfig:
     """Hyper-parameters of one size; ``embed_dim`` (D) is the token width shared by all sizes."""
 
     name: str
@@ -37,10 +37,10 @@ class SegmenterConfig:
     num_masks: int = 3
 
 
-SIZES: dict[str, SegmenterConfig] = {
-    "tiny": SegmenterConfig("tiny", width=8, depth=0),
-    "small": SegmenterConfig("small", width=16, depth=1),
-    "large": SegmenterConfig("large", width=32, depth=2),
+SIZES: dict[str, PromptableSegmenterConfig] = {
+    "tiny": PromptableSegmenterConfig("tiny", width=8, depth=0),
+    "small": PromptableSegmenterConfig("small", width=16, depth=1),
+    "large": PromptableSegmenterConfig("large", width=32, depth=2),
 }
 
 
@@ -229,7 +229,7 @@ class MaskDecoder(nn.Module):
 class PromptableSegmenter(nn.Module):
     """Image encoder + prompt encoder + two-way mask decoder; three masks per click prompt."""
 
-    def __init__(self, config: SegmenterConfig):
+    def __init__(self, config: PromptableSegmenterConfig):
         super().__init__()
         if config.image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {config.image_size}.")
@@ -297,63 +297,16 @@ class PromptableSegmenter(nn.Module):
         return points.float(), labels
 
 
-def create_segmenter(size: str | SegmenterConfig = "tiny", *, device=None,
+def create_segmenter(size: str | PromptableSegmenterConfig = "tiny", *, device=None,
                      **overrides) -> PromptableSegmenter:
     """A fresh segmenter of a named size (``tiny``, ``small``, ``large``) or of a given config."""
-    if isinstance(size, SegmenterConfig):
+    if isinstance(size, PromptableSegmenterConfig):
         config = size
     elif size in SIZES:
         config = SIZES[size]
     else:
         raise ValueError(f"Unknown segmenter size {size!r}: choose one of {', '.join(SIZES)} or "
-                         "pass a SegmenterConfig.")
+                         "pass a PromptableSegmenterConfig.")
     if overrides:
-        config = SegmenterConfig(**{**asdict(config), **overrides})
+        config = PromptableSegmenterConfig(**{**asdict(config), **overrides})
     return PromptableSegmenter(config).to(resolve_device(device))
-
-
-def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """IoU of the masks ``logits > 0`` with ``target`` (broadcast over leading dims)."""
-    pred = logits > 0
-    target = target.bool()
-    inter = (pred & target).flatten(-2).sum(-1).float()
-    union = (pred | target).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
-def training_prompts(masks: torch.Tensor, centre: torch.Tensor, max_points: int = 8,
-                     p_single: float = 0.5, p_centre: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random foreground clicks for training: 1 click with probability ``p_single``, else 2…8.
-
-    The first click is the centre click with probability ``p_centre``; unused slots are padding.
-    Returns points (B, max_points, 2) and labels (B, max_points).
-    """
-    b, h, w = masks.shape
-    flat = torch.multinomial(masks.flatten(1).float() + 1e-12, max_points, replacement=True)
-    points = torch.stack([flat % w, flat // w], dim=-1).float()
-    use_centre = torch.rand(b, device=masks.device) < p_centre
-    points[:, 0] = torch.where(use_centre[:, None], centre.float(), points[:, 0])
-    n = torch.where(torch.rand(b, device=masks.device) < p_single,
-                    torch.ones(b, dtype=torch.long, device=masks.device),
-                    torch.randint(2, max_points + 1, (b,), device=masks.device))
-    labels = (torch.arange(max_points, device=masks.device)[None] < n[:, None]).long()
-    return points, torch.where(labels.bool(), labels, torch.full_like(labels, NOT_A_POINT))
-
-
-def segmentation_loss(model: PromptableSegmenter, batch) -> tuple[torch.Tensor, dict]:
-    """SAM's multi-mask loss: BCE + Dice of the best of the three masks, plus MSE on the IoUs.
-
-    ``batch`` is (images, masks, centre clicks); prompts are drawn by ``training_prompts``.
-    """
-    images, masks, centre = batch
-    points, labels = training_prompts(masks, centre)
-    out = model(images, points, labels)
-    target = masks[:, None].expand_as(out.mask_logits)
-    bce = F.binary_cross_entropy_with_logits(out.mask_logits, target, reduction="none").mean((-2, -1))
-    prob = out.mask_logits.sigmoid()
-    dice = 1 - (2 * (prob * target).sum((-2, -1)) + 1) / (prob.sum((-2, -1)) + target.sum((-2, -1)) + 1)
-    per_mask = bce + dice
-    best = per_mask.argmin(1)
-    iou = mask_iou(out.mask_logits.detach(), target)
-    loss = per_mask.gather(1, best[:, None]).mean() + F.mse_loss(out.scores, iou)
-    return loss, {"best_iou": iou.max(1).values.mean().item()}

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from companion.models.segmenter import (NOT_A_POINT, SIZES, create_segmenter, mask_iou,
-                                        segmentation_loss, training_prompts)
+from companion.usam.segmenter import NOT_A_POINT, SIZES, create_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -81,48 +80,3 @@ def test_bad_input(model):
     # padding clicks may lie anywhere: they are not clicks
     labels = torch.tensor([[1, NOT_A_POINT]] * 3)
     model(x, torch.cat([p[:, :1], torch.full((3, 1, 2), -5.0)], 1), labels)
-
-
-def test_mask_iou_reference():
-    torch.manual_seed(0)
-    logits = torch.randn(4, 3, 8, 8)
-    target = torch.rand(4, 1, 8, 8) > 0.5
-    iou = mask_iou(logits, target)
-    for b in range(4):
-        for j in range(3):
-            a, t = logits[b, j] > 0, target[b, 0]
-            assert iou[b, j].item() == pytest.approx(((a & t).sum() / (a | t).sum()).item())
-    assert mask_iou(-torch.ones(1, 4, 4), torch.zeros(1, 4, 4)).item() == 1.0
-
-
-def test_training_prompts_lie_on_the_mask():
-    torch.manual_seed(0)
-    masks = torch.zeros(64, 16, 16)
-    masks[:, 4:9, 5:12] = 1
-    centre = torch.tensor([[8, 6]]).expand(64, 2)
-    points, labels = training_prompts(masks, centre)
-    real = labels == 1
-    assert (labels[:, 0] == 1).all() and ((labels == 1) | (labels == NOT_A_POINT)).all()
-    pts = points[real].long()
-    assert masks[0, pts[:, 1], pts[:, 0]].all()
-    assert (real.sum(1) == 1).any() and (real.sum(1) > 1).any()
-
-
-def test_loss_trains_the_segmenter():
-    """A few Adam steps on one batch must raise the best-of-3 IoU (the loss reaches the masks)."""
-    torch.manual_seed(0)
-    model = create_segmenter("tiny", device="cpu")
-    masks = torch.zeros(16, 32, 32)
-    for i in range(16):
-        masks[i, 4 + i:14 + i, 6:20] = 1
-    images = masks[:, None].expand(-1, 3, -1, -1) * 0.8 + 0.1
-    centre = torch.tensor([[12.0, 9.0]]) + torch.tensor([[0.0, 1.0]]) * torch.arange(16)[:, None]
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(40):
-        loss, info = segmentation_loss(model, (images, masks, centre))
-        first = info["best_iou"] if first is None else first
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert info["best_iou"] > first + 0.2

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from companion.models.token_merging import (MergeState, TokenMergingSegmenter, bipartite_merge,
+from companion.vpp.token_merging import (MergeState, TokenMergingSegmenter, bipartite_merge,
                                             merges_for_keep_ratio)
-from companion.models.vit_video import SegmenterConfig, VideoSegmenter
+from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
 
 
 def _reference_merge(x, metric, sizes, r):
@@ -48,7 +48,7 @@ def test_bipartite_merge_matches_the_reference(n, r):
 
 def test_zero_merges_is_the_dense_model_and_counts_follow_r():
     torch.manual_seed(0)
-    seg = VideoSegmenter(SegmenterConfig(image_size=32, dim=32, heads=2, depth=4, num_queries=4)).eval()
+    seg = VideoSegmenter(VideoSegmenterConfig(image_size=32, dim=32, heads=2, depth=4, num_queries=4)).eval()
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(TokenMergingSegmenter(seg, 0)(x)["masks"], seg(x)["masks"], atol=1e-5)
@@ -63,4 +63,4 @@ def test_merges_for_keep_ratio_and_bad_input():
     with pytest.raises(ValueError):
         merges_for_keep_ratio(0.0, 144, 12)
     with pytest.raises(ValueError):
-        TokenMergingSegmenter(VideoSegmenter(SegmenterConfig(image_size=32, dim=32, heads=2)), -1)
+        TokenMergingSegmenter(VideoSegmenter(VideoSegmenterConfig(image_size=32, dim=32, heads=2)), -1)

@@ -8,11 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.models.vit_video import (Block, FramePrediction, SegmenterConfig, VideoSegmenter,
-                                        _pairwise_mask_costs, frame_targets, from_timm,
-                                        hungarian_match, postprocess, segmentation_loss, track)
+from companion.vpp.matching import _pairwise_mask_costs, frame_targets, hungarian_match, matching_loss
+from companion.vpp.postprocess import FramePrediction, postprocess
+from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
+from companion.vpp.timm_port import from_timm
+from companion.vpp.tracker import track
+from companion.vpp.vit import Block
 
-SMALL = SegmenterConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_queries=4)
+SMALL = VideoSegmenterConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_queries=4)
 
 
 def test_key_mask_equals_running_the_block_on_the_kept_tokens_only():
@@ -75,7 +78,7 @@ def test_loss_prefers_the_right_answer_and_learns():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss, _ = segmentation_loss(model(batch["image"]), batch["masks"], batch["labels"])
+        loss, _ = matching_loss(model(batch["image"]), batch["masks"], batch["labels"])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -88,7 +91,7 @@ def test_wrong_frame_size_is_a_clear_error():
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
         model(torch.rand(1, 3, 40, 40))
     with pytest.raises(ValueError, match="multiple"):
-        VideoSegmenter(SegmenterConfig(image_size=30, patch_size=8))
+        VideoSegmenter(VideoSegmenterConfig(image_size=30, patch_size=8))
 
 
 def test_postprocess_keeps_confident_queries_in_score_order():
@@ -139,9 +142,35 @@ def test_timm_weights_give_the_same_blocks():
             b.ls2.gamma.normal_()
     seg = from_timm(vit, image_size=32, num_classes=3).eval()
     x = torch.rand(2, 3, 32, 32)
+    # a model without a pretrained config gets ImageNet's statistics, as timm resolves them
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
-        ref = vit.patch_embed(x) + vit.pos_embed[:, vit.num_prefix_tokens:]
-        assert torch.allclose(seg.embed(x), ref, atol=1e-6)
+        ref = vit.patch_embed((x - mean) / std) + vit.pos_embed[:, vit.num_prefix_tokens:]
+        assert torch.allclose(seg.embed(x), ref, atol=1e-5)
         for mine, theirs in zip(seg.blocks, vit.blocks):
             assert torch.allclose(mine(ref), theirs(ref), atol=1e-5)
             ref = theirs(ref)
+
+
+def test_frames_are_normalised_as_the_pretrained_config_says():
+    """[0, 1] frames reach the backbone with the mean and std of the model's own pretrained cfg."""
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                            num_classes=0).eval()
+    vit.pretrained_cfg = {"mean": (0.5, 0.25, 0.0), "std": (0.5, 0.5, 2.0)}
+    seg = from_timm(vit, image_size=32, num_classes=1).eval()
+    assert seg.config.pixel_mean == (0.5, 0.25, 0.0) and seg.config.pixel_std == (0.5, 0.5, 2.0)
+    x = torch.rand(1, 3, 32, 32)
+    normalised = (x - torch.tensor([0.5, 0.25, 0.0])[:, None, None]) / \
+        torch.tensor([0.5, 0.5, 2.0])[:, None, None]
+    with torch.no_grad():
+        ref = vit.patch_embed(normalised) + vit.pos_embed[:, vit.num_prefix_tokens:]
+        assert torch.allclose(seg.embed(x), ref, atol=1e-5)
+    # a model trained here from scratch sees the frames unchanged (and its checkpoint keys too)
+    plain = VideoSegmenter(SMALL)
+    assert "pixel_mean" not in plain.state_dict()
+    with torch.no_grad():
+        assert torch.equal(plain.embed(x), plain.patch_embed(x).flatten(2).transpose(1, 2)
+                           + plain.pos_embed)

@@ -6,8 +6,8 @@ from torch import nn
 
 import transformers  # the full world's optional dependency (the [full] extra)
 
-from companion.models.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads
-from companion.models.usam import GAPS
+from companion.usam.records import GAPS
+from companion.usam.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads
 
 D = 32
 

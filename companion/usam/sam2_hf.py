@@ -1,4 +1,4 @@
-"""Full world: SAM 2.1 through Hugging Face ``transformers``, read through the same tokens as ours.
+"""UncertainSAM's full world: SAM 2.1 through Hugging Face ``transformers``, read as our tokens.
 
 ``Sam2Tokens`` wraps a ``transformers.Sam2Model`` and returns, per prompt, the three multimask
 logits, their predicted IoUs, the IoU token and the mask tokens that made them. SAM 2's decoder
@@ -6,25 +6,24 @@ runs its two-way transformer on [object-score, IoU, mask₀ … mask₃, prompts
 outputs come from mask tokens 1…3, so mask j is paired with token j + 1. (The official USAM code
 pairs it with token j, its neighbour's; we do not repeat that offset.) ``load_official_heads``
 reads the official USAM MLPs (``models/mlps/sam2.1/<target>/model.pth``) into :class:`USAMHeads`.
-``coco_instances`` loads a COCO val2017 subset with instance masks. Needs ``pip install
-transformers`` (the ``full`` extra); weights and data are downloaded on first use.
+Needs ``pip install transformers`` (the ``full`` extra); weights are downloaded on first use.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..download import download, extract
-from ..runtime import cache_dir, resolve_device
-from .segmenter import SegmenterOutput, mask_iou
-from .usam import Predictions, USAMHeads
+from ..metrics.segmentation import mask_iou
+from ..runtime import resolve_device
+from .heads import USAMHeads
+from .records import Predictions
+from .segmenter import SegmenterOutput
 
 SAM2_CHECKPOINTS = {
     "tiny": "facebook/sam2.1-hiera-tiny",
@@ -37,12 +36,6 @@ OFFICIAL_HEADS = {
     "iou_tiny": "iou_tiny", "iou_small": "iou_small", "iou_base_plus": "iou_base_plus",
     "iou_large": "iou_large", "iou_unsupervised": "iou_sam", "iou_dense_prompt": "iou_dense",
     "model_gap": "model_gap", "prompt_gap": "prompt_gap", "task_gap": "task_gap",
-}
-COCO_FILES = {  # (url, md5)
-    "val2017": ("http://images.cocodataset.org/zips/val2017.zip",
-                "442b8da7639aecaf257c1dceb8ba8c80"),
-    "annotations": ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
-                    "f4bbac642086de4f52a3fdda2de5fa2c"),
 }
 
 
@@ -177,53 +170,3 @@ def _three_linear_layers(state, path: Path) -> list[tuple[torch.Tensor, torch.Te
         raise ValueError(f"{path} is not a USAM MLP (three linear layers 2D→H→H→1); found "
                          f"weights of shapes {shapes}.")
     return [(w.float(), b.float()) for w, b in pairs]
-
-
-@dataclass(frozen=True)
-class CocoInstances:
-    """A COCO subset: images (HWC uint8) and one instance mask per entry of ``image_index``."""
-
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
-    image_index: list[int]
-    categories: list[str]
-
-
-def coco_instances(root: str | os.PathLike | None = None, *, max_images: int = 100,
-                   min_area: int = 1000, download_data: bool = False, seed: int = 0,
-                   progress: bool = True) -> CocoInstances:
-    """Instances of ``max_images`` random COCO val2017 images (crowds and areas < ``min_area`` out)."""
-    from pycocotools.coco import COCO
-    from PIL import Image
-
-    root = Path(root) if root is not None else cache_dir("coco")
-    ann_file = root / "annotations" / "instances_val2017.json"
-    image_dir = root / "val2017"
-    if not (ann_file.is_file() and image_dir.is_dir()):
-        if not download_data:
-            raise FileNotFoundError(f"COCO val2017 not found or corrupted under {root}. You can use "
-                                    "download_data=True to download it (about 1 GB).")
-        for key, (url, md5) in COCO_FILES.items():
-            archive = download(url, None, md5=md5, folder=root / "downloads", progress=progress)
-            extract(archive, root / ("val2017.extracted" if key == "val2017" else "annotations.extracted"))
-        os.replace(root / "val2017.extracted" / "val2017", image_dir)
-        (root / "annotations").mkdir(exist_ok=True)
-        os.replace(root / "annotations.extracted" / "annotations" / "instances_val2017.json",
-                   ann_file)
-    coco = COCO(str(ann_file))
-    rng = np.random.default_rng(seed)
-    ids = sorted(coco.getImgIds())
-    chosen = rng.choice(ids, size=min(max_images, len(ids)), replace=False)
-    images, masks, index, cats = [], [], [], []
-    for img_id in tqdm(chosen, desc="COCO", disable=not progress):
-        info = coco.loadImgs(int(img_id))[0]
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=int(img_id), iscrowd=False))
-                if a["area"] >= min_area]
-        if not anns:
-            continue
-        images.append(np.asarray(Image.open(image_dir / info["file_name"]).convert("RGB")))
-        for a in anns:
-            masks.append(coco.annToMask(a).astype(bool))
-            index.append(len(images) - 1)
-            cats.append(coco.loadCats(a["category_id"])[0]["name"])
-    return CocoInstances(images, masks, index, cats)

@@ -1,4 +1,4 @@
-"""USAM: token pairing, targets, fused heads against plain MLPs, training, baselines, checkpoint."""
+"""USAM: token pairing, targets, fused heads against plain MLPs, training, baselines, costs."""
 
 import pytest
 import torch
@@ -6,11 +6,13 @@ from torch import nn
 
 from companion.data.ambiguous_shapes import make_ambiguous_shapes
 from companion.data.prompts import Prompts, sample_prompts
-from companion.models import usam
-from companion.models.segmenter import create_segmenter, mask_iou
-from companion.models.usam_pretrain import (DEFAULT_CHECKPOINT, PretrainConfig, load_segmenters,
-                                            load_or_train_segmenters, pretrain_segmenters,
-                                            save_segmenters)
+from companion.metrics.segmentation import mask_iou
+from companion.usam.baselines import AUGMENTATIONS, entropy_baselines
+from companion.usam.costs import method_costs
+from companion.usam.heads import USAMHeads, train_heads
+from companion.usam.records import (Predictions, USAMRecords, collect_records, encode_targets,
+                                    pair_tokens)
+from companion.usam.segmenter import create_segmenter
 
 D = 32
 
@@ -18,25 +20,25 @@ D = 32
 def _predictions(ious, scores, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = len(ious)
-    return usam.Predictions(torch.tensor(scores), torch.tensor(ious),
+    return Predictions(torch.tensor(scores), torch.tensor(ious),
                             torch.randn(n, D, generator=g), torch.randn(n, 3, D, generator=g))
 
 
 def test_pair_tokens_pairs_each_mask_with_its_own_token():
     iou, masks = torch.randn(2, D), torch.randn(2, 3, D)
-    pairs = usam.pair_tokens(iou, masks)
+    pairs = pair_tokens(iou, masks)
     assert pairs.shape == (2, 3, 2 * D)
     for j in range(3):
         assert torch.equal(pairs[:, j, :D], iou) and torch.equal(pairs[:, j, D:], masks[:, j])
     with pytest.raises(ValueError, match="expected iou_token"):
-        usam.pair_tokens(iou, masks[:1])
+        pair_tokens(iou, masks[:1])
 
 
 def test_targets_follow_the_definitions():
     tiny = _predictions([[0.2, 0.6, 0.4], [0.9, 0.1, 0.3]], [[0.9, 0.1, 0.2], [0.1, 0.8, 0.3]])
     large = _predictions([[0.7, 0.5, 0.1], [0.95, 0.2, 0.1]], [[0.1, 0.9, 0.2], [0.9, 0.1, 0.3]])
     dense = _predictions([[0.8, 0.6, 0.4], [0.5, 0.1, 0.3]], [[0.1, 0.9, 0.2], [0.1, 0.8, 0.3]])
-    rec = usam.USAMRecords(("tiny", "large"), {"tiny": tiny, "large": large},
+    rec = USAMRecords(("tiny", "large"), {"tiny": tiny, "large": large},
                            {"tiny": dense, "large": large})
     t = rec.targets("tiny")
     assert torch.allclose(t["iou_tiny"], torch.tensor([0.6, 0.9]))
@@ -46,7 +48,7 @@ def test_targets_follow_the_definitions():
     assert torch.allclose(t["model_gap"], torch.tensor([0.1, 0.05]))
     assert torch.allclose(t["prompt_gap"], torch.tensor([0.2, -0.4]))
     assert torch.allclose(t["task_gap"], torch.tensor([0.4, 0.8]))
-    y = usam.encode_targets(t, rec.target_names)
+    y = encode_targets(t, rec.target_names)
     col = {n: y[:, i] for i, n in enumerate(rec.target_names)}
     assert torch.allclose(col["prompt_gap"], torch.tensor([0.7, 0.1]))  # +0.5
     assert torch.allclose(col["task_gap"], torch.tensor([0.9, 1.0]))    # +0.5, clipped
@@ -61,7 +63,7 @@ def test_targets_follow_the_definitions():
 
 def test_fused_heads_equal_separate_mlps():
     torch.manual_seed(0)
-    heads = usam.USAMHeads(["iou_tiny", "task_gap"], D)
+    heads = USAMHeads(["iou_tiny", "task_gap"], D)
     x = torch.randn(7, 2 * D)
     out = heads(x)
     for h in range(2):
@@ -88,9 +90,9 @@ def test_heads_learn_a_known_target():
     quality = torch.sigmoid(2 * mask_tokens[torch.arange(n), chosen, 0])  # read from the token
     ious = torch.rand(n, 3, generator=g) * 0.2
     ious[torch.arange(n), chosen] = quality
-    p = usam.Predictions(scores, ious, iou_token, mask_tokens)
-    rec = usam.USAMRecords(("tiny", "large"), {"tiny": p, "large": p}, {"tiny": p, "large": p})
-    heads, history = usam.train_heads(rec, epochs=30, lr=3e-3, optimizer="adamw", batch_size=64,
+    p = Predictions(scores, ious, iou_token, mask_tokens)
+    rec = USAMRecords(("tiny", "large"), {"tiny": p, "large": p}, {"tiny": p, "large": p})
+    heads, history = train_heads(rec, epochs=30, lr=3e-3, optimizer="adamw", batch_size=64,
                                       device="cpu", progress=False)
     pred = heads.predict_chosen(p)["iou_sam"]
     assert ((pred - quality) ** 2).mean() < 0.25 * quality.var()
@@ -108,16 +110,16 @@ def small_world():
 
 def test_collect_records_matches_a_direct_run(small_world):
     data, prompts, segs = small_world
-    rec = usam.collect_records(segs, data, prompts, batch_size=4, device="cpu", progress=False)
+    rec = collect_records(segs, data, prompts, batch_size=4, device="cpu", progress=False)
     i = 3
     with torch.no_grad():
         out = segs["small"](data.images[data.image_index[i]][None], prompts.dense[i][None])
     assert torch.allclose(rec.dense["small"].scores[i], out.scores[0], atol=1e-5)
-    assert torch.allclose(rec.dense["small"].ious[i], mask_iou(out.mask_logits, data.masks[i][None, None])[0])
+    assert torch.allclose(rec.dense["small"].ious[i], mask_iou(out.mask_logits > 0, data.masks[i][None, None])[0])
     with pytest.raises(ValueError, match="at least two segmenter sizes"):
-        usam.collect_records({"tiny": segs["tiny"]}, data, prompts, progress=False)
+        collect_records({"tiny": segs["tiny"]}, data, prompts, progress=False)
     with pytest.raises(ValueError, match="prompts for"):
-        usam.collect_records(segs, data, Prompts(prompts.points[:2]), progress=False)
+        collect_records(segs, data, Prompts(prompts.points[:2]), progress=False)
 
 
 def test_entropy_baselines_collapse_without_variation(small_world):
@@ -125,66 +127,30 @@ def test_entropy_baselines_collapse_without_variation(small_world):
     data, prompts, segs = small_world
     same = {"a": segs["tiny"], "b": segs["tiny"]}
     centre_only = Prompts(prompts.centre.expand(-1, 4, -1).contiguous())
-    h = usam.entropy_baselines(same, data, centre_only, "a", device="cpu", progress=False)
+    h = entropy_baselines(same, data, centre_only, "a", device="cpu", progress=False)
     assert torch.allclose(h["H_Θ"], h["H_Std"], atol=1e-5)
     assert torch.allclose(h["H_XP"], h["H_Std"], atol=1e-5)
     assert set(h) == {"H_Std", "H_A", "H_XP", "H_T", "H_Θ", "H_Y"}
     assert all(((v >= 0) & (v <= 1)).all() for v in h.values())
     with pytest.raises(ValueError, match="Unknown size"):
-        usam.entropy_baselines(same, data, prompts, "c", progress=False)
+        entropy_baselines(same, data, prompts, "c", progress=False)
 
 
 def test_augmentations_keep_images_valid():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 32, 32, generator=g)
-    for name, aug in usam.AUGMENTATIONS.items():
+    for name, aug in AUGMENTATIONS.items():
         y = aug(x, g)
         assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1, name
     flat = torch.full((1, 3, 32, 32), 0.4)
-    assert torch.allclose(usam.AUGMENTATIONS["blur_5"](flat, g), flat, atol=1e-6)
-    assert torch.equal(usam.AUGMENTATIONS["identity"](x, g), x)
+    assert torch.allclose(AUGMENTATIONS["blur_5"](flat, g), flat, atol=1e-6)
+    assert torch.equal(AUGMENTATIONS["identity"](x, g), x)
 
 
 def test_method_costs_names_every_method(small_world):
     data, prompts, segs = small_world
-    heads = usam.USAMHeads(["task_gap"], D)
-    costs = usam.method_costs(segs, heads, data.images[0], prompts.dense[0], "tiny", repeats=1,
+    heads = USAMHeads(["task_gap"], D)
+    costs = method_costs(segs, heads, data.images[0], prompts.dense[0], "tiny", repeats=1,
                               device="cpu")
     assert list(costs)[0] == "segmenter" and "USAM heads alone" in costs and len(costs) == 7
     assert all(v > 0 for v in costs.values())
-
-
-def test_pretraining_on_a_small_budget_learns(tmp_path):
-    """The checkpoint script, re-run on a reduced budget, must beat an untrained segmenter."""
-    config = PretrainConfig(n_images=150, epochs={"tiny": 3}, batch_size=32)
-    trained = pretrain_segmenters(config, device="cpu", progress=False)["tiny"]
-    path = save_segmenters({"tiny": trained}, tmp_path / "seg.pt", config)
-    loaded = load_segmenters(path, device="cpu")["tiny"]
-    data = make_ambiguous_shapes(40, seed=99, progress=False)
-    prompts = sample_prompts(data.masks, 1, seed=0)
-    torch.manual_seed(0)
-    fresh = create_segmenter("tiny", device="cpu").eval()
-    best = {k: usam.predict(m, data, prompts.centre, device="cpu", progress=False).iou_best.mean()
-            for k, m in (("trained", loaded), ("fresh", fresh))}
-    assert best["trained"] > best["fresh"] + 0.15 and best["trained"] > 0.35, best
-    assert load_or_train_segmenters(path, device="cpu")["tiny"].config == trained.config
-
-
-def test_committed_checkpoint_sizes_differ_in_quality():
-    segs = load_segmenters(DEFAULT_CHECKPOINT, device="cpu")
-    assert list(segs) == ["tiny", "small", "large"]
-    data = make_ambiguous_shapes(60, seed=123, progress=False)
-    prompts = sample_prompts(data.masks, 8, seed=0)
-    best = {k: usam.predict(m, data, prompts.centre, device="cpu", progress=False).iou_best.mean()
-            for k, m in segs.items()}
-    assert best["tiny"] + 0.05 < best["small"] < best["large"] - 0.05, best
-    assert best["large"] > 0.75, best
-
-
-def test_bad_checkpoints(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No segmenter checkpoint"):
-        load_segmenters(tmp_path / "missing.pt")
-    torch.save({"format": "something else"}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="not a segmenter checkpoint"):
-        load_segmenters(tmp_path / "bad.pt")
-

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.models.vit_video import SegmenterConfig, VideoSegmenter
-from companion.models.vpp import (KeepRatioSchedule, Prior, PrunedSegmenter, SelectiveModule,
-                                  TemporalMappingModule, chain_loss, distance_prior,
-                                  straight_through_topk)
-from companion.models.vpp_pretrain import PretrainConfig, pretrain
+from companion.vpp.modules import (Prior, SelectiveModule, TemporalMappingModule, distance_prior,
+                                   straight_through_topk)
+from companion.vpp.pruning import PrunedSegmenter, chain_loss
+from companion.vpp.schedule import KeepRatioSchedule
+from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
 
-CONFIG = SegmenterConfig(image_size=48, patch_size=8, dim=32, depth=12, heads=2, num_queries=4)
+CONFIG = VideoSegmenterConfig(image_size=48, patch_size=8, dim=32, depth=12, heads=2, num_queries=4)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_bad_input_is_a_clear_error(model):
         model.forward_frame(torch.cat([frames, frames]), mode="gather")
     with pytest.raises(ValueError, match="mode"):
         model.forward_frame(frames[:1], mode="fast")
-    other = PrunedSegmenter(VideoSegmenter(SegmenterConfig(image_size=32, patch_size=8, dim=32,
+    other = PrunedSegmenter(VideoSegmenter(VideoSegmenterConfig(image_size=32, patch_size=8, dim=32,
                                                            heads=2, num_queries=4))).eval()
     prior = model.forward_frame(frames[:1]).prior
     with pytest.raises(ValueError, match="same size"):
@@ -191,18 +191,6 @@ def test_bad_input_is_a_clear_error(model):
 def test_single_frame_clip_runs_dense_early_layers(model):
     (result,) = model.predict_clip(_clip(1))
     assert result.mapping is None and result.keep[0, :3].all()
-
-
-def test_pretraining_script_learns_on_a_small_budget():
-    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, dim=16, dense_epochs=6,
-                            dense_lr=3e-3, dense_batch=6, sparse_epochs=1, sparse_batch=6,
-                            frame_range=1)
-    models = pretrain(config, seed=0, device="cpu", progress=False)
-    dense = models.histories["dense"].train_loss
-    assert dense[-1] < 0.8 * dense[0]
-    assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
-    assert models.histories["vpp"].epochs == 1 and models.histories["dense-ft"].epochs == 1
-    assert models.dense.config.dim == 16
 
 
 def test_a_selector_that_drops_everything_stays_finite_in_both_modes():

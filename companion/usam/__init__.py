@@ -1,0 +1,1 @@
+"""UncertainSAM: promptable segmenter, heads on its tokens, baselines, evaluation, pretraining."""

@@ -1,0 +1,1 @@
+"""Video Patch Pruning: ViT video segmenter, pruning modules, baselines, evaluation, pretraining."""

@@ -1,0 +1,187 @@
+"""Video Patch Pruning: a video segmenter whose ViT prunes patches with VPP's modules, and its loss.
+
+VPP (Glandorf et al., 2026) prunes patches of a plain ViT already in its early layers. For frame t
+the *temporal mapping module* (Map-SM) matches every early token of frame t to an early token of
+frame t−1 (similarity plus a distance prior), copies that token's *deep* feature from frame t−1,
+and scores it with a small MLP: deep features are foreground-selective, so the copy tells where the
+objects are now. The top ρ_map·N tokens are kept (straight-through top-K). Later layers use
+SViT-style *selective modules* with hard Gumbel decisions and a ratio loss. Pruned tokens skip the
+blocks unchanged, so the head still sees a dense token grid.
+
+Two execution modes give the same numbers: ``"masked"`` (all tokens, pruned keys masked out; for
+training with batches) and ``"gather"`` (only kept tokens are gathered, computed and scattered
+back; batch 1, the mode whose savings are real).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .matching import matching_loss
+from .modules import Mapping, Prior, SelectiveModule, TemporalMappingModule, keep_count
+from .schedule import KeepRatioSchedule
+from .segmenter import VideoSegmenter
+
+MODES = ("masked", "gather")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame through a pruned segmenter."""
+
+    outputs: dict                     # head outputs (logits, masks, aux)
+    keep: torch.Tensor                # (B, depth, N) 1 where block l processed token i
+    prior: Prior                      # what the next frame maps from
+    ratio_losses: dict = field(default_factory=dict)  # L_map and L_l per selection block
+    mapping: Mapping | None = None
+
+    @property
+    def pkr(self) -> float:
+        """Patch keep ratio of this frame: mean over blocks and tokens of ``keep``."""
+        return float(self.keep.detach().float().mean())
+
+
+class PrunedSegmenter(nn.Module):
+    """A :class:`VideoSegmenter` whose backbone prunes patches with VPP (or SViT-style) modules."""
+
+    def __init__(self, segmenter: VideoSegmenter, schedule: KeepRatioSchedule = KeepRatioSchedule()):
+        super().__init__()
+        c = segmenter.config
+        if schedule.depth != c.depth:
+            raise ValueError(f"The schedule is for depth {schedule.depth}, the backbone has "
+                             f"{c.depth} blocks.")
+        self.segmenter, self.schedule = segmenter, schedule
+        self.mapper = TemporalMappingModule(c.dim, c.grid, smoothing=schedule.smoothing) \
+            if schedule.map_block is not None else None
+        self.selectors = nn.ModuleDict({str(b): SelectiveModule(c.dim) for b in schedule.sm_blocks})
+
+    def forward_frame(self, images: torch.Tensor, prior: Prior | None = None, mode: str = "masked",
+                      schedule: KeepRatioSchedule | None = None, topk: bool = False) -> FrameResult:
+        """Run one frame; ``prior=None`` marks a clip's first frame (Map-SM off, blocks dense).
+
+        ``schedule`` overrides the keep ratios at inference; ``topk=True`` makes the selective
+        modules keep exactly their scheduled ratio (top-k by score) instead of deciding per token.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        if mode == "gather" and images.shape[0] != 1:
+            raise ValueError(f"mode='gather' runs one frame at a time (batch 1), got a batch of "
+                             f"{images.shape[0]}; use mode='masked' for batches.")
+        sched = schedule or self.schedule
+        seg = self.segmenter
+        x = seg.embed(images)
+        B, N, _ = x.shape
+        keep = x.new_ones(B, N)
+        rows, losses, mapping = [], {}, None
+        early = deep = deep_keep = None
+        # Segments of blocks that share one keep mask; they end where a mask changes or where the
+        # next frame's prior is read (after block 0 and after the prior block).
+        points = {0, 1, sched.prior_block + 1, len(seg.blocks), *sched.sm_blocks}
+        if sched.map_block is not None:
+            points.add(sched.map_block)
+        bounds = sorted(points)
+        for start, end in zip(bounds, bounds[1:]):
+            if start == sched.map_block and prior is not None:
+                mapping = self.mapper(early, prior, sched.map_ratio)
+                keep = mapping.keep
+                losses["map"] = (mapping.scores.mean() - 0.5) ** 2
+            if start in sched.sm_blocks:
+                ratio = sched.sm_ratios[sched.sm_blocks.index(start)]
+                selector = self.selectors[str(start)]
+                decision = selector.top_k(x, keep, keep_count(ratio, N)) if topk else selector(x)
+                keep = keep * decision
+                losses[f"block{start}"] = (keep.mean() - ratio) ** 2
+            x = self._run_blocks(seg.blocks[start:end], x, keep, mode)
+            rows += [keep] * (end - start)
+            if start == 0:
+                early = x
+            if start <= sched.prior_block < end:
+                deep, deep_keep = x, keep
+        outputs = seg.decode(x, images)
+        return FrameResult(outputs, torch.stack(rows, 1), Prior(early, deep, deep_keep), losses, mapping)
+
+    @staticmethod
+    def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, keep: torch.Tensor, mode: str) -> torch.Tensor:
+        """Masked: X ← M ⊙ Block(X, keys of M) + (1 − M) ⊙ X per block.  Gather: the kept tokens
+        are gathered once, run through the blocks and scattered back."""
+        if bool((keep > 0.5).all()):
+            for block in blocks:
+                x = block(x)
+            return x
+        if mode == "masked":
+            m, key_mask = keep.unsqueeze(-1), keep > 0.5
+            # A sample with no kept token would attend to nothing (NaN); its output is discarded
+            # by the mixing below, so let it attend to everything.
+            key_mask = key_mask | ~key_mask.any(1, keepdim=True)
+            for block in blocks:
+                x = m * block(x, key_mask=key_mask) + (1 - m) * x
+            return x
+        index = keep[0].nonzero().squeeze(1)
+        if index.numel() == 0:
+            return x
+        kept = x.index_select(1, index)
+        for block in blocks:
+            kept = block(kept)
+        return x.index_copy(1, index, kept)
+
+    def sparse_loss(self, result: FrameResult, weight: float = 40.0, map_weight: float = 10.0) -> torch.Tensor:
+        """Backbone sparsity loss: 40·(10·L_map + Σ_l L_l)/(10 + #SM), or 40·Σ_l L_l/#SM without prior."""
+        sm = [v for k, v in result.ratio_losses.items() if k != "map"]
+        total = sum(sm) if sm else result.keep.new_zeros(())
+        if "map" in result.ratio_losses:
+            return weight * (map_weight * result.ratio_losses["map"] + total) / (map_weight + len(sm))
+        return weight * total / max(1, len(sm))
+
+    @torch.no_grad()
+    def predict_clip(self, frames: torch.Tensor, mode: str = "gather",
+                     schedule: KeepRatioSchedule | None = None, topk: bool = False) -> list[FrameResult]:
+        """Run a clip (T, 3, H, W) frame by frame, each frame mapping from the one before."""
+        if frames.ndim != 4:
+            raise ValueError(f"Expected a clip of shape (T, 3, H, W), got {tuple(frames.shape)}.")
+        results, prior = [], None
+        for t in range(frames.shape[0]):
+            res = self.forward_frame(frames[t:t + 1], prior, mode, schedule, topk)
+            results.append(res)
+            prior = res.prior
+        return results
+
+    @torch.no_grad()
+    def run_clip(self, frames: torch.Tensor, mode: str = "gather",
+                 schedule: KeepRatioSchedule | None = None,
+                 topk: bool = False) -> tuple[list[dict], torch.Tensor]:
+        """Head outputs per frame of a clip (T, 3, H, W) and the tokens each block kept (T, depth, N)."""
+        results = self.predict_clip(frames, mode, schedule, topk)
+        return [r.outputs for r in results], torch.cat([r.keep for r in results])
+
+    @torch.no_grad()
+    def frame_call(self, previous: torch.Tensor, frame: torch.Tensor,
+                   mode: str = "gather") -> Callable[[], dict]:
+        """A batch-1 call on ``frame`` (1, 3, H, W) with the prior of ``previous``, to count and time."""
+        self.eval()
+        prior = self.forward_frame(previous, None, mode).prior
+        return lambda: self.forward_frame(frame, prior, mode).outputs
+
+
+def chain_loss(model: PrunedSegmenter, batch: dict, key_weight: float = 1.0,
+               ref_weight: float = 0.5) -> tuple[torch.Tensor, dict]:
+    """Sparse fine-tuning loss on a frame chain: the first frame only makes a prior (and a
+    sparsity loss); later frames add the segmentation loss (last frame × 1, middle ones × 0.5)."""
+    frames, masks, labels = batch["frames"], batch["masks"], batch["labels"]
+    if frames.ndim != 5 or frames.shape[1] < 2:
+        raise ValueError(f"A chain batch needs frames of shape (B, L, 3, H, W) with L >= 2, got "
+                         f"{tuple(frames.shape)}.")
+    L = frames.shape[1]
+    prior, total, sparse, pkr = None, 0.0, 0.0, []
+    for t in range(L):
+        res = model.forward_frame(frames[:, t], prior)
+        sparse = sparse + model.sparse_loss(res)
+        if t > 0:
+            task, _ = matching_loss(res.outputs, masks[:, t], labels)
+            total = total + (key_weight if t == L - 1 else ref_weight) * task
+        pkr.append(res.pkr)
+        prior = res.prior
+    return total + sparse, {"sparse": float(sparse.detach()), "pkr": sum(pkr[1:]) / (L - 1)}

@@ -1,0 +1,149 @@
+"""VPP's video instance segmenter: a ViT backbone and a light Mask2Former-style query decoder.
+
+The backbone is a plain ViT whose blocks accept a key mask, so that the pruning modules of
+:mod:`companion.vpp.pruning` can switch tokens off. The head is a light Mask2Former-style decoder
+(learned queries, cross-attention to the tokens, per-query class and mask embedding dotted with a
+stride-4 pixel map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vit import Block, Mlp
+
+
+class DecoderLayer(nn.Module):
+    """Query decoder layer: cross-attention to the tokens, self-attention, MLP (pre-norm)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_cross, self.norm_self, self.norm_mlp = (nn.LayerNorm(dim) for _ in range(3))
+        self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = Mlp(dim, 2 * dim)
+
+    def forward(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        h = self.norm_cross(q)
+        q = q + self.cross(h, memory, memory, need_weights=False)[0]
+        h = self.norm_self(q)
+        q = q + self.self_attn(h, h, h, need_weights=False)[0]
+        return q + self.mlp(self.norm_mlp(q))
+
+
+@dataclass(frozen=True)
+class VideoSegmenterConfig:
+    """Sizes of :class:`VideoSegmenter` (defaults: the smoke world's ViT with 144 tokens)."""
+
+    image_size: int = 96
+    patch_size: int = 8
+    dim: int = 64
+    depth: int = 12
+    heads: int = 2
+    mlp_ratio: float = 4.0
+    num_classes: int = 4
+    num_queries: int = 8
+    decoder_layers: int = 2
+    pixel_dim: int = 32
+    layer_scale: bool = False
+    # what the backbone's pretrained weights expect of [0, 1] pixels; identity when trained here
+    pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid ** 2
+
+
+class VideoSegmenter(nn.Module):
+    """Per-frame instance segmenter: ViT backbone → query decoder → classes and masks."""
+
+    def __init__(self, config: VideoSegmenterConfig = VideoSegmenterConfig()):
+        super().__init__()
+        c = self.config = config
+        if c.image_size % c.patch_size:
+            raise ValueError(f"image_size={c.image_size} must be a multiple of "
+                             f"patch_size={c.patch_size}.")
+        self.register_buffer("pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(c.pixel_std).view(1, 3, 1, 1),
+                             persistent=False)
+        self.patch_embed = nn.Conv2d(3, c.dim, c.patch_size, stride=c.patch_size)
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, c.num_tokens, c.dim))
+        self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio, c.layer_scale)
+                                    for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.dim, eps=1e-6)
+        # Pixel decoder: upsample the tokens to stride 4 and add a shallow convolutional view of
+        # the image (a small stand-in for ViT-Adapter's spatial prior module).
+        up = c.patch_size // 4
+        self.upsample = nn.ConvTranspose2d(c.dim, c.pixel_dim, up, stride=up) if up > 1 else \
+            nn.Conv2d(c.dim, c.pixel_dim, 1)
+        self.stem = nn.Sequential(nn.Conv2d(3, c.pixel_dim, 4, stride=4), nn.GELU(),
+                                  nn.Conv2d(c.pixel_dim, c.pixel_dim, 3, padding=1))
+        self.queries = nn.Parameter(0.02 * torch.randn(1, c.num_queries, c.dim))
+        self.decoder = nn.ModuleList(DecoderLayer(c.dim, c.heads) for _ in range(c.decoder_layers))
+        self.decoder_norm = nn.LayerNorm(c.dim)
+        self.class_head = nn.Linear(c.dim, c.num_classes + 1)
+        self.mask_head = Mlp(c.dim, c.dim, c.pixel_dim)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a clear error unless ``images`` is (B, 3, S, S) with the configured size S."""
+        s = self.config.image_size
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (s, s):
+            raise ValueError(f"Expected frames of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
+                             "resize the frames to the model's image_size.")
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (B, N, D) of [0, 1] frames normalised as the backbone expects, with positions."""
+        self.check_images(images)
+        x = (images - self.pixel_mean) / self.pixel_std
+        return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+
+    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense backbone: tokens after the last block (B, N, D), before the final norm."""
+        x = self.embed(images)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def decode(self, tokens: torch.Tensor, images: torch.Tensor) -> dict:
+        """Head on the backbone tokens: class logits (B, Q, C+1), mask logits (B, Q, S/4, S/4)."""
+        c = self.config
+        memory = self.norm(tokens)
+        fmap = memory.transpose(1, 2).reshape(-1, c.dim, c.grid, c.grid)
+        pixels = self.stem(images)
+        up = self.upsample(fmap)
+        if up.shape[-2:] != pixels.shape[-2:]:  # patch sizes that are not a multiple of 4 (e.g. 14)
+            up = F.interpolate(up, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        pixels = pixels + up
+        q = self.queries.repeat(tokens.shape[0], 1, 1)
+        layers = []
+        for layer in self.decoder:
+            q = layer(q, memory)
+            h = self.decoder_norm(q)
+            layers.append((self.class_head(h), torch.einsum("bqc,bchw->bqhw", self.mask_head(h), pixels)))
+        return {"logits": layers[-1][0], "masks": layers[-1][1], "aux": layers[:-1]}
+
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.decode(self.forward_tokens(images), images)
+
+    @torch.no_grad()
+    def run_clip(self, frames: torch.Tensor) -> tuple[list[dict], torch.Tensor]:
+        """Head outputs per frame of a clip (T, 3, H, W) and kept tokens (T, depth, N): all of them."""
+        outputs = [self(frames[t:t + 1]) for t in range(frames.shape[0])]
+        c = self.config
+        return outputs, torch.ones(frames.shape[0], c.depth, c.num_tokens)
+
+    def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
+        """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""
+        self.eval()
+        return lambda: self(frame)
