@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .batches import as_dataset, batch_len, split_batch, to_device
 from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
-from .io import load_checked, save_atomic
+from .checkpoint import read_checkpoint, write_checkpoint
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
 __all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
@@ -168,12 +168,8 @@ def _set_rng_state(state: Mapping, device: torch.device, generator: torch.Genera
 
 def _load_checkpoint(path: Path) -> dict:
     """A checkpoint written by :func:`fit`, or a clear error."""
-    state = load_checked(path, what="checkpoint", fix="Delete it, or pass resume=False to "
-                         "train from scratch (the file is then overwritten).")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint written by companion.train.fit. Delete it, "
-                         "choose another checkpoint path, or pass resume=False.")
-    return state
+    return read_checkpoint(path, CHECKPOINT_FORMAT, "pass resume=False to train from scratch (the "
+                           "file is then overwritten), or choose another checkpoint path")
 
 
 def _check_config(saved: Mapping, current: Mapping, path: Path) -> None:
@@ -348,11 +344,11 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                     rng = [None] * world_size
                     dist.all_gather_object(rng, _rng_state(device, generator))
                 if rank == 0:
-                    save_atomic({"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1,
-                                  "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                  "scheduler": sched.state_dict() if sched is not None else None,
-                                  "scaler": scaler.state_dict(), "history": history.to_dict(),
-                                  "rng": rng}, path)
+                    write_checkpoint({"config": config, "epoch": epoch + 1,
+                                      "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                      "scheduler": sched.state_dict() if sched is not None else None,
+                                      "scaler": scaler.state_dict(), "history": history.to_dict(),
+                                      "rng": rng}, path, CHECKPOINT_FORMAT)
     finally:
         bar.close()
     return history

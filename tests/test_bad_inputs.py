@@ -281,7 +281,7 @@ CASES = [
     ("plain torch.save, no checksum", unchecked_torch_file, CorruptFileError,
      r"m\.pt has no checksum.*cannot be trusted.*Delete it"),
     ("checked file that is no checkpoint", checked_but_not_a_checkpoint_of_fit, ValueError,
-     r"m\.pt is not a checkpoint written by companion\.train\.fit.*resume=False"),
+     r"m\.pt is not a checkpoint of format .companion\.train/1.*resume=False"),
     ("truncated checkpoint in fit", truncated_checkpoint_in_fit, CorruptFileError,
      r"checkpoint .*m\.pt is truncated.*pass resume=False"),
     # item 7

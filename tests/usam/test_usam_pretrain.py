@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.checkpoint import CheckpointError
+from companion.io import CorruptFileError, save_atomic
 from companion.data.ambiguous_shapes import make_ambiguous_shapes
 from companion.data.prompts import sample_prompts
 from companion.usam.pretrain import (CHECKPOINT, PretrainConfig, load, load_or_train,
@@ -75,8 +75,8 @@ def test_committed_checkpoint_sizes_differ_in_quality():
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint at .*missing.pt"):
         load(tmp_path / "missing.pt")
-    torch.save({"format": "something else"}, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match=r"bad.pt is not a checkpoint of format"):
+    save_atomic({"format": "something else"}, tmp_path / "bad.pt")
+    with pytest.raises(CorruptFileError, match=r"bad.pt is not a checkpoint of format"):
         load(tmp_path / "bad.pt")
 
 
@@ -85,7 +85,7 @@ def test_a_truncated_checkpoint_names_the_file_and_the_remedy(tmp_path):
     path = tmp_path / "segmenters.pt"
     path.write_bytes(CHECKPOINT.read_bytes()[:50_000])
     for call in (lambda: load(path), lambda: load_or_train(path, progress=False)):
-        with pytest.raises(CheckpointError, match=r"segmenters.pt is truncated .*retrain=True"):
+        with pytest.raises(CorruptFileError, match=r"segmenters.pt is truncated .*retrain=True"):
             call()
 
 
@@ -93,6 +93,6 @@ def test_weights_of_other_models_name_the_file(tmp_path):
     payload = torch.load(CHECKPOINT, weights_only=True)
     entry = payload["models"]["tiny"]
     entry["state_dict"] = {k: v for k, v in entry["state_dict"].items() if "hypernets" not in k}
-    torch.save(payload, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match=r"other.pt holds weights that do not fit"):
+    save_atomic(payload, tmp_path / "other.pt")
+    with pytest.raises(CorruptFileError, match=r"other.pt holds weights that do not fit"):
         load(tmp_path / "other.pt")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.checkpoint import CheckpointError
+from companion.io import CorruptFileError, save_atomic
 from companion.vpp.pretrain import CHECKPOINT, PretrainConfig, load, load_or_train, pretrain, save
 
 
@@ -44,13 +44,13 @@ def test_bad_checkpoints_name_the_file_and_the_remedy(tmp_path):
     path = tmp_path / "vpp_smoke.pt"
     path.write_bytes(CHECKPOINT.read_bytes()[:100_000])
     for call in (lambda: load(path), lambda: load_or_train(path, progress=False)):
-        with pytest.raises(CheckpointError, match=r"vpp_smoke.pt is truncated .*retrain=True"):
+        with pytest.raises(CorruptFileError, match=r"vpp_smoke.pt is truncated .*retrain=True"):
             call()
-    torch.save({"format": "companion.usam.segmenters/1"}, tmp_path / "usam.pt")
-    with pytest.raises(CheckpointError, match=r"usam.pt is not a checkpoint of format"):
+    save_atomic({"format": "companion.usam.segmenters/1"}, tmp_path / "usam.pt")
+    with pytest.raises(CorruptFileError, match=r"usam.pt is not a checkpoint of format"):
         load(tmp_path / "usam.pt")
     state = torch.load(CHECKPOINT, weights_only=True)
     state["vpp"] = state["dense"]  # a dense model's weights where the pruned one belongs
-    torch.save(state, tmp_path / "swapped.pt")
-    with pytest.raises(CheckpointError, match=r"swapped.pt holds weights that do not fit"):
+    save_atomic(state, tmp_path / "swapped.pt")
+    with pytest.raises(CorruptFileError, match=r"swapped.pt holds weights that do not fit"):
         load(tmp_path / "swapped.pt")
