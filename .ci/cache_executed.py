@@ -60,7 +60,7 @@ def with_outputs(md: Path, executed: nbformat.NotebookNode) -> nbformat.Notebook
     if [c.source for c in code] != [c.source for c in done]:
         raise ValueError(f"{md.name}: the executed notebook's code differs from the .md; "
                          "convert and execute it again.")
-    for cell, run in zip(code, done):
+    for cell, run in zip(code, done, strict=True):
         errors = [o for o in run.outputs if o.output_type == "error"]
         if errors:
             raise ValueError(f"{md.name}: a cell raised {errors[0].ename}; it was not cached.")

@@ -150,9 +150,9 @@ def check_page(page: str, html_root: Path, screenshots: Path, profile_dir: Path)
         problems.append(f"title {dom.title.strip()!r} does not name the page's heading {dom.heading!r}")
     problems += [f"shows {text!r}" for text in ERROR_TEXTS if text in dom.text]
     source = page_source(page)
-    if source is not None and is_notebook(source):
-        if not any(image_has_data(src, html) for src in dom.images):
-            problems.append("chapter shows no figure with image data")
+    if (source is not None and is_notebook(source)
+            and not any(image_has_data(src, html) for src in dom.images)):
+        problems.append("chapter shows no figure with image data")
     if dom.rendered_views < dom.widget_views:
         problems.append(f"{dom.widget_views - dom.rendered_views} of {dom.widget_views} widgets "
                         "were not rendered")

@@ -1,4 +1,4 @@
-"""Checkpoints: a format tag on top of the checksummed files of :mod:`companion.io`, one error per bad file."""
+"""Checkpoints: a format tag on the checksummed files of :mod:`companion.io`; one error per bad file."""
 
 from __future__ import annotations
 

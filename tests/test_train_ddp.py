@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_worker import make_data, make_model
 
 from companion.train import evaluate
-from ddp_worker import make_data, make_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

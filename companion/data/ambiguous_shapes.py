@@ -55,13 +55,13 @@ class AmbiguousShapes:
         """The image and mask of instance ``i``."""
         return self.images[self.image_index[i]], self.masks[i]
 
-    def subset(self, index) -> "AmbiguousShapes":
+    def subset(self, index) -> AmbiguousShapes:
         """The instances in ``index`` (images are kept whole and shared)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return AmbiguousShapes(self.images, self.masks[index], self.image_index[index],
                                self.kind[index], self.group[index])
 
-    def dataset(self, extra: dict[str, torch.Tensor] | None = None) -> "InstanceDataset":
+    def dataset(self, extra: dict[str, torch.Tensor] | None = None) -> InstanceDataset:
         """A torch ``Dataset`` of ``(image, mask, *extra)`` per instance."""
         return InstanceDataset(self, extra or {})
 

@@ -34,8 +34,8 @@ def coco_instances(root: str | os.PathLike | None = None, *, max_images: int = 1
                    min_area: int = 1000, download_data: bool = False, seed: int = 0,
                    progress: bool = True) -> CocoInstances:
     """Instances of ``max_images`` random COCO val2017 images (crowds and areas < ``min_area`` out)."""
-    from pycocotools.coco import COCO
     from PIL import Image
+    from pycocotools.coco import COCO
 
     root = Path(root) if root is not None else cache_dir("coco")
     ann_file = root / "annotations" / "instances_val2017.json"

@@ -229,7 +229,7 @@ def make_concept_parts(n_images: int = 2000, *, image_size: int = 64, n_classes:
     n_super = int(superclass.max()) + 1
     family = [FAMILIES[s] if s < len(FAMILIES) else f"family {s}" for s in range(n_super)]
     rank = [int((superclass[:c] == superclass[c]).sum()) for c in range(n_classes)]
-    class_names = tuple(f"{family[s]} {chr(ord('a') + r)}" for s, r in zip(superclass, rank))
+    class_names = tuple(f"{family[s]} {chr(ord('a') + r)}" for s, r in zip(superclass, rank, strict=True))
     return ConceptParts(
         images=torch.from_numpy(images), labels=torch.from_numpy(labels.astype(np.int64)),
         part_map=torch.from_numpy(part_map), part_present=torch.from_numpy(part_present),
@@ -324,7 +324,7 @@ def _draw_parts(part_map: np.ndarray, slots: dict[str, np.ndarray], parts: tuple
     n_idx = np.nonzero(valid)[0]
     part, size = slots["part"][valid], slots["size"][valid]
     y0, x0 = slots["y"][valid] + offset, slots["x"][valid] + offset
-    for p, s in sorted(set(zip(part.tolist(), size.tolist()))):
+    for p, s in sorted(set(zip(part.tolist(), size.tolist(), strict=True))):
         sel = (part == p) & (size == s)
         ty, tx = np.nonzero(_shape_mask(parts[p].shape, s))
         part_map[n_idx[sel, None], y0[sel, None] + ty, x0[sel, None] + tx] = p + 1

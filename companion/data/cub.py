@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -295,7 +294,7 @@ class CUB200(Dataset):
                 and np.isin(attributes[..., 3], (1, 2, 3, 4)).all()):
             self._corrupt("image_attribute_labels.txt has is_present not in {0, 1} or "
                           "certainty not in 1..4")
-        for path, label in zip(paths, labels):
+        for path, label in zip(paths, labels, strict=True):
             if Path(path).parts[0] != class_folders[label - 1]:
                 self._corrupt(f"image {path} sits in the folder of another class than its label "
                               f"{label} ({class_folders[label - 1]})")

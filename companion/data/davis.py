@@ -50,7 +50,8 @@ class DAVIS2017(Dataset):
         max_frames = None if max_frames is None else check_int("max_frames", max_frames)
         max_objects = check_int("max_objects", max_objects)
         self.root = Path(root).expanduser()
-        self.split, self.image_size, self.max_frames, self.max_objects = split, image_size, max_frames, max_objects
+        self.split, self.image_size = split, image_size
+        self.max_frames, self.max_objects = max_frames, max_objects
         archive = self.root / ARCHIVE_NAME
         if download and (self._problem() is not None or unpack_interrupted(archive, self.root)):
             shutil.rmtree(self.root / "DAVIS.extracting-root", ignore_errors=True)  # older layout
@@ -114,7 +115,7 @@ class DAVIS2017(Dataset):
             return f"{array.shape[1]}x{array.shape[0]}"
         again = (f"the dataset is corrupted. Delete {self.base} and use download=True to download "
                  "it again.")
-        for path, frame, annotation in zip(frame_paths, pixels, ids):
+        for path, frame, annotation in zip(frame_paths, pixels, ids, strict=True):
             if frame.shape != pixels[0].shape:
                 raise RuntimeError(f"Sequence {seq}: frame {path.name} is {wh(frame)} pixels but "
                                    f"{frame_paths[0].name} is {wh(pixels[0])}; {again}")

@@ -50,12 +50,12 @@ class MovingShapes:
         return {"frames": self.videos[index].float() / 255.0, "masks": self.masks[index],
                 "labels": self.labels[index]}
 
-    def frames(self) -> "FrameDataset":
+    def frames(self) -> FrameDataset:
         """Every frame of every clip as a dataset of ``{"image", "masks", "labels"}``."""
         return FrameDataset(self)
 
     def chains(self, length: int = 3, frame_range: int = 5, per_clip: int = 1,
-               seed: int = 0) -> "ChainDataset":
+               seed: int = 0) -> ChainDataset:
         """Short frame chains (``per_clip`` random ones per clip) for sparse fine-tuning."""
         return ChainDataset(self, length=length, frame_range=frame_range, per_clip=per_clip, seed=seed)
 

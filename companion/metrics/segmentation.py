@@ -97,13 +97,13 @@ def mask_ap(pred_masks: Sequence, pred_scores: Sequence, pred_labels: Sequence,
             raise ValueError(f"Frame {i}: masks must be (n, H, W) of one size, got predictions "
                              f"{pm.shape} and ground truth {gm.shape}.")
         images.append({"id": i + 1, "height": gm.shape[1], "width": gm.shape[2]})
-        for m, c in zip(gm, gl):
+        for m, c in zip(gm, gl, strict=True):
             if m.any():
                 rle = _rle(m)
                 gts.append({"id": len(gts) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                             "segmentation": rle, "area": float(m.sum()),
                             "bbox": list(mask_utils.toBbox(rle)), "iscrowd": 0})
-        for m, s, c in zip(pm, ps, pl):
+        for m, s, c in zip(pm, ps, pl, strict=True):
             rle = _rle(m)
             dts.append({"id": len(dts) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                         "segmentation": rle, "area": float(m.sum()), "score": float(s),
@@ -158,7 +158,7 @@ def video_ap(pred_masks: Sequence, pred_scores: Sequence, pred_labels: Sequence,
                 gts.append({"id": len(gts) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                             "area": float(track.sum()) / track.shape[0], "iscrowd": 0})
                 gt_tracks[len(gts)] = track
-        for k, (s, c) in enumerate(zip(ps, pl)):
+        for k, (s, c) in enumerate(zip(ps, pl, strict=True)):
             dts.append({"id": len(dts) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                         "area": float(pm[:, k].sum()) / pm.shape[0], "score": float(s), "iscrowd": 0})
             dt_tracks[len(dts)] = pm[:, k]

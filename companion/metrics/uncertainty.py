@@ -108,7 +108,7 @@ class PearsonTable:
         """The table as GitHub markdown."""
         head = "| | " + " | ".join(self.names) + " |\n|---" * 1 + "|---" * len(self.names) + "|\n"
         rows = ["| " + n + " | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |"
-                for n, row in zip(self.names, self.matrix)]
+                for n, row in zip(self.names, self.matrix, strict=True)]
         return head + "\n".join(rows)
 
 
@@ -119,10 +119,10 @@ def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> Pear
     arrays = [_as_1d(v, k) for k, v in columns.items()]
     if len({len(a) for a in arrays}) != 1:
         raise ValueError(f"all columns must have the same length, got "
-                         f"{ {k: len(a) for k, a in zip(columns, arrays)} }.")
+                         f"{ {k: len(a) for k, a in zip(columns, arrays, strict=True)} }.")
     if len(arrays[0]) < 2:
         raise ValueError("Pearson correlation needs at least two predictions.")
-    flat = [k for k, a in zip(columns, arrays) if np.ptp(a) == 0]
+    flat = [k for k, a in zip(columns, arrays, strict=True) if np.ptp(a) == 0]
     if flat:
         raise ValueError(f"columns {flat} are constant: their correlation is undefined.")
     return PearsonTable(tuple(columns), np.corrcoef(np.stack(arrays)))

@@ -11,7 +11,6 @@ from ..metrics.uncertainty import CorrectionCurve, correction_curve, oracle_curv
 from .heads import USAMHeads
 from .records import USAMRecords
 
-
 PANELS = ("model", "prompt", "task", "segmentation")
 
 

@@ -51,7 +51,7 @@ class USAMHeads(nn.Module):
             raise ValueError(f"expected features of shape (B, {2 * self.token_dim}) = [IoU token ; "
                              f"mask token], got {tuple(features.shape)}.")
         x = features[None].expand(len(self.names), -1, -1)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < len(self.weights) - 1:
                 x = F.relu(x)

@@ -26,8 +26,7 @@ from ..data.prompts import centre_click
 from ..metrics.segmentation import mask_iou
 from ..runtime import resolve_device, seed_everything
 from ..train import fit
-from .segmenter import (NOT_A_POINT, SIZES, PromptableSegmenter, PromptableSegmenterConfig,
-                        create_segmenter)
+from .segmenter import NOT_A_POINT, SIZES, PromptableSegmenter, PromptableSegmenterConfig, create_segmenter
 
 CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "segmenters.pt"
 FORMAT = "companion.usam.segmenters/1"

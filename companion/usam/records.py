@@ -138,7 +138,7 @@ class USAMRecords:
             ys.append(encode_targets(self.targets(size), self.target_names))
         return torch.cat(xs), torch.cat(ys)
 
-    def subset(self, index) -> "USAMRecords":
+    def subset(self, index) -> USAMRecords:
         """The records of the instances in ``index``."""
         index = torch.as_tensor(list(index) if isinstance(index, range) else index, dtype=torch.long)
 

@@ -64,7 +64,7 @@ class Sam2Tokens:
         self._tokens = output[0]  # (B, point_batch, 6 + K, D)
 
     @classmethod
-    def from_pretrained(cls, size: str = "tiny", *, device=None) -> "Sam2Tokens":
+    def from_pretrained(cls, size: str = "tiny", *, device=None) -> Sam2Tokens:
         """SAM 2.1 of a size (``tiny``, ``small``, ``base_plus``, ``large``) or a Hub id."""
         tf = _transformers()
         name = SAM2_CHECKPOINTS.get(size, size)
@@ -116,7 +116,7 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
         raise ValueError("predict_sam2 needs the Sam2Processor: build the segmenter with "
                          "Sam2Tokens.from_pretrained(...).")
     rows = []
-    for image, mask, pts in tqdm(list(zip(images, masks, points)), desc="SAM 2.1",
+    for image, mask, pts in tqdm(list(zip(images, masks, points, strict=True)), desc="SAM 2.1",
                                  disable=not progress):
         pts = np.asarray(pts, dtype=float)
         inputs = segmenter.processor(images=image, input_points=[[pts.tolist()]],

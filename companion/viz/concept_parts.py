@@ -23,7 +23,7 @@ def show_concept_parts(data: ConceptParts, n: int = 8, *, ncols: int = 4,
     for ax in axes.flat:
         ax.axis("off")
     seen: set[int] = set()
-    for ax, i in zip(axes.flat, indices):
+    for ax, i in zip(axes.flat, indices, strict=False):
         ax.imshow(data.images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(data.class_names[int(data.labels[i])], fontsize=9)
         if not outline:

@@ -57,7 +57,7 @@ def plot_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: t
         *[(m_s[j], f"mask {j + 1}: score {s_s[j]:.2f}, IoU {iou_s[j]:.2f}", points[:1])
           for j in range(3)],
     ]
-    for ax, (m, title, pts) in zip(axes.flat, panels):
+    for ax, (m, title, pts) in zip(axes.flat, panels, strict=True):
         _mask_panel(ax, image, m, title, pts)
     fig.tight_layout()
     return fig
@@ -66,7 +66,7 @@ def plot_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: t
 def plot_correction_curves(panels: Mapping[str, Mapping[str, CorrectionCurve]]) -> Figure:
     """One axis per panel; each method's mIoU against the corrected fraction (oracle dashed)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
-    for ax, (title, curves) in zip(axes[0], panels.items()):
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
         others = [c for i, c in enumerate(PALETTE) if i != 3]
         k = 0
         for name, curve in curves.items():

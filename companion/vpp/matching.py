@@ -39,7 +39,8 @@ def hungarian_match(logits: torch.Tensor, masks: torch.Tensor, labels: torch.Ten
     return rows, cols
 
 
-def frame_targets(masks: torch.Tensor, labels: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def frame_targets(masks: torch.Tensor, labels: torch.Tensor,
+                  size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per frame (labels (G,), masks (G, size·size) in [0, 1]) of the objects visible in it.
 
     ``masks`` (B, K, H, W) bool, ``labels`` (B, K) with -1 for empty slots.

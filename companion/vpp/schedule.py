@@ -30,14 +30,14 @@ class KeepRatioSchedule:
             if not 0.0 < r <= 1.0:
                 raise ValueError(f"Keep ratios must lie in (0, 1], got {r}: a ratio of 0 would "
                                  "drop every token, above 1 keeps more tokens than exist.")
-        if any(b > a for a, b in zip(ratios, ratios[1:])):
+        if any(b > a for a, b in zip(ratios, ratios[1:], strict=False)):
             raise ValueError(f"Keep ratios must not increase with depth (a pruned token stays "
                              f"pruned), got {ratios}.")
         if len(self.sm_blocks) != len(self.sm_ratios):
             raise ValueError(f"sm_blocks {self.sm_blocks} and sm_ratios {self.sm_ratios} must have "
                              "the same length.")
         points = ((self.map_block,) if self.map_block is not None else ()) + tuple(self.sm_blocks)
-        if list(points) != sorted(set(points)) or (points and not 1 <= points[0]) or \
+        if list(points) != sorted(set(points)) or (points and not points[0] >= 1) or \
                 (points and points[-1] >= self.depth):
             raise ValueError(f"Selection blocks {points} must be increasing, after block 0 and "
                              f"below depth={self.depth}.")
@@ -47,7 +47,7 @@ class KeepRatioSchedule:
             raise ValueError(f"smoothing must be an odd kernel size, got {self.smoothing}.")
 
     @classmethod
-    def paper(cls, pkr: float = 0.55, depth: int = 12) -> "KeepRatioSchedule":
+    def paper(cls, pkr: float = 0.55, depth: int = 12) -> KeepRatioSchedule:
         """The paper's two operating points: PKR 0.55 (ρ_map 0.7, ×0.8) or 0.4 (ρ_map 0.6, ×0.7).
 
         Block 0 dense, Map-SM at block 1, selective modules at blocks 3, 6, 9, prior from block 5;
@@ -63,10 +63,10 @@ class KeepRatioSchedule:
 
     @classmethod
     def later_only(cls, target_pkr: float, depth: int = 12, sm_blocks=(3, 6, 9),
-                   decay: float = 0.7) -> "KeepRatioSchedule":
+                   decay: float = 0.7) -> KeepRatioSchedule:
         """SViT-style schedule: dense until ``sm_blocks[0]``, ρ_l = a·decay^l with a set so that
         the mean keep ratio over all blocks equals ``target_pkr``."""
-        spans = [b - a for a, b in zip(sm_blocks, [*sm_blocks[1:], depth])]
+        spans = [b - a for a, b in zip(sm_blocks, [*sm_blocks[1:], depth], strict=True)]
         weight = sum(s * decay ** k for k, s in enumerate(spans))
         a = (target_pkr * depth - sm_blocks[0]) / weight
         if not 0.0 < a <= 1.0:
@@ -91,7 +91,7 @@ class KeepRatioSchedule:
         """Target patch keep ratio: mean over blocks of the kept fraction (with a prior)."""
         return sum(self.per_block()) / self.depth
 
-    def scaled(self, factor: float) -> "KeepRatioSchedule":
+    def scaled(self, factor: float) -> KeepRatioSchedule:
         """The same schedule with every ratio multiplied by ``factor`` (capped at 1)."""
         return KeepRatioSchedule(self.depth, self.map_block, min(1.0, self.map_ratio * factor),
                                  self.sm_blocks, tuple(min(1.0, r * factor) for r in self.sm_ratios),

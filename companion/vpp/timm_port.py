@@ -41,7 +41,7 @@ def from_timm(model: str | nn.Module, image_size: int, num_classes: int, pretrai
         pos = resample_abs_pos_embed(vit.pos_embed, [config.grid, config.grid], list(old),
                                      num_prefix_tokens=prefix)
         seg.pos_embed.copy_(pos[:, prefix:])
-        for mine, theirs in zip(seg.blocks, vit.blocks):
+        for mine, theirs in zip(seg.blocks, vit.blocks, strict=True):
             for name in ("norm1", "norm2", "attn.proj", "mlp.fc1", "mlp.fc2"):
                 mine.get_submodule(name).load_state_dict(theirs.get_submodule(name).state_dict())
             mine.attn.qkv.weight.copy_(theirs.attn.qkv.weight)

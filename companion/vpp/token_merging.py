@@ -46,7 +46,8 @@ def bipartite_merge(x: torch.Tensor, metric: torch.Tensor, state: MergeState,
     xa, xb = weighted[:, a_idx], weighted[:, b_idx]
     sa, sb = size[:, a_idx], size[:, b_idx]
     dst = match.gather(1, merged_a)                               # B positions receiving merges
-    xb = xb.scatter_add(1, dst.unsqueeze(-1).expand(-1, -1, D), xa.gather(1, merged_a.unsqueeze(-1).expand(-1, -1, D)))
+    moved = xa.gather(1, merged_a.unsqueeze(-1).expand(-1, -1, D))
+    xb = xb.scatter_add(1, dst.unsqueeze(-1).expand(-1, -1, D), moved)
     sb = sb.scatter_add(1, dst.unsqueeze(-1), sa.gather(1, merged_a.unsqueeze(-1)))
     keep_a = a_idx[kept_a]                                        # original positions (B, |A|-r)
     new_x = torch.cat([weighted.gather(1, keep_a.unsqueeze(-1).expand(-1, -1, D)), xb], 1)

@@ -45,7 +45,7 @@ def track(frames: list[FramePrediction], iou_threshold: float = 0.2, max_gap: in
             last = torch.stack([tracks[k]["masks"][tracks[k]["last"]] for k in live])
             iou = to_numpy(mask_iou(last[:, None], det.masks[None]))
             rows, cols = linear_sum_assignment(-iou)
-            for r, c in zip(rows, cols):
+            for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= iou_threshold:
                     tr = tracks[live[r]]
                     tr["masks"][t], tr["last"] = det.masks[c], t
@@ -62,7 +62,7 @@ def track(frames: list[FramePrediction], iou_threshold: float = 0.2, max_gap: in
             masks[t, k] = m
         scores[k] = float(np.mean(tr["scores"]))
         votes: dict[int, float] = {}
-        for lab, s in zip(tr["labels"], tr["scores"]):
+        for lab, s in zip(tr["labels"], tr["scores"], strict=True):
             votes[lab] = votes.get(lab, 0.0) + s
         labels[k] = max(votes, key=votes.get)
     return VideoPrediction(masks, scores, labels)

@@ -54,7 +54,7 @@ def test_centre_click_of_a_whole_lands_on_its_part(data):
     wholes = [i for i, k in enumerate(kinds) if k == "whole"]
     clicks = centre_click(data.masks[wholes]).long()
     hits = 0
-    for i, (x, y) in zip(wholes, clicks.tolist()):
+    for i, (x, y) in zip(wholes, clicks.tolist(), strict=True):
         part = next(j for j in (data.group == data.group[i]).nonzero()[:, 0].tolist()
                     if kinds[j] == "part")
         hits += bool(data.masks[part, y, x])

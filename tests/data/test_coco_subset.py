@@ -50,11 +50,11 @@ def test_reads_instances_and_drops_crowds_small_and_empty(tiny_coco):
     assert len(data.images) == 2  # image 2 holds only a crowd
     assert len(data.masks) == len(data.image_index) == len(data.categories) == 3
     assert sorted(data.categories) == ["cat", "dog", "dog"]
-    for mask, i in zip(data.masks, data.image_index):
+    for mask, i in zip(data.masks, data.image_index, strict=True):
         assert mask.dtype == bool and mask.shape == data.images[i].shape[:2]
     areas = sorted(int(m.sum()) for m in data.masks)
     # rasterised rectangles cover about their polygon area (boundary pixels included)
-    for area, expected in zip(areas, [1152, 1200, 2000]):
+    for area, expected in zip(areas, [1152, 1200, 2000], strict=True):
         assert expected <= area <= expected * 1.15
     assert all(img.dtype == np.uint8 and img.shape == (48, 64, 3) for img in data.images)
 
@@ -64,7 +64,7 @@ def test_subset_size_and_seed(tiny_coco):
               for s in (0, 0, 1)]
     assert all(len(c.images) <= 2 for c in chosen)  # images are drawn first, then filtered
     assert len(chosen[0].masks) == len(chosen[1].masks)
-    assert all(np.array_equal(a, b) for a, b in zip(chosen[0].images, chosen[1].images))
+    assert all(np.array_equal(a, b) for a, b in zip(chosen[0].images, chosen[1].images, strict=True))
 
 
 def test_missing_dataset_says_what_to_do(tmp_path):

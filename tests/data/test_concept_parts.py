@@ -11,9 +11,17 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from scipy.cluster.hierarchy import fcluster
 
-from companion.data.concept_parts import (BACKGROUND_CONTRAST, BACKGROUND_PATTERNS,
-                                          BACKGROUND_TONES, COLOURS, MAX_PARTS, SHADE, ConceptParts,
-                                          make_concept_parts, part_vocabulary)
+from companion.data.concept_parts import (
+    BACKGROUND_CONTRAST,
+    BACKGROUND_PATTERNS,
+    BACKGROUND_TONES,
+    COLOURS,
+    MAX_PARTS,
+    SHADE,
+    ConceptParts,
+    make_concept_parts,
+    part_vocabulary,
+)
 
 N_STYLES = len(BACKGROUND_TONES) * len(BACKGROUND_PATTERNS)
 
@@ -49,7 +57,7 @@ def test_train_and_test_share_classes_but_not_images():
 def test_shapes_dtypes_and_ranges(data):
     n, p, c = len(data), data.n_parts, data.n_classes
     assert data.images.shape == (n, 3, 64, 64) and data.images.dtype == torch.float32
-    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+    assert data.images.min() >= 0.0 and data.images.max() <= 1.0
     assert data.labels.shape == (n,) and data.labels.dtype == torch.int64
     assert data.part_map.shape == (n, 64, 64) and data.part_map.dtype == torch.uint8
     assert data.class_parts.shape == (c, p) and data.class_parts.dtype == torch.bool

@@ -17,8 +17,15 @@ from cub_fixture import CLASS_FOLDERS, HEIGHT, N_ATTRIBUTES, N_PARTS, WIDTH, wri
 from torchvision.transforms import functional as F
 
 from companion.data import cub as cub_module
-from companion.data.cub import (CUB200, IMAGENET_MEAN, IMAGENET_STD, Resource, cub_splits,
-                                cub_transforms, display_images)
+from companion.data.cub import (
+    CUB200,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Resource,
+    cub_splits,
+    cub_transforms,
+    display_images,
+)
 from companion.download import DownloadError
 
 
@@ -227,8 +234,8 @@ def test_splits_share_one_setup_and_take_classes_from_the_data(tiny):
 def test_display_images_undo_the_normalisation(tiny):
     splits = cub_splits(tiny.root, image_size=16, download=False)
     images = display_images(splits.test, [2, 0])
-    assert images.shape == (2, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
-    for row, index in zip(images, [2, 0]):  # the flat colour of each image comes back
+    assert images.shape == (2, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
+    for row, index in zip(images, [2, 0], strict=True):  # the flat colour of each image comes back
         colour = np.asarray(tiny.colour[int(splits.test.image_ids[index])]) / 255
         np.testing.assert_allclose(row.mean((1, 2)).numpy(), colour, atol=0.02)
 

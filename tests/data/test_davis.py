@@ -46,7 +46,8 @@ def test_download_archive_checks_a_pinned_sha256(monkeypatch, tmp_path):
     import companion.data.davis as davis
 
     calls = []
-    monkeypatch.setattr(davis, "download", lambda url, sha256, folder: calls.append((url, sha256)) or tmp_path)
+    monkeypatch.setattr(davis, "download",
+                        lambda url, sha256, folder: calls.append((url, sha256)) or tmp_path)
     davis.download_archive(tmp_path)
     (url, sha256), = calls
     assert url.endswith("DAVIS-2017-trainval-480p.zip")

@@ -72,7 +72,7 @@ def test_frame_and_chain_datasets(data):
     assert torch.allclose(item["image"], data.videos[1, 3].float() / 255)
     chains = data.chains(length=3, frame_range=3, per_clip=4, seed=1)
     assert len(chains) == 24 * 4
-    for v, ts in chains.index:
+    for _, ts in chains.index:
         steps = np.diff(ts)
         assert (steps >= 1).all() and (steps <= 3).all() and ts[-1] < 10
 

@@ -21,7 +21,7 @@ def _reference_centre(mask: np.ndarray) -> float:
         eroded = mask
     ys, xs = np.nonzero(mask)
     cy, cx = ys.mean(), xs.mean()
-    return min((y - cy) ** 2 + (x - cx) ** 2 for y, x in zip(*np.nonzero(eroded))), eroded
+    return min((y - cy) ** 2 + (x - cx) ** 2 for y, x in zip(*np.nonzero(eroded), strict=True)), eroded
 
 
 masks = st.integers(0, 2**31 - 1).map(

@@ -28,9 +28,9 @@ def _random_frames(seed, n_frames=3, size=12):
 def test_perfect_and_wrong_class_predictions():
     preds, gts = _random_frames(0)
     gm, gl = [g[0] for g in gts], [g[1] for g in gts]
-    perfect = mask_ap(gm, [np.ones(len(l)) for l in gl], gl, gm, gl)
-    assert perfect.ap == pytest.approx(1.0) and perfect.n_objects == sum(len(l) for l in gl)
-    wrong = mask_ap(gm, [np.ones(len(l)) for l in gl], [l + 5 for l in gl], gm, gl)
+    perfect = mask_ap(gm, [np.ones(len(lab)) for lab in gl], gl, gm, gl)
+    assert perfect.ap == pytest.approx(1.0) and perfect.n_objects == sum(len(lab) for lab in gl)
+    wrong = mask_ap(gm, [np.ones(len(lab)) for lab in gl], [lab + 5 for lab in gl], gm, gl)
     assert wrong.ap == pytest.approx(0.0)
 
 

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from torch import nn
-
 import transformers  # the full world's optional dependency (the [full] extra)
+from torch import nn
 
 from companion.usam.records import GAPS
 from companion.usam.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads

@@ -10,8 +10,7 @@ from companion.metrics.segmentation import mask_iou
 from companion.usam.baselines import AUGMENTATIONS, entropy_baselines
 from companion.usam.costs import method_costs
 from companion.usam.heads import USAMHeads, train_heads
-from companion.usam.records import (Predictions, USAMRecords, collect_records, encode_targets,
-                                    pair_tokens)
+from companion.usam.records import Predictions, USAMRecords, collect_records, encode_targets, pair_tokens
 from companion.usam.segmenter import create_segmenter
 
 D = 32
@@ -70,7 +69,7 @@ def test_fused_heads_equal_separate_mlps():
         mlp = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.ReLU(), nn.Linear(2 * D, 2 * D), nn.ReLU(),
                             nn.Linear(2 * D, 1), nn.Sigmoid())
         with torch.no_grad():
-            for lin, w, b in zip([mlp[0], mlp[2], mlp[4]], heads.weights, heads.biases):
+            for lin, w, b in zip([mlp[0], mlp[2], mlp[4]], heads.weights, heads.biases, strict=True):
                 lin.weight.copy_(w[h].T)
                 lin.bias.copy_(b[h, 0])
         assert torch.allclose(out[:, h], mlp(x)[:, 0], atol=1e-6)
@@ -115,7 +114,8 @@ def test_collect_records_matches_a_direct_run(small_world):
     with torch.no_grad():
         out = segs["small"](data.images[data.image_index[i]][None], prompts.dense[i][None])
     assert torch.allclose(rec.dense["small"].scores[i], out.scores[0], atol=1e-5)
-    assert torch.allclose(rec.dense["small"].ious[i], mask_iou(out.mask_logits > 0, data.masks[i][None, None])[0])
+    expected = mask_iou(out.mask_logits > 0, data.masks[i][None, None])[0]
+    assert torch.allclose(rec.dense["small"].ious[i], expected)
     with pytest.raises(ValueError, match="at least two segmenter sizes"):
         collect_records({"tiny": segs["tiny"]}, data, prompts, progress=False)
     with pytest.raises(ValueError, match="prompts for"):

@@ -3,11 +3,19 @@
 import pytest
 import torch
 
-from companion.io import CorruptFileError, save_atomic
 from companion.data.ambiguous_shapes import make_ambiguous_shapes
 from companion.data.prompts import sample_prompts
-from companion.usam.pretrain import (CHECKPOINT, PretrainConfig, load, load_or_train,
-                                     multimask_loss, pretrain, save, training_prompts)
+from companion.io import CorruptFileError, save_atomic
+from companion.usam.pretrain import (
+    CHECKPOINT,
+    PretrainConfig,
+    load,
+    load_or_train,
+    multimask_loss,
+    pretrain,
+    save,
+    training_prompts,
+)
 from companion.usam.records import predict_instances
 from companion.usam.segmenter import NOT_A_POINT, create_segmenter
 

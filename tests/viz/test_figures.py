@@ -12,8 +12,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from companion.viz import (HEATMAP_CMAP, image_grid, interactive_figure, overlay_heatmap,  # noqa: E402
-                           resize_heatmap, static_figure, to_image, use_style)
+from companion.viz import (  # noqa: E402
+    HEATMAP_CMAP,
+    image_grid,
+    interactive_figure,
+    overlay_heatmap,
+    resize_heatmap,
+    static_figure,
+    to_image,
+    use_style,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +83,7 @@ def test_image_grid_layout_and_contents():
     assert len(fig.axes) == 5
     assert [ax.get_title() for ax in fig.axes] == list("abcde")
     first = fig.axes[0].images[0].get_array()
-    assert first.shape == (8, 8, 3) and 0 <= first.min() and first.max() <= 1
+    assert first.shape == (8, 8, 3) and first.min() >= 0 and first.max() <= 1
     np.testing.assert_allclose(first, batch[0].permute(1, 2, 0).numpy(), atol=1e-6)
     assert len(image_grid([np.zeros((4, 4)), torch.ones(1, 4, 4)]).axes) == 2
     with pytest.raises(ValueError, match="titles"):

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.vpp.modules import (Prior, SelectiveModule, TemporalMappingModule, distance_prior,
-                                   straight_through_topk)
+from companion.vpp.modules import (
+    Prior,
+    SelectiveModule,
+    TemporalMappingModule,
+    distance_prior,
+    straight_through_topk,
+)
 from companion.vpp.pruning import PrunedSegmenter, chain_loss
 from companion.vpp.schedule import KeepRatioSchedule
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
@@ -110,7 +115,7 @@ def test_masked_and_gather_modes_agree(model):
     for topk in (False, True):
         masked = model.predict_clip(frames, mode="masked", topk=topk)
         gather = model.predict_clip(frames, mode="gather", topk=topk)
-        for a, b in zip(masked, gather):
+        for a, b in zip(masked, gather, strict=True):
             assert torch.equal(a.keep, b.keep)
             assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
             assert torch.allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-4)
@@ -201,7 +206,7 @@ def test_a_selector_that_drops_everything_stays_finite_in_both_modes():
     frames = _clip(3)
     masked = model.predict_clip(frames, mode="masked")
     gather = model.predict_clip(frames, mode="gather")
-    for a, b in zip(masked, gather):
+    for a, b in zip(masked, gather, strict=True):
         assert a.keep[0, 3:].sum() == 0
         assert torch.isfinite(a.outputs["masks"]).all()
         assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)

@@ -3,9 +3,13 @@
 import pytest
 import torch
 
-from companion.vpp.token_merging import (MergeState, TokenMergingSegmenter, bipartite_merge,
-                                            merges_for_keep_ratio)
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
+from companion.vpp.token_merging import (
+    MergeState,
+    TokenMergingSegmenter,
+    bipartite_merge,
+    merges_for_keep_ratio,
+)
 
 
 def _reference_merge(x, metric, sizes, r):
@@ -43,7 +47,8 @@ def test_bipartite_merge_matches_the_reference(n, r):
     assert torch.allclose(new_state.sizes[0, order_mine], ref_sizes[order_ref].float())
     # Every patch points at the token that absorbed it: unmerging restores merged values.
     assert new_state.sizes.sum() == sizes.sum()
-    assert torch.allclose((merged[0] * new_state.sizes[0, :, None]).sum(0), (x[0] * sizes[0, :, None]).sum(0), atol=1e-4)
+    total_after = (merged[0] * new_state.sizes[0, :, None]).sum(0)
+    assert torch.allclose(total_after, (x[0] * sizes[0, :, None]).sum(0), atol=1e-4)
 
 
 def test_zero_merges_is_the_dense_model_and_counts_follow_r():

@@ -125,8 +125,9 @@ def test_tracker_recovers_identities_from_shuffled_detections():
 
 
 def test_tracker_rejects_mixed_frame_sizes():
-    a = FramePrediction(torch.ones(1, 8, 8, dtype=torch.bool), torch.ones(1), torch.zeros(1, dtype=torch.long))
-    b = FramePrediction(torch.ones(1, 6, 6, dtype=torch.bool), torch.ones(1), torch.zeros(1, dtype=torch.long))
+    label = torch.zeros(1, dtype=torch.long)
+    a = FramePrediction(torch.ones(1, 8, 8, dtype=torch.bool), torch.ones(1), label)
+    b = FramePrediction(torch.ones(1, 6, 6, dtype=torch.bool), torch.ones(1), label)
     with pytest.raises(ValueError, match="same|must match"):
         track([a, b])
 
@@ -148,7 +149,7 @@ def test_timm_weights_give_the_same_blocks():
     with torch.no_grad():
         ref = vit.patch_embed((x - mean) / std) + vit.pos_embed[:, vit.num_prefix_tokens:]
         assert torch.allclose(seg.embed(x), ref, atol=1e-5)
-        for mine, theirs in zip(seg.blocks, vit.blocks):
+        for mine, theirs in zip(seg.blocks, vit.blocks, strict=True):
             assert torch.allclose(mine(ref), theirs(ref), atol=1e-5)
             ref = theirs(ref)
 
