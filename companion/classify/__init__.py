@@ -13,11 +13,11 @@ from .data import ClassificationData, load_data
 from .dense import DenseModel, DenseRecipe, backbone_options, dense_model
 from .finetune import finetune
 from .qpm import QPM
-from .report import Cited, Claim, ClaimsTable, Report, compare, evaluate
+from .report import Cited, Claim, ClaimsTable, Report, compare, evaluate, glue_numbers
 from .sldd import SLDD
 from .sparse import SparseLayer
 
 __all__ = ["QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
            "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
-           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
+           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune", "glue_numbers",
            "load_data"]

@@ -49,6 +49,7 @@ class ClassificationData:
     superclass: Tensor | None = None
     linkage: np.ndarray | None = None
     test_images: Tensor | None = field(default=None, repr=False)  # in [0, 1], when in memory
+    synthetic_test: Any = field(default=None, repr=False)  # the ConceptParts test split
 
     @property
     def n_classes(self) -> int:
@@ -96,7 +97,7 @@ def _concept_parts(seed: int, **options: Any) -> ClassificationData:
         class_names=tuple(train.class_names), train_labels=train.labels, test_labels=test.labels,
         class_attributes=train.class_parts.float(), part_map=test.part_map, n_parts=test.n_parts,
         class_parts=test.class_parts, superclass=train.superclass, linkage=train.linkage(),
-        test_images=test.images)
+        test_images=test.images, synthetic_test=test)
 
 
 def _cub(root: str | os.PathLike | None, image_size: int, trivial_augment: bool,

@@ -174,15 +174,16 @@ class ReportTable:
                 f"</tbody></table>{foot}")
 
     def __repr__(self) -> str:
-        cols = [r.name for r in self.reports] + list(self.paper)
-        width = max(len(c) for c in cols) + 2
-        lines = [" " * 26 + "".join(f"{c:>{width}s}" for c in cols)]
+        table = [[r.name for r in self.reports] + list(self.paper)]
         for m in self.rows:
             cells = [_cell(getattr(r, m)) for r in self.reports]
             for col in self.paper:
                 text, note = self._paper_cell(col, m)
                 cells.append(text + (f" [{note}]" if note else ""))
-            lines.append(f"{self._label(m):26s}" + "".join(f"{c:>{width}s}" for c in cells))
+            table.append(cells)
+        widths = [max(len(row[j]) for row in table) + 2 for j in range(len(table[0]))]
+        lines = [f"{label:24s}" + "".join(f"{c:>{w}s}" for c, w in zip(row, widths))
+                 for label, row in zip(["", *map(self._label, self.rows)], table)]
         lines += [f"[{i}] {s}" for i, s in enumerate(self.sources, 1)]
         return "\n".join(lines)
 
@@ -298,3 +299,16 @@ class ClaimsTable:
     def __repr__(self) -> str:
         return "\n".join(f"{c.verdict:>12s}: {c.statement} ({_cell(c.value)}, threshold "
                          f"{c.threshold:g})" for c in self.claims.values())
+
+
+def glue_numbers(**values: Any) -> None:
+    """Hand numbers (already formatted) to the page's prose through myst-nb's ``glue``.
+
+    A no-op where myst-nb is not installed (Colab): the printed outputs carry the numbers there.
+    """
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return
+    for name, value in values.items():
+        glue(name, value, display=False)
