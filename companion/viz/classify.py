@@ -18,7 +18,24 @@ from .figures import overlay_heatmap
 from .widgets import interactive_figure
 
 __all__ = ["class_explorer", "draw_weight_matrix", "plot_class_features", "plot_decision",
-           "plot_weight_matrix"]
+           "plot_pipeline", "plot_weight_matrix"]
+
+
+def plot_pipeline(steps: Sequence[str], *, width: float = 9.5) -> Figure:
+    """A method's steps as boxes joined by arrows, left to right, in one row."""
+    n = len(steps)
+    if n < 2:
+        raise ValueError(f"plot_pipeline needs at least two steps, got {n}.")
+    fig, ax = plt.subplots(figsize=(width, 1.5), layout="constrained")
+    for i, text in enumerate(steps):
+        ax.text(i, 0, text, ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "fc": "#E8F1FA", "ec": "#0072B2"})
+        if i:
+            ax.annotate("", xy=(i - 0.42, 0), xytext=(i - 0.58, 0),
+                        arrowprops={"arrowstyle": "->"})
+    ax.set(xlim=(-0.5, n - 0.5), ylim=(-0.6, 0.6))
+    ax.axis("off")
+    return fig
 
 
 def draw_weight_matrix(ax, weight: Tensor, *, class_names: Sequence[str] | None = None,

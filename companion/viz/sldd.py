@@ -8,10 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor
 
 from ..losses import feature_diversity_loss
 from ..solvers.elastic_net import ElasticNetPath

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from companion.classify.qpm import (QPM, balanced_subset, binary_layer, qpm_locality, qpm_penalty, qpm_problem,
-                                  qpm_redundancy, qpm_similarity, redundancy_threshold)
+from companion.classify.qpm import (QPM, balanced_subset, binary_layer, qpm_locality, qpm_penalty,
+                                    qpm_problem, qpm_redundancy, qpm_similarity,
+                                    redundancy_threshold)
 from companion.solvers.qpm import solve_assignment
 
 

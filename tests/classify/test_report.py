@@ -1,4 +1,4 @@
-"""QPM metrics against analytic cases and invariants."""
+"""The report (evaluate, compare, claims) and QPM's metrics against analytic cases and invariants."""
 
 import numpy as np
 import pytest

@@ -79,7 +79,7 @@ def test_sldd_fit_builds_a_sparse_layer_with_k_per_class():
     x, y = informative_data(d=16, c=4, informative=(1, 3, 4, 8, 11, 12, 14, 15))
     sldd = SLDD(n_features=8, per_class=2, n_lambdas=30, device="cpu", progress=False)
     with pytest.raises(NotFittedError, match="call fit"):
-        sldd.weight_
+        _ = sldd.weight_
     assert sldd.fit((x, y)) is sldd
     layer = sldd.layer_
     assert layer.num_features == 8 and int((layer.weight != 0).sum()) <= 2 * 4
