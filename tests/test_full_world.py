@@ -164,26 +164,32 @@ def write_image_folder(root: Path, classes=("apple", "pear", "plum"), per_class:
             Image.fromarray(pixels).save(root / name / f"{i}.png")
 
 
-def test_qpm_runs_on_a_readers_image_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("chapter", ["sldd", "qpm"])
+def test_chapter_runs_on_a_readers_image_folder(chapter, tmp_path, monkeypatch):
     folder = tmp_path / "images"
     write_image_folder(folder)
     for key, value in {"COMPANION_CACHE": str(tmp_path / "cache"), "COMPANION_PROFILE": "full",
                        "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1",
                        "OMP_NUM_THREADS": "1"}.items():
         monkeypatch.setenv(key, value)
-    nb = with_parameters(jupytext.read(BOOK / "qpm.md"), profile="full", image_folder=str(folder),
-                         backbone="timm:test_resnet", pretrained=False, image_size=32, epochs=1,
-                         ft_epochs=1)
+    nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full",
+                         image_folder=str(folder), backbone="timm:test_resnet", pretrained=False,
+                         image_size=32, epochs=1, ft_epochs=1)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = text_of(nb)
     # 5 images per class, 1 of them (a fifth) in the seeded, class-stratified test split
     assert "3 classes, 12 training and 3 test images" in text
-    assert "features per class: [5] | distinct class signatures: 3 of 3" in text
+    assert "dense model: 96 features" in text
     # no ground truth in a folder of images: no grounding, no alignment, no false verdict
-    assert "structural grounding: QPM" not in text
-    assert "not computed: structural grounding minus a random assignment's" in text
-    assert not re.search(r"^structural grounding\s", text, re.M)
+    assert not re.search(r"^(structural grounding|features on own parts)\s", text, re.MULTILINE)
+    if chapter == "qpm":
+        assert "features per class: [5] | distinct class signatures: 3 of 3" in text
+        assert "structural grounding: QPM" not in text
+        assert "not computed: structural grounding minus a random assignment's" in text
+    else:
+        assert "not computed: features fire on parts (× chance)" in text
+        assert re.search(r"^sparse model after fine-tuning: \d+\.\d%", text, re.MULTILINE)
 
 
 def test_vpp_full_world_runs_to_the_end(full_world):

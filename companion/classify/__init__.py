@@ -1,7 +1,6 @@
 """The pipeline of the interpretable classifiers: data → dense model → features → last layer → fine-tune → report.
 
-    data = load_data("concept_parts")                # or "cub", or a folder of class folders
-    dense = dense_model(data, "small_cnn")           # trained once, then loaded from the cache
+    data, dense = prepare(image_folder=None)         # the data and its cached dense model
     train_fs = extract_features(dense.model, data.eval_train)
     sldd = SLDD(n_features=16, per_class=4).fit(train_fs)   # or QPM(...): one interface
     model = sldd.attach(dense.model); finetune(model, model.head, data.train, epochs=3)
@@ -10,7 +9,7 @@
 
 from .base import LastLayer, NotFittedError, check_labels
 from .data import ClassificationData, load_data
-from .dense import DenseModel, DenseRecipe, backbone_options, dense_model
+from .dense import DenseModel, DenseRecipe, backbone_options, dense_model, prepare
 from .finetune import finetune
 from .qpm import QPM
 from .report import Cited, Claim, ClaimsTable, Report, compare, evaluate, glue_numbers
@@ -19,5 +18,5 @@ from .sparse import SparseLayer
 
 __all__ = ["QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
            "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
-           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune", "glue_numbers",
-           "load_data"]
+           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
+           "glue_numbers", "load_data", "prepare"]

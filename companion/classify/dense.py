@@ -26,10 +26,11 @@ from ..io import save_atomic
 from ..losses import DIVERSITY_BETA, diversity_criterion
 from ..models import Classifier, create_backbone
 from ..runtime import cache_dir, get_profile, resolve_device, seed_everything, set_profile
-from ..train import History, fit
+from ..train import History, evaluate, fit
 from .data import ClassificationData, load_data
 
-__all__ = ["DenseModel", "DenseRecipe", "backbone_options", "dense_fingerprint", "dense_model"]
+__all__ = ["DenseModel", "DenseRecipe", "backbone_options", "dense_fingerprint", "dense_model",
+           "prepare"]
 
 FORMAT = "companion.classify.dense/1"
 
@@ -79,6 +80,11 @@ class DenseModel:
     path: Path
     fingerprint: str
     trained: bool
+    test_accuracy: float | None = None  # set by :func:`prepare`
+
+    def __str__(self) -> str:
+        acc = "" if self.test_accuracy is None else f", test accuracy {self.test_accuracy:.1%}"
+        return f"dense model: {self.model.num_features} features{acc}"
 
 
 def _path(data: ClassificationData, backbone: str, fingerprint: str) -> Path:
@@ -126,6 +132,25 @@ def dense_model(data: ClassificationData, backbone: str = "small_cnn", *,
     if world_size > 1:
         dist.barrier()
     return DenseModel(model, history, path, fingerprint, True)
+
+
+def prepare(image_folder: str | Path | None = None, *, cub_root: str | Path | None = None,
+            backbone: str | None = None, pretrained: bool = True, image_size: int = 224,
+            epochs: int | None = None, progress: bool = True
+            ) -> tuple[ClassificationData, DenseModel]:
+    """The shared start of the classification chapters: the data and its cached dense model.
+
+    The data is ``image_folder`` if given, else CUB-200-2011 in the full world with downloads
+    and the concept parts otherwise; the backbone defaults to ``timm:resnet50`` on real images
+    and the small CNN on synthetic ones. The dense model comes with its test accuracy.
+    """
+    source = image_folder or ("cub" if get_profile().real_data else "concept_parts")
+    data = load_data(source, root=cub_root, image_size=image_size)
+    name = backbone or ("timm:resnet50" if data.real_images else "small_cnn")
+    dense = dense_model(data, name, options=backbone_options(name, pretrained),
+                        recipe=DenseRecipe.for_profile(epochs=epochs), progress=progress)
+    accuracy = evaluate(dense.model, data.test)["accuracy"]
+    return data, dataclasses.replace(dense, test_accuracy=accuracy)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

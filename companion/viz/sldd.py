@@ -43,22 +43,27 @@ def plot_diversity_demo(n_maps: int = 3, size: int = 8, steps: int = 150, lr: fl
         opt.step()
         losses.append(-loss.item() / beta)
     end = torch.relu(maps.detach())
-    fig, axes = plt.subplots(2, n_maps + 1, figsize=(2.0 * (n_maps + 1), 4.2), layout="constrained")
-    for row, (name, m) in enumerate((("before", start), ("after", end))):
+    cols = min(n_maps, 3)
+    rows = 2 * -(-n_maps // cols)
+    fig, axes = plt.subplots(rows + 1, cols, figsize=(2.3 * cols + 0.5, 2.2 * (rows + 1)),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for half, (name, m) in enumerate((("before", start), ("after", end))):
         for f in range(n_maps):
-            ax = axes[row, f]
+            ax = axes[half * rows // 2 + f // cols, f % cols]
+            ax.set_axis_on()
             ax.imshow(torch.softmax(m[0, f].flatten(), 0).view(size, size), cmap="magma")
-            ax.set_title(f"{name}: feature {f + 1}")
-            ax.set_axis_off()
-    ax = axes[0, n_maps]
+            ax.set(title=f"{name}: feature {f + 1}", xticks=[], yticks=[])
+    ax = axes[rows, 0]
+    ax.set_axis_on()
     ax.plot(losses)
     ax.set(xlabel="step", ylabel=r"$-\mathcal{L}_{div}/\beta$", title="diversity term")
     soft = torch.softmax(end[0].flatten(1), 1).view(n_maps, size, size)
     rgb = torch.zeros(3, size, size)
     rgb[:min(n_maps, 3)] = (soft / soft.amax(dim=(1, 2), keepdim=True))[:3]
-    axes[1, n_maps].imshow(rgb.permute(1, 2, 0).numpy())
-    axes[1, n_maps].set_title("after: features 1–3 as R, G, B")
-    axes[1, n_maps].set_axis_off()
+    axes[rows, 1].imshow(rgb.permute(1, 2, 0).numpy())
+    axes[rows, 1].set_title("after: features 1–3\nas red, green, blue")
     return fig
 
 
