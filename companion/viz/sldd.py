@@ -74,7 +74,7 @@ def plot_path(path: ElasticNetPath, index: int | None = None, dense_accuracy: fl
     if index is None:
         fig, left = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     else:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained",
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.9), layout="constrained",
                                           gridspec_kw={"width_ratios": [1.1, 1]})
     left.plot(used, path.train_accuracy.numpy(), "o-", ms=3, label="train")
     if path.val_accuracy is not None:
@@ -82,17 +82,17 @@ def plot_path(path: ElasticNetPath, index: int | None = None, dense_accuracy: fl
     if dense_accuracy is not None:
         left.axhline(dense_accuracy, color="k", ls="--", lw=1, label="dense model (test)")
     left.set(xlabel="features used (non-zero columns of W)", ylabel="accuracy",
-             title="elastic-net path, λ_max → ε·λ_max")
+             title="elastic-net path,\nλ_max → ε·λ_max")
     if index is not None:
         acc = (path.val_accuracy if path.val_accuracy is not None else path.train_accuracy)[index]
         left.plot(used[index], float(acc), "o", ms=12, mfc="none", mec="C3", mew=2,
                   label=f"entry {index}")
         image = draw_weight_matrix(
             right, path.weights[index], class_names=class_names,
-            title=f"entry {index}: λ = {float(path.lambdas[index]):.3g}, "
+            title=f"entry {index}: λ = {float(path.lambdas[index]):.3g},\n"
                   f"{float(path.per_class[index]):.1f} weights per class")
         fig.colorbar(image, ax=right, label="weight", shrink=0.8)
-    left.legend(loc="lower right")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=9)
     return fig
 
 
