@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from companion.losses import decision_maps, diversity_criterion, feature_diversity_loss
 from companion.models import Classifier, create_backbone
-from companion.models.sparse import SparseLayer
+from companion.classify.sparse import SparseLayer
 
 
 def reference_loss(maps, logits, weight, beta):

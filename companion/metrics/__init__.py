@@ -1,4 +1,4 @@
-"""Metrics, one module per family: ``interpretability``, ``qpm``, ``uncertainty``, ``segmentation``, ``efficiency``."""
+"""Metrics by family: interpretability, uncertainty, segmentation, efficiency (QPM: classify.report)."""
 
 from .interpretability import (AttributeAlignment, Compactness, PartAlignment, attribute_alignment,
                                class_independence, compactness, dependence, diversity_at_k,

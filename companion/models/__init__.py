@@ -1,4 +1,4 @@
-"""Backbones and the methods' heads and modules."""
+"""Backbones (small CNN, timm) and segmentation models; classifier heads are in companion.classify."""
 
 from .backbones import Backbone, Classifier, SmallCNN, TimmBackbone, create_backbone
 

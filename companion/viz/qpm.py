@@ -10,7 +10,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..batches import to_numpy
-
 from .figures import overlay_heatmap
 
 
@@ -19,8 +18,8 @@ def plot_qpm_constants(similarity, redundancy, penalty, bias, *, tau: float | No
     """Four panels: A (classes × features), R, the penalised pairs R̃ (≥ τ) and b per feature."""
     A, R, Rp, b = (to_numpy(x).astype(float) for x in (similarity, redundancy, penalty, bias))
     order = np.argsort(-A.max(0), kind="stable")
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained",
-                             gridspec_kw={"width_ratios": [1.6, 1, 1, 1.2]})
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 6.4), layout="constrained")
+    axes = axes.flat
     lim = np.abs(A).max()
     im = axes[0].imshow(A[:, order], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     axes[0].set(title="A: class–feature correlation", xlabel="feature (sorted by max A)",
@@ -28,13 +27,15 @@ def plot_qpm_constants(similarity, redundancy, penalty, bias, *, tau: float | No
     fig.colorbar(im, ax=axes[0], shrink=0.8)
     full = R + R.T
     im = axes[1].imshow(full[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=1)
-    axes[1].set(title="R: redundancy (cosine of A columns)", xlabel="feature", ylabel="feature")
+    axes[1].set(title="R: redundancy\n(cosine of A columns)", xlabel="feature", ylabel="feature")
     fig.colorbar(im, ax=axes[1], shrink=0.8)
     pen = Rp + Rp.T
-    axes[2].imshow(pen[np.ix_(order, order)], cmap="magma", vmin=0, vmax=max(pen.max(), 1e-9))
+    im = axes[2].imshow(pen[np.ix_(order, order)], cmap="magma", vmin=0,
+                        vmax=max(pen.max(), 1e-9))
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
     n_pairs = int((Rp > 0).sum())
     title = f"R̃: {n_pairs} penalised pairs"
-    axes[2].set(title=title + (f" (R ≥ τ = {tau:.2f})" if tau is not None else ""),
+    axes[2].set(title=title + (f"\n(R ≥ τ = {tau:.2f})" if tau is not None else ""),
                 xlabel="feature", ylabel="feature")
     axes[3].bar(np.arange(len(b)), b[order], color="#0072B2")
     axes[3].set(title="b: locality bias", xlabel="feature", ylabel="b")
@@ -65,25 +66,6 @@ def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None =
     return ax.figure if own else ax
 
 
-def plot_class_explanation(images, maps, labels, assignment, class_index: int, *,
-                           class_names: Sequence[str] | None = None, n_images: int = 3) -> Figure:
-    """One class as its k features: each row an image of the class, each column one feature's map."""
-    W = to_numpy(assignment)
-    feats = np.flatnonzero(W[class_index])
-    ids = np.flatnonzero(to_numpy(labels) == class_index)[:n_images]
-    fig, axes = plt.subplots(len(ids), len(feats) + 1, figsize=(1.7 * (len(feats) + 1),
-                             1.8 * len(ids) + 0.4), squeeze=False, layout="constrained")
-    for r, i in enumerate(ids):
-        axes[r, 0].imshow(np.transpose(to_numpy(images[i]), (1, 2, 0)))
-        axes[r, 0].set_axis_off()
-        for col, j in enumerate(feats, start=1):
-            overlay_heatmap(images[i], to_numpy(maps[i, j]), ax=axes[r, col],
-                            title=f"feature {j}" if r == 0 else None)
-    name = class_names[class_index] if class_names is not None else str(class_index)
-    fig.suptitle(f"class '{name}' = features {', '.join(map(str, feats))}")
-    return fig
-
-
 def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int], *,
                           class_names: Sequence[str] | None = None) -> Figure:
     """Two classes that differ in few features: their rows of W and where each own feature fires."""
@@ -111,7 +93,7 @@ def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int
     return fig
 
 
-def solver_knobs_figure(problem, *, n_features: int, per_class: int, penalty: float,
+def plot_solver_knobs(problem, *, n_features: int, per_class: int, penalty: float,
                         class_names: Sequence[str] | None = None, time_limit: float = 10.0
                         ) -> Figure:
     """Re-solve ``problem`` (a ``QPMProblem``) with the given knobs and draw the new assignment."""

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from companion.models.qpm import qpm_problem
+from companion.classify.qpm import qpm_problem
 from companion.solvers.qpm import ForcedSharing, NotProvenOptimalWarning, solve_assignment
 
 

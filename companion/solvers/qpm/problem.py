@@ -56,7 +56,7 @@ def as_problem(similarity, redundancy, bias, n_features: int, per_class: int, pe
     if not np.all(np.isfinite(A)):
         raise ValueError(f"similarity (A) contains {int((~np.isfinite(A)).sum())} NaN/inf entries; "
                          "dead (constant) features give NaN correlations: drop them or use "
-                         "companion.models.qpm.qpm_similarity, which maps them to 0.")
+                         "companion.classify.qpm.qpm_similarity, which maps them to 0.")
     if redundancy is None:
         R = np.zeros((n_all, n_all))
     else:

@@ -9,9 +9,9 @@ The recipe of Norrenbrock et al. (2023) on cached pooled features f (N × D):
 3. ``choose_path_entry``: the densest entry whose mean non-zeros per class stays ≤ k / drop_rate
    (5 / 0.5 = 10).
 4. ``keep_largest``: zero all but the k·n_c largest |w| of that entry (on average k per class).
-5. ``SparseLayer(selection, W, μ, σ, b)`` (``companion.models.sparse``), ready to fine-tune.
+5. ``SparseLayer(selection, W, μ, σ, b)`` (``companion.classify.sparse``), ready to fine-tune.
 
-``fit_sldd`` runs the five steps and returns an ``SLDDResult``.
+``SLDD(n_features, per_class).fit(features)`` runs the five steps (the one last-layer interface).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from ..features import FeatureSet
 from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
+from .base import LastLayer
 from .sparse import SparseLayer
 
-__all__ = ["FeatureSelection", "SLDDResult", "choose_path_entry", "fit_sldd", "keep_largest",
-           "select_features"]
+__all__ = ["SLDD", "FeatureSelection", "choose_path_entry", "keep_largest", "select_features"]
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,6 @@ class FeatureSelection:
     indices: Tensor  # (n_f,) feature indices, first to enter first
     entry: Tensor  # (n_f,) path index at which each entered (len(path) where it never did)
     path: ElasticNetPath  # the group path that was walked
-
-
-@dataclass(frozen=True)
-class SLDDResult:
-    """Everything ``fit_sldd`` built: the layer, the selection, the path on it and the entry used."""
-
-    layer: SparseLayer
-    selection: FeatureSelection
-    path: ElasticNetPath
-    entry: int
 
 
 def _check_sizes(n_available: int, n_features: int, per_class: int | None = None) -> None:
@@ -114,25 +105,49 @@ def keep_largest(weight: Tensor, n_keep: int) -> Tensor:
     return out.view_as(weight)
 
 
-def fit_sldd(features: Tensor, labels: Tensor, *, n_features: int = 50, per_class: int = 5,
-             drop_rate: float = 0.5, select_alpha: float = 0.8, alpha: float = 0.99,
-             n_lambdas: int = 100, epsilon: float = 1e-3, tol: float = 1e-4, max_iter: int = 2000,
-             val: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
-             progress: bool = True) -> SLDDResult:
-    """The SLDD recipe on pooled features: select n_f, fit the path, pick, keep k·n_c weights, build."""
-    if not isinstance(features, Tensor) or features.ndim != 2:
-        raise ValueError("features must be a (N, D) tensor of pooled features.")
-    _check_sizes(features.shape[1], n_features, per_class)
-    selection = select_features(features, labels, n_features, alpha=select_alpha, n_lambdas=n_lambdas,
-                                epsilon=epsilon, tol=tol, max_iter=max_iter, device=device,
-                                progress=progress)
-    chosen = features[:, selection.indices]
-    z, mean, std = standardize(chosen)
-    val_z = None if val is None else ((val[0][:, selection.indices] - mean) / std, val[1])
-    path = elastic_net_path(z, labels, alpha=alpha, n_lambdas=n_lambdas, epsilon=epsilon, tol=tol,
-                            max_iter=max_iter, val=val_z, device=device, progress=progress)
-    entry = choose_path_entry(path, per_class, drop_rate)
-    n_classes = path.weights.shape[1]
-    weight = keep_largest(path.weights[entry], per_class * n_classes)
-    layer = SparseLayer(selection.indices, weight.float(), mean, std, path.biases[entry].float())
-    return SLDDResult(layer=layer, selection=selection, path=path, entry=entry)
+class SLDD(LastLayer):
+    """SLDD's last layer: n_f features by the group path, ~k weights per class by the path and a cut.
+
+    Fitted state: ``selection_`` (the group path and order of entry), ``path_`` (the elastic-net
+    path on the selected, standardised features), ``entry_`` (the path entry used), ``mean_`` and
+    ``std_`` (the standardisation) and ``layer_`` (the frozen ``SparseLayer``).
+    """
+
+    def __init__(self, n_features: int = 50, per_class: int = 5, *, drop_rate: float = 0.5,
+                 select_alpha: float = 0.8, alpha: float = 0.99, n_lambdas: int = 100,
+                 epsilon: float = 1e-3, tol: float = 1e-4, max_iter: int = 2000,
+                 device: str | torch.device | None = None, progress: bool = True):
+        self.n_features, self.per_class, self.drop_rate = n_features, per_class, drop_rate
+        self.select_alpha, self.alpha, self.n_lambdas = select_alpha, alpha, n_lambdas
+        self.epsilon, self.tol, self.max_iter = epsilon, tol, max_iter
+        self.device, self.progress = device, progress
+
+    def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
+             val: tuple[Tensor, Tensor] | FeatureSet | None = None) -> None:
+        """The five steps; ``val`` (pooled, labels) records the path's held-out accuracy."""
+        _check_sizes(pooled.shape[1], self.n_features, self.per_class)
+        opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
+                    max_iter=self.max_iter, device=self.device, progress=self.progress)
+        self.selection_ = select_features(pooled, labels, self.n_features,
+                                          alpha=self.select_alpha, **opts)
+        idx = self.selection_.indices
+        z, self.mean_, self.std_ = standardize(pooled[:, idx])
+        if isinstance(val, FeatureSet):
+            val = (val.pooled, val.labels)
+        if val is not None:
+            if val[0].ndim != 2 or val[0].shape[1] != pooled.shape[1]:
+                raise ValueError(f"val features must be (N, {pooled.shape[1]}) like the training "
+                                 f"features, got {tuple(val[0].shape)}.")
+            val = ((val[0][:, idx] - self.mean_) / self.std_, val[1])
+        self.path_ = elastic_net_path(z, labels, alpha=self.alpha, val=val, **opts)
+        self.entry_ = choose_path_entry(self.path_, self.per_class, self.drop_rate)
+        self.layer_ = self.layer_at(self.entry_)
+
+    def layer_at(self, entry: int, per_class: float | None = None) -> SparseLayer:
+        """The sparse layer of path entry ``entry`` with the k·n_c largest weights kept."""
+        if getattr(self, "path_", None) is None:
+            self._fitted()
+        k = self.per_class if per_class is None else per_class
+        weight = keep_largest(self.path_.weights[entry], round(k * self.n_classes_))
+        return SparseLayer(self.selection_.indices, weight.float(), self.mean_, self.std_,
+                           self.path_.biases[entry].float())

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from companion.models.qpm import (qpm_head, qpm_locality, qpm_penalty, qpm_problem,
-                                  qpm_redundancy, qpm_similarity, redundancy_threshold)
+from companion.classify.qpm import (QPM, balanced_subset, binary_layer, qpm_locality, qpm_penalty,
+                                    qpm_problem, qpm_redundancy, qpm_similarity,
+                                    redundancy_threshold)
 from companion.solvers.qpm import solve_assignment
 
 
@@ -62,7 +63,7 @@ def test_head_is_the_frozen_binary_layer_of_the_solution():
     prob = qpm_problem(X, y, n_features=4, per_class=2)
     res = solve_assignment(prob.similarity, prob.redundancy, prob.bias, n_features=4,
                            per_class=2, progress=False)
-    head = qpm_head(res, X)
+    head = binary_layer(res, X)
     assert not any(p.requires_grad for p in head.parameters())
     f = torch.as_tensor(X[:5], dtype=torch.float32)
     sel = res.selected
@@ -75,3 +76,35 @@ def test_head_is_the_frozen_binary_layer_of_the_solution():
 def test_bad_features_are_rejected():
     with pytest.raises(ValueError, match="one label per sample"):
         qpm_similarity(np.ones((5, 3)), np.zeros(4))
+
+
+def test_locality_refuses_maps_of_other_images_than_the_features():
+    maps = np.random.default_rng(0).random((6, 3, 4, 4))
+    with pytest.raises(ValueError, match="same images as the maps"):
+        qpm_locality(maps, maps.mean((2, 3))[:4])
+    with pytest.raises(ValueError, match="same images as the maps"):
+        qpm_problem(maps.mean((2, 3)), np.arange(6) % 2, maps[:4], n_features=2, per_class=1)
+
+
+def test_a_map_subset_with_its_own_pooled_rows_gives_the_locality_of_that_subset():
+    rng = np.random.default_rng(1)
+    maps = rng.random((40, 5, 4, 4))
+    pooled, y = maps.mean((2, 3)), np.repeat(np.arange(4), 10)  # ordered by class, as CUB
+    sub = balanced_subset(y, 8, seed=0)
+    assert np.bincount(y[sub]).tolist() == [2, 2, 2, 2]
+    prob = qpm_problem(pooled, y, maps[sub], map_features=pooled[sub], n_features=3,
+                       per_class=1)
+    assert np.allclose(prob.bias, qpm_locality(maps[sub], pooled[sub]))
+
+
+def test_qpm_fit_gives_exactly_k_binary_weights_per_class():
+    X, y = make_features(3)
+    qpm = QPM(n_features=4, per_class=2, progress=False).fit(X_t := torch.as_tensor(X).float(),
+                                                             torch.as_tensor(y))
+    assert qpm.result_.status == "optimal"
+    assert (qpm.weight_.sum(1) == 2).all() and qpm.layer_.num_features == 4
+    assert torch.equal(qpm.selected_, torch.as_tensor(qpm.result_.selected))
+    with pytest.raises(ValueError, match="fitted on"):
+        qpm.predict(X_t[:, :-1])
+    with pytest.raises(ValueError, match="no sample"):
+        QPM(n_features=4, per_class=2, progress=False).fit(X_t, torch.as_tensor(y) * 0 + 1)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .losses import DIVERSITY_BETA, diversity_criterion
-from .train import History, fit
+from ..losses import DIVERSITY_BETA, diversity_criterion
+from ..train import History, fit
 
 __all__ = ["finetune"]
 

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from companion.models.sldd import choose_path_entry, fit_sldd, keep_largest, select_features
+from companion.classify import SLDD, NotFittedError
+from companion.classify.sldd import choose_path_entry, keep_largest, select_features
 from companion.solvers.elastic_net import ElasticNetPath
 
 
@@ -74,12 +75,17 @@ def test_select_features_skips_constant_features():
     assert not set(more.indices.tolist()) & {0, 2}
 
 
-def test_fit_sldd_builds_a_sparse_layer_with_k_per_class():
+def test_sldd_fit_builds_a_sparse_layer_with_k_per_class():
     x, y = informative_data(d=16, c=4, informative=(1, 3, 4, 8, 11, 12, 14, 15))
-    res = fit_sldd(x, y, n_features=8, per_class=2, n_lambdas=30, device="cpu", progress=False)
-    layer = res.layer
+    sldd = SLDD(n_features=8, per_class=2, n_lambdas=30, device="cpu", progress=False)
+    with pytest.raises(NotFittedError, match="call fit"):
+        _ = sldd.weight_
+    assert sldd.fit((x, y)) is sldd
+    layer = sldd.layer_
     assert layer.num_features == 8 and int((layer.weight != 0).sum()) <= 2 * 4
-    assert res.path.per_class[res.entry] <= 2 / 0.5
+    assert sldd.path_.per_class[sldd.entry_] <= 2 / 0.5
+    assert torch.equal(sldd.selected_, layer.selection) and sldd.weight_ is layer.weight
+    assert not any(p.requires_grad for p in [layer.weight, layer.bias])
     assert set(layer.selection.tolist()) == {1, 3, 4, 8, 11, 12, 14, 15}
     # the layer reproduces the path's decision on the training features
     acc = (layer(x).argmax(1) == y).float().mean()
@@ -90,9 +96,9 @@ def test_fit_sldd_builds_a_sparse_layer_with_k_per_class():
 def test_bad_sizes_and_inputs_are_rejected():
     x, y = informative_data(d=6, informative=(0, 2, 3, 5))
     with pytest.raises(ValueError, match=r"n_features \(n_f\) must lie in \[1, 6\]"):
-        fit_sldd(x, y, n_features=7, per_class=2, progress=False)
+        SLDD(n_features=7, per_class=2, progress=False).fit(x, y)
     with pytest.raises(ValueError, match=r"per_class \(k\)"):
-        fit_sldd(x, y, n_features=3, per_class=4, progress=False)
+        SLDD(n_features=3, per_class=4, progress=False).fit(x, y)
     nan = x.clone()
     nan[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -100,6 +106,21 @@ def test_bad_sizes_and_inputs_are_rejected():
     flat = x.clone()
     flat[:, 1:] = 0.0
     with pytest.raises(ValueError, match="Only 1 of the 6 features vary"):
-        fit_sldd(flat, y, n_features=3, per_class=2, progress=False)
+        SLDD(n_features=3, per_class=2, progress=False).fit(flat, y)
     with pytest.raises(ValueError, match="labels must lie"):
         select_features(x, y - 1, 3, progress=False)
+
+
+def test_sldd_fit_validates_labels_and_width():
+    x, y = informative_data(d=6, informative=(0, 2, 3, 5))
+    sldd = SLDD(n_features=3, per_class=2, n_lambdas=10, progress=False)
+    with pytest.raises(ValueError, match="integer class indices"):
+        sldd.fit(x, y.float())
+    with pytest.raises(ValueError, match="non-negative"):
+        sldd.fit(x, y - 1)
+    with pytest.raises(ValueError, match="one label per sample"):
+        sldd.fit(x, y[:-1])
+    sldd.fit(x, y)
+    with pytest.raises(ValueError, match="fitted on 6 features"):
+        sldd.predict(x[:, :5])
+    assert (sldd.predict(x) == sldd.layer_(x).argmax(1)).all()

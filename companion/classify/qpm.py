@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
+
+from ..batches import to_numpy
+from ..features import FeatureSet
+from ..solvers.qpm import AssignmentResult, solve_assignment
+from .base import LastLayer
+from .sparse import SparseLayer
 
 BIAS_SCALE = np.sqrt(10) * 0.1  # the paper scales the locality bias b to at most √10·0.1 ≈ 0.316
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=float)
 
 
 def qpm_similarity(features, labels, n_classes: int | None = None) -> np.ndarray:
@@ -21,8 +22,8 @@ def qpm_similarity(features, labels, n_classes: int | None = None) -> np.ndarray
 
     Constant (dead) features get 0 instead of the NaN of a zero denominator.
     """
-    X = _as_numpy(features)
-    y = np.asarray(_as_numpy(labels), dtype=int).reshape(-1)
+    X = to_numpy(features, float)
+    y = to_numpy(labels, int).reshape(-1)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"features must be (samples, N) with one label per sample; got features "
                          f"{X.shape} and {len(y)} labels.")
@@ -43,7 +44,7 @@ def qpm_redundancy(similarity) -> np.ndarray:
 
     Divided by max |R|, negatives set to 0, diagonal and lower triangle 0, as the paper does.
     """
-    A = _as_numpy(similarity)
+    A = to_numpy(similarity, float)
     norms = np.linalg.norm(A, axis=0)
     unit = A / np.where(norms > 1e-12, norms, 1.0)
     R = np.triu(unit.T @ unit, 1)
@@ -76,7 +77,7 @@ def redundancy_threshold(redundancy, n_features: int, steps: int = 100):
     greedily), starting from the Turán density that guarantees an n_f-clique. Returns
     ``(tau, clique)``; the clique is a penalty-free selection and a good starting point.
     """
-    R = _as_numpy(redundancy)
+    R = to_numpy(redundancy, float)
     n = R.shape[0]
     if n_features > n:
         raise ValueError(f"n_features ({n_features}) exceeds the number of features ({n}).")
@@ -107,7 +108,7 @@ def redundancy_threshold(redundancy, n_features: int, steps: int = 100):
 
 def qpm_penalty(redundancy, tau: float) -> np.ndarray:
     """R̃: R min–max scaled over its non-zero entries, kept only for pairs with R ≥ τ (Z_R)."""
-    R = _as_numpy(redundancy)
+    R = to_numpy(redundancy, float)
     nz = R[R > 0]
     if len(nz) == 0:
         return np.zeros_like(R)
@@ -133,12 +134,16 @@ def qpm_locality(maps, features=None) -> np.ndarray:
     minimum locality. The paper clips outliers to the largest MeanShift cluster; we clip to the
     5–95 % percentile range instead.
     """
-    M = _as_numpy(maps)
+    M = to_numpy(maps, float)
     if M.ndim != 4:
         raise ValueError(f"maps must be (samples, N, H, W); got shape {M.shape}.")
     n, d, h, w = M.shape
     flat = M.reshape(n, d, h * w)
-    f = flat.mean(-1) if features is None else _as_numpy(features)
+    f = flat.mean(-1) if features is None else to_numpy(features, float)
+    if f.shape != (n, d):
+        raise ValueError(f"features must be the pooled features of the same images as the maps, "
+                         f"({n}, {d}); got {f.shape}. Pass the pooled rows of exactly the images "
+                         "whose maps you extracted.")
     share = f / np.maximum(f.sum(1, keepdims=True), 1e-12)
     z = flat - flat.max(-1, keepdims=True)
     soft_max = 1.0 / np.exp(z).sum(-1)  # max_p softmax = 1 / Σ_p exp(M_p − max M)
@@ -165,30 +170,43 @@ class QPMProblem:
 
 
 def qpm_problem(features, labels, maps=None, *, n_features: int, per_class: int,
-                n_classes: int | None = None, scale: bool = True) -> QPMProblem:
+                n_classes: int | None = None, scale: bool = True,
+                map_features=None) -> QPMProblem:
     """A, R̃ and b as QPM defines them, ready for ``companion.solvers.qpm.solve_assignment``.
 
     ``scale`` multiplies A by 1000/(k·C), the paper's weighting of Z_A against Z_R and Z_B.
+    ``maps`` may belong to a subset of the images: then ``map_features`` are their pooled rows.
     """
     A = qpm_similarity(features, labels, n_classes)
     R = qpm_redundancy(A)
     tau, clique = redundancy_threshold(R, n_features)
     penalty = qpm_penalty(R, tau)
-    bias = qpm_locality(maps, features) if maps is not None else np.zeros(A.shape[1])
+    pooled = features if map_features is None else map_features
+    bias = qpm_locality(maps, pooled) if maps is not None else np.zeros(A.shape[1])
     factor = 1000.0 / (per_class * A.shape[0]) if scale else 1.0
     return QPMProblem(similarity=A * factor, redundancy=penalty, bias=bias, tau=tau,
                       clique=clique, raw_similarity=A, raw_redundancy=R)
 
 
-def qpm_head(result, features, *, relu: bool = False):
+def balanced_subset(labels, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of about ``n`` samples, drawn evenly from every class (seeded)."""
+    y = to_numpy(labels, int).reshape(-1)
+    if n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per = max(1, n // len(classes))
+    picked = [rng.permutation(np.flatnonzero(y == c))[:per] for c in classes]
+    return np.sort(np.concatenate(picked))
+
+
+def binary_layer(result: AssignmentResult, features, *, relu: bool = False) -> SparseLayer:
     """The frozen binary last layer of a QPM solution (W ∈ {0,1}, no bias, μ and σ frozen).
 
     ``result`` is a :class:`companion.solvers.qpm.AssignmentResult` over all D backbone features;
     ``features`` the training features (samples × D) that give μ and σ of the selected ones.
     """
-    from .sparse import SparseLayer
-
-    X = torch.as_tensor(_as_numpy(features), dtype=torch.float32)
+    X = torch.as_tensor(to_numpy(features, float), dtype=torch.float32)
     W = np.asarray(result.assignment)
     selection = torch.as_tensor(np.asarray(result.selected), dtype=torch.long)
     if X.ndim != 2 or X.shape[1] != W.shape[1]:
@@ -198,3 +216,42 @@ def qpm_head(result, features, *, relu: bool = False):
     weight = torch.as_tensor(W[:, np.asarray(result.selected)], dtype=torch.float32)
     return SparseLayer(selection, weight, chosen.mean(0), chosen.std(0), bias=None,
                        trainable_norm=False, relu=relu)
+
+
+class QPM(LastLayer):
+    """QPM's last layer: A, R̃, b from the features, the binary program solved, W ∈ {0,1}.
+
+    Fitted state: ``problem_`` (the constants), ``result_`` (the solver's ``AssignmentResult``:
+    status, bound, gap …), ``assignment_`` (C × D binary) and ``layer_``. The locality bias b
+    needs feature maps: those of the training features, or ``fit(..., locality=FeatureSet)``
+    with the maps of a subset (e.g. :func:`balanced_subset`) when all would not fit in memory.
+    """
+
+    def __init__(self, n_features: int = 50, per_class: int = 5, *, penalty: float = 1.0,
+                 unique: bool = True, solver: str = "HIGHS", time_limit: float = 60.0,
+                 n_candidates: int | None = None, relu: bool = False, progress: bool = True):
+        self.n_features, self.per_class, self.penalty = n_features, per_class, penalty
+        self.unique, self.solver, self.time_limit = unique, solver, time_limit
+        self.n_candidates, self.relu, self.progress = n_candidates, relu, progress
+
+    def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
+             locality: FeatureSet | None = None) -> None:
+        if not 1 <= int(self.n_features) <= pooled.shape[1]:
+            raise ValueError(f"n_features (n_f) must lie in [1, {pooled.shape[1]}], got "
+                             f"{self.n_features}.")
+        map_features = None
+        if locality is not None:
+            if locality.maps is None or locality.num_features != pooled.shape[1]:
+                raise ValueError(f"locality must be a FeatureSet with maps of the same "
+                                 f"{pooled.shape[1]} features.")
+            maps, map_features = locality.maps, locality.pooled
+        self.problem_ = qpm_problem(pooled, labels, maps, n_features=self.n_features,
+                                    per_class=self.per_class, n_classes=self.n_classes_,
+                                    map_features=map_features)
+        self.result_ = solve_assignment(
+            self.problem_.similarity, self.problem_.redundancy, self.problem_.bias,
+            n_features=self.n_features, per_class=self.per_class, penalty=self.penalty,
+            unique=self.unique, solver=self.solver, n_candidates=self.n_candidates,
+            time_limit=self.time_limit, progress=self.progress)
+        self.assignment_ = np.asarray(self.result_.assignment)
+        self.layer_ = binary_layer(self.result_, pooled, relu=self.relu)

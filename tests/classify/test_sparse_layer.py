@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from companion.finetune import finetune
+from companion.classify import finetune
 from companion.models import Classifier, create_backbone
-from companion.models.sparse import SparseLayer
+from companion.classify.sparse import SparseLayer
 
 
 def make_layer(trainable_norm=True, relu=False, seed=0):
