@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from ..distributed import world
-from ..io import save_atomic
+from ..io import CorruptFileError, load_checked, save_atomic
 from ..losses import DIVERSITY_BETA, diversity_criterion
 from ..models import Classifier, create_backbone
 from ..runtime import cache_dir, get_profile, resolve_device, seed_everything, set_profile
@@ -97,8 +98,10 @@ def _load(path: Path, fingerprint: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: train again and overwrite
+        state = load_checked(path, what="cached dense model",
+                             fix="It is trained again now and overwritten.")
+    except CorruptFileError as err:
+        warnings.warn(str(err), stacklevel=3)
         return None
     ok = isinstance(state, dict) and state.get("format") == FORMAT
     return state if ok and state.get("fingerprint") == fingerprint else None

@@ -10,6 +10,7 @@ import torch
 
 from companion.classify import DenseRecipe, dense_model, load_data
 from companion.classify.dense import FORMAT
+from companion.io import save_atomic
 
 TINY = dict(n_train=48, n_test=24, n_classes=3)
 
@@ -46,9 +47,25 @@ def test_a_cache_file_with_another_fingerprint_is_never_loaded(cache):
     state = torch.load(first.path, weights_only=True)
     assert state["format"] == FORMAT
     state["fingerprint"] = "0" * 64  # written for another setting, e.g. another backbone
-    torch.save(state, first.path)
+    save_atomic(state, first.path)
     assert dense_model(data, options={"width": 8}, recipe=recipe, device="cpu",
                        progress=False).trained
+
+
+def test_a_damaged_cache_file_is_trained_again_with_a_warning(cache):
+    data = load_data("concept_parts", **TINY)
+    recipe = DenseRecipe(epochs=1, batch_size=16)
+    first = dense_model(data, options={"width": 8}, recipe=recipe, device="cpu", progress=False)
+    raw = bytearray(first.path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 16] = bytes(b ^ 0xFF for b in raw[middle:middle + 16])
+    first.path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="cached dense model .* is damaged"):
+        again = dense_model(data, options={"width": 8}, recipe=recipe, device="cpu",
+                            progress=False)
+    assert again.trained
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value.cpu(), again.model.state_dict()[key].cpu()), key
 
 
 def free_port() -> int:
