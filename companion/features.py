@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -61,6 +62,37 @@ def _maps_and_pooled(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
                     f"forward_features (a Backbone), got {type(model).__name__}.")
 
 
+def _data_fingerprint(dataset: Any, n_samples: int = 16) -> str:
+    """SHA-256 of ``n_samples`` evenly spaced samples (first and last included) of ``dataset``."""
+    h = hashlib.sha256()
+
+    def add(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            t = item.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(item.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(item, np.ndarray) or hasattr(item, "__array_interface__"):  # NumPy, PIL
+            a = np.ascontiguousarray(np.asarray(item))
+            h.update(f"A{a.dtype}{a.shape}|".encode() + a.tobytes())
+        elif isinstance(item, Mapping):
+            for key in sorted(item, key=str):
+                h.update(f"K{key!r}|".encode())
+                add(item[key])
+        elif isinstance(item, (list, tuple)):
+            h.update(f"L{len(item)}|".encode())
+            for part in item:
+                add(part)
+        elif item is None or isinstance(item, (bool, int, float, complex, str, bytes, np.generic)):
+            h.update(f"V{item!r}|".encode())
+        else:  # an object without a stable byte form: only its type takes part
+            h.update(f"O{type(item).__qualname__}|".encode())
+
+    n = len(dataset)
+    for i in sorted({round(j * (n - 1) / max(n_samples - 1, 1)) for j in range(min(n, n_samples))}):
+        add(dataset[i])
+    return h.hexdigest()
+
+
 def _cache_path(cache_key: str):
     """The cache file of ``cache_key``, which must be a plain file name."""
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", cache_key):
@@ -94,14 +126,16 @@ def extract_features(model: nn.Module, data: Any, *, batch_size: int = 256,
     """Pooled features (and with ``maps=True`` the feature maps) of every sample, in order.
 
     Runs in eval mode without gradients. With ``cache_key`` the result is stored atomically in
-    ``cache_dir("features")`` and reused while the model's weights and the data's length are
-    unchanged; otherwise it is recomputed.
+    ``cache_dir("features")`` and reused while the model's weights, the data's length and a
+    fingerprint of 16 evenly spaced samples are unchanged; otherwise it is recomputed.
     """
     dataset = as_dataset(data)
     if len(dataset) == 0:
         raise ValueError("Cannot extract features of an empty dataset.")
     path = _cache_path(cache_key) if cache_key is not None else None
-    fingerprint = weights_fingerprint(model) if path is not None else ""
+    # keyed on the weights and on sampled inputs, so other data of the same length is recomputed
+    fingerprint = (f"{weights_fingerprint(model)}|data:{_data_fingerprint(dataset)}"
+                   if path is not None else "")
     if path is not None and (hit := _load_cached(path, fingerprint, len(dataset), maps)) is not None:
         return hit
 
@@ -125,6 +159,12 @@ def extract_features(model: nn.Module, data: Any, *, batch_size: int = 256,
         model.train(was_training)
     result = FeatureSet(pooled=torch.cat(pooled), labels=torch.cat(labels).long(),
                         maps=torch.cat(all_maps) if maps else None)
+    bad = (~torch.isfinite(result.pooled).all(dim=1)).nonzero().flatten()
+    if len(bad):
+        raise ValueError(f"The features of {len(bad)} of {len(result)} samples are NaN or infinite "
+                         f"(first: samples {bad[:5].tolist()}): their inputs hold NaN/inf pixels, or "
+                         "the model overflows. Clean the data (check torch.isfinite(x).all()) or, "
+                         "under mixed precision, pass amp=False; nothing was cached.")
     if path is not None:
         save_atomic({"format": CACHE_FORMAT, "fingerprint": fingerprint, "n": len(dataset),
                      "pooled": result.pooled, "labels": result.labels, "maps": result.maps}, path)

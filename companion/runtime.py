@@ -86,7 +86,7 @@ def set_profile(name: str | None = None, *, device: str | torch.device | None = 
     if name is None:
         name = os.environ.get(PROFILE_ENV) or ("full" if torch.cuda.is_available() else "smoke")
     key = _check_name(name)
-    dev = _check_device(torch.device(device)) if device is not None else (
+    dev = _as_device(device) if device is not None else (
         _default_device() if key == "full" else torch.device("cpu"))
     if real_data is None:
         env = _env_flag(REAL_DATA_ENV)
@@ -105,10 +105,27 @@ def get_profile() -> Profile:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` means the active profile's device; a CUDA device must exist on this machine."""
-    return get_profile().device if device is None else _check_device(torch.device(device))
+    return get_profile().device if device is None else _as_device(device)
+
+
+def _as_device(device: str | int | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine, or a clear error."""
+    fix = ("pass device='cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon), or None for the "
+           "active profile's device")
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0' or a torch.device, got "
+                        f"{type(device).__name__}; {fix}.")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"Unknown device {device!r}: {fix}.") from err
+    return _check_device(parsed)
 
 
 def _check_device(device: torch.device) -> torch.device:
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"Device {device} was requested but MPS (Apple silicon) is not available "
+                           "on this machine; pass device='cpu' or 'cuda'.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"Device {device} was requested but CUDA is not available on this "
                            "machine; pass device='cpu' or run on a GPU runtime.")

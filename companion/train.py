@@ -24,7 +24,7 @@ from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distr
 from .checkpoint import read_checkpoint, write_checkpoint
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
-__all__ = ["History", "fit", "evaluate", "predict", "classification_loss"]
+__all__ = ["History", "fit", "evaluate", "predict", "classification_loss", "check_class_labels"]
 
 CHECKPOINT_FORMAT = "companion.train/1"
 
@@ -71,14 +71,78 @@ class History:
 
 # -------------------------------------------------------------------------------- optimisation
 
+def check_class_labels(y: torch.Tensor, logits: torch.Tensor, where: str = "fit") -> torch.Tensor:
+    """Labels ``y`` as int64 class indices in [0, K) for ``logits`` (B, K, ...), or a clear error.
+
+    Integer labels of any width are cast to int64; one min/max per batch checks the range.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{where}: labels y must be a tensor of class indices, got "
+                        f"{type(y).__name__}; give batches (x, y) with y a LongTensor.")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{where}: labels y must be integer class indices, got dtype {y.dtype}; "
+                        "convert them with y.long() (if they hold whole numbers), or pass "
+                        "loss=... for soft or regression targets.")
+    if y.dtype != torch.long:
+        y = y.long()
+    if logits.ndim < 2:
+        raise ValueError(f"{where}: the model must return logits of shape (B, K), got shape "
+                         f"{tuple(logits.shape)}; pass loss=... for other outputs.")
+    n_classes = logits.shape[1]
+    if y.numel() == 0:
+        return y
+    low, high = (int(v) for v in torch.stack(torch.aminmax(y)).tolist())
+    if low < 0:
+        raise ValueError(f"{where}: label {low} is negative; labels must be class indices in "
+                         f"[0, {n_classes}). Drop unlabelled samples (e.g. -1) or remap the labels "
+                         f"to 0..{n_classes - 1}.")
+    if high >= n_classes:
+        raise ValueError(f"{where}: label {high} is out of range for a model with {n_classes} "
+                         f"outputs (classes 0..{n_classes - 1}); remap the labels to "
+                         f"0..{n_classes - 1} or build the model with num_classes >= {high + 1}.")
+    return y
+
+
 def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``; logs the accuracy."""
     x, y = split_batch(batch)
     if y is None:
         raise ValueError("The default loss needs batches (x, y); pass loss=... for other data.")
     logits = model(x)
+    y = check_class_labels(y, logits)
     loss = F.cross_entropy(logits, y)
     return loss, {"accuracy": (logits.argmax(1) == y).float().mean().item()}
+
+
+NONFINITE_STEPS_AMP = 5  # consecutive non-finite losses under mixed precision before fit stops
+
+
+class NonFiniteStreak:
+    """Stop on non-finite losses: at once without AMP; under AMP after ``limit`` in a row.
+
+    The gradient scaler skips a step whose gradients overflow, so one bad step under AMP is
+    harmless; but a NaN from the data recurs, and the model would then silently stop training.
+    """
+
+    def __init__(self, limit: int, amp: bool = False):
+        self.limit, self.amp, self.count = int(limit), bool(amp), 0
+
+    def update(self, loss_value: float, epoch: int) -> None:
+        """Count ``loss_value`` (finite: the streak ends) and raise once the streak reaches the limit."""
+        if np.isfinite(loss_value):
+            self.count = 0
+            return
+        self.count += 1
+        if self.count < self.limit:
+            return
+        if not self.amp:
+            raise FloatingPointError(f"The loss became {loss_value} in epoch {epoch + 1}; "
+                                     "lower the learning rate or check the data.")
+        raise FloatingPointError(
+            f"The loss was non-finite ({loss_value}) for {self.count} consecutive steps in epoch "
+            f"{epoch + 1} under mixed precision: the gradient scaler skips these steps, so the model "
+            "has stopped training. Check the data for NaN/inf (torch.isfinite(x).all()), lower the "
+            "learning rate, or pass amp=False to stop at the first bad step.")
 
 
 def _name(obj: Any) -> str:
@@ -242,6 +306,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
     amp_on = use_amp(device, amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on)
     trainable = [p for g in groups for p in g["params"]]
+    streak = NonFiniteStreak(NONFINITE_STEPS_AMP if amp_on else 1, amp=amp_on)
 
     generator = torch.Generator().manual_seed(data_seed)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
@@ -307,9 +372,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                     raise TypeError("The loss function must return a scalar tensor or (tensor, "
                                     f"dict), got {type(value).__name__}.")
                 loss_value = value.item()
-                if not amp_on and not np.isfinite(loss_value):
-                    raise FloatingPointError(f"The loss became {loss_value} in epoch {epoch + 1}; "
-                                             "lower the learning rate or check the data.")
+                streak.update(loss_value, epoch)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(value).backward()
                 if grad_clip is not None:
@@ -398,6 +461,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 256,
         y = split_batch(batch)[1]
         if y is None:
             raise ValueError("evaluate needs batches (x, y) with class labels y.")
+        y = check_class_labels(y, logits, "evaluate")
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)

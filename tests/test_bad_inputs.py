@@ -30,7 +30,17 @@ from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
 from companion.download import DownloadError, download  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.runtime import cache_dir  # noqa: E402
-from companion.train import fit  # noqa: E402
+import companion.train as train_module  # noqa: E402
+from companion.features import extract_features  # noqa: E402
+from companion.models import Classifier, SmallCNN  # noqa: E402
+from companion.runtime import set_profile  # noqa: E402
+from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
+from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
+from companion.train import evaluate, fit  # noqa: E402
+from companion.usam.segmenter import create_segmenter  # noqa: E402
+from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
+from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
+from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig  # noqa: E402
 
 DAVIS_FIX = "download=True"
 
@@ -249,6 +259,82 @@ def ambiguous(**kwargs):
     return call(make_ambiguous_shapes, **{"n_images": 2, "progress": False, **kwargs})
 
 
+# ----------------------------------------------------------------------- item 6: labels
+
+def _labelled(dtype=torch.long, bad=None):
+    """Eight 2-D points with labels 0..2 of ``dtype``, the label of sample 3 set to ``bad``."""
+    y = torch.arange(8) % 3
+    if bad is not None:
+        y[3] = bad
+    return torch.randn(8, 2), y.to(dtype)
+
+
+def labels_in_fit(dtype=torch.long, bad=None):
+    return lambda tmp, mp: lambda: fit(torch.nn.Linear(2, 3), _labelled(dtype, bad), epochs=1,
+                                       lr=0.1, batch_size=8, progress=False, device="cpu")
+
+
+def labels_in_evaluate(dtype=torch.long, bad=None):
+    return lambda tmp, mp: lambda: evaluate(torch.nn.Linear(2, 3), _labelled(dtype, bad),
+                                            device="cpu")
+
+
+# ------------------------------------------------------------------ item 9: models, solvers
+
+VPP_CONFIG = VideoSegmenterConfig(image_size=16, patch_size=8, dim=16, depth=2, heads=2,
+                                  num_queries=2, decoder_layers=1, pixel_dim=8)
+UINT8_FRAMES = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+
+
+def vpp_uint8_frames(tmp, mp):
+    return lambda: VideoSegmenter(VPP_CONFIG)(UINT8_FRAMES)
+
+
+def vpp_pruned_uint8_clip(tmp, mp):
+    schedule = KeepRatioSchedule(depth=2, map_block=None, sm_blocks=(1,), sm_ratios=(0.5,))
+    return lambda: PrunedSegmenter(VideoSegmenter(VPP_CONFIG), schedule).predict_clip(UINT8_FRAMES)
+
+
+def usam_uint8_images(tmp, mp):
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    return lambda: create_segmenter("tiny", device="cpu")(images, torch.tensor([[[5.0, 5.0]]]))
+
+
+def small_cnn_too_small(tmp, mp):
+    return lambda: Classifier(SmallCNN(width=8), num_classes=2)(torch.rand(2, 3, 4, 12))
+
+
+def _features(n, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.arange(n) % 2
+
+
+def elastic_val(make_val):
+    return lambda tmp, mp: lambda: elastic_net_path(*_features(20, 5), n_lambdas=2, progress=False,
+                                                     device="cpu", val=make_val())
+
+
+def nan_pixels_into_features(tmp, mp):
+    x = torch.rand(5, 3, 16, 16)
+    x[2, 0, 3, 3] = math.nan
+    return lambda: extract_features(SmallCNN(width=8), (x,), device="cpu", progress=False)
+
+
+def qpm(**kwargs):
+    return call(solve_assignment, **{"similarity": np.eye(3, 4), "n_features": 3, "per_class": 1,
+                                     "solver": "heuristic", "progress": False, **kwargs})
+
+
+LOWER_R = np.tril(np.full((4, 4), 0.5), -1)
+
+
+def amp_nan_data_in_fit(tmp, mp):
+    mp.setattr(train_module, "use_amp", lambda device, amp=None: True)  # fake a CUDA AMP run
+    x = torch.full((12, 2), math.nan)
+    return lambda: fit(torch.nn.Linear(2, 3), (x, torch.arange(12) % 3), epochs=1, lr=0.1,
+                       batch_size=2, progress=False, device="cpu")
+
+
 CASES = [
     # item 5
     ("cache is a file", cache_is_a_file, NotADirectoryError,
@@ -338,6 +424,53 @@ CASES = [
     ("ambiguous group_probs text", ambiguous(group_probs=("a", 1, 1)), TypeError,
      r"group_probs must be three numbers"),
     ("ambiguous seed=-3", ambiguous(seed=-3), ValueError, r"seed must be >= 0"),
+    # item 6
+    ("fit label out of range", labels_in_fit(bad=7), ValueError,
+     r"label 7 is out of range for a model with 3 outputs.*num_classes >= 8"),
+    ("fit negative label", labels_in_fit(bad=-1), ValueError,
+     r"label -1 is negative.*\[0, 3\).*Drop unlabelled samples"),
+    ("fit float labels", labels_in_fit(dtype=torch.float32), TypeError,
+     r"labels y must be integer class indices, got dtype torch\.float32.*y\.long\(\)"),
+    ("fit bool labels", labels_in_fit(dtype=torch.bool), TypeError,
+     r"integer class indices, got dtype torch\.bool"),
+    ("fit int32 label out of range", labels_in_fit(dtype=torch.int32, bad=3), ValueError,
+     r"label 3 is out of range.*remap the labels to 0\.\.2"),
+    ("evaluate label out of range", labels_in_evaluate(bad=7), ValueError,
+     r"evaluate: label 7 is out of range for a model with 3 outputs"),
+    ("evaluate negative label", labels_in_evaluate(bad=-100), ValueError,
+     r"evaluate: label -100 is negative"),
+    ("evaluate float labels", labels_in_evaluate(dtype=torch.float64), TypeError,
+     r"evaluate: labels y must be integer class indices, got dtype torch\.float64"),
+    # item 9
+    ("VPP uint8 frames", vpp_uint8_frames, TypeError,
+     r"Expected float frames in \[0, 1\], got dtype torch\.uint8.*frames\.float\(\) / 255"),
+    ("VPP pruned, uint8 clip", vpp_pruned_uint8_clip, TypeError,
+     r"float frames .*torch\.uint8.*/ 255"),
+    ("USAM uint8 images", usam_uint8_images, TypeError,
+     r"images must be float tensors in \[0, 1\], got dtype torch\.uint8.*\.float\(\) / 255"),
+    ("SmallCNN image 4x12", small_cnn_too_small, ValueError,
+     r"SmallCNN needs images of at least 8x8 pixels .*got 4x12; resize or pad"),
+    ("elastic-net val of another width", elastic_val(lambda: _features(10, 4, seed=1)), ValueError,
+     r"val features have 4 columns but the training features have 5.*same features"),
+    ("elastic-net val not a pair", elastic_val(lambda: _features(10, 5)[0]), TypeError,
+     r"val must be a pair \(features, labels\).*got Tensor"),
+    ("NaN pixels into extract_features", nan_pixels_into_features, ValueError,
+     r"features of 1 of 5 samples are NaN or infinite \(first: samples \[2\]\).*NaN/inf pixels"),
+    ("solve_assignment mip_gap=-0.5", qpm(mip_gap=-0.5), ValueError,
+     r"mip_gap must be a finite relative gap ≥ 0.*got -0\.5"),
+    ("solve_assignment mip_gap=nan", qpm(mip_gap=math.nan), ValueError,
+     r"mip_gap must be a finite relative gap ≥ 0.*got nan"),
+    ("set_profile device='tpu'", call(set_profile, name="smoke", device="tpu"), ValueError,
+     r"Unknown device 'tpu': pass device='cpu', 'cuda' or 'cuda:N'"),
+    ("solve_assignment R lower-triangular", qpm(similarity=np.eye(3, 4), redundancy=LOWER_R),
+     ValueError, r"redundancy \(R\) has entries below the diagonal \(first: R\[1, 0\] = 0\.5\) "
+     r"but is not symmetric; only a symmetric or an upper-triangular R is accepted.*R\.T"),
+    ("assignment_objective R lower-triangular",
+     call(assignment_objective, assignment=np.eye(3, 4), selected=[0, 1, 2],
+          similarity=np.eye(3, 4), redundancy=LOWER_R), ValueError,
+     r"entries below the diagonal.*upper-triangular"),
+    ("NaN data in fit under AMP", amp_nan_data_in_fit, FloatingPointError,
+     r"non-finite \(nan\) for 5 consecutive steps in epoch 1 under mixed precision.*amp=False"),
 ]
 
 

@@ -103,3 +103,30 @@ def test_backbone_and_unlabelled_data():
         extract_features(model, (x,), cache_key="../escape", device="cpu", progress=False)
     with pytest.raises(TypeError, match="forward_all"):
         extract_features(torch.nn.Linear(3, 3), (x,), device="cpu", progress=False)
+
+
+def test_cache_is_keyed_on_the_data_not_only_its_length():
+    model, x, y = setup()
+    first = extract_features(model, (x, y), cache_key="toy", device="cpu", progress=False)
+    other = torch.rand_like(x)  # other images, same length, same labels
+    calls = count_forwards(model)
+    second = extract_features(model, (other, y), cache_key="toy", device="cpu", progress=False)
+    assert calls["n"] > 0
+    torch.testing.assert_close(second.pooled, direct(model, other)[0])
+    assert not torch.allclose(second.pooled, first.pooled)
+    calls["n"] = 0
+    relabelled = extract_features(model, (other, (y + 1) % 3), cache_key="toy", device="cpu",
+                                  progress=False)
+    assert calls["n"] > 0 and torch.equal(relabelled.labels, (y + 1) % 3)
+    calls["n"] = 0
+    again = extract_features(model, (other, (y + 1) % 3), cache_key="toy", device="cpu",
+                             progress=False)
+    assert calls["n"] == 0 and torch.equal(again.pooled, relabelled.pooled)
+
+
+def test_non_finite_features_are_refused_and_not_cached(tmp_path):
+    model, x, y = setup()
+    x[[4, 11]] = float("nan")
+    with pytest.raises(ValueError, match=r"features of 2 of 20 samples .*samples \[4, 11\]"):
+        extract_features(model, (x, y), cache_key="toy", batch_size=6, device="cpu", progress=False)
+    assert not (tmp_path / "features" / "toy.pt").exists()

@@ -275,3 +275,65 @@ def test_kill_while_saving_a_checkpoint_keeps_the_last_one_and_cleans_up(tmp_pat
                   **RECIPE)  # two epochs of 4 batches are left: it resumes at epoch 3
     assert history.epochs == 4 and load_checked(path, what="checkpoint")["epoch"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"], "the dead process's file stays"
+
+
+# ---------------------------------------------------------------- labels and non-finite losses
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_narrow_integer_labels_train_and_evaluate_like_int64(dtype):
+    x, y = blobs(n=48)
+    runs = []
+    for labels in (y, y.to(dtype)):
+        model = mlp()
+        history = fit(model, (x, labels), epochs=2, lr=0.05, batch_size=16, seed=0,
+                      progress=False, device="cpu")
+        runs.append((model, history, evaluate(model, (x, labels), device="cpu")))
+    (reference, ref_history, ref_eval), (model, history, result) = runs
+    assert_same_state(model, reference)
+    assert history.train_loss == ref_history.train_loss
+    assert result == ref_eval
+
+
+def test_labels_are_checked_in_every_batch_not_only_the_first():
+    x, y = blobs(n=32)
+    y[-1] = 3  # in the last batch only: the model has 3 outputs
+    with pytest.raises(ValueError, match="label 3 is out of range for a model with 3 outputs"):
+        fit(nn.Linear(6, 3), TensorDataset(x, y), epochs=1, lr=0.1, batch_size=8, progress=False,
+            device="cpu")
+    with pytest.raises(ValueError, match="evaluate: label 3 is out of range"):
+        evaluate(nn.Linear(6, 3), (x, y), batch_size=8, device="cpu")
+
+
+def test_non_finite_streak_resets_on_a_finite_loss():
+    from companion.train import NonFiniteStreak
+
+    streak = NonFiniteStreak(3, amp=True)
+    for value in (float("nan"), float("inf"), 1.0, float("nan"), float("nan"), 0.5):
+        streak.update(value, epoch=0)  # never three in a row
+    streak.update(float("nan"), 0)
+    streak.update(float("-inf"), 0)
+    with pytest.raises(FloatingPointError, match="3 consecutive steps in epoch 2 under mixed"):
+        streak.update(float("nan"), epoch=1)
+    with pytest.raises(FloatingPointError, match="became nan in epoch 1; lower the learning rate"):
+        NonFiniteStreak(1).update(float("nan"), epoch=0)
+
+
+def fake_amp(monkeypatch):
+    """Run fit's mixed-precision branch on the CPU: a real gradient scaler, no autocast."""
+    import companion.train as train_module
+
+    monkeypatch.setattr(train_module, "use_amp", lambda device, amp=None: True)
+
+
+def test_amp_skips_an_isolated_non_finite_step_but_stops_a_streak(monkeypatch):
+    fake_amp(monkeypatch)
+    x, y = blobs(n=40)
+    x[5] = float("nan")  # spoils one batch of the five
+    model = mlp()
+    history = fit(model, (x, y), epochs=1, lr=0.05, batch_size=8, seed=0, progress=False,
+                  device="cpu")
+    assert history.epochs == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was skipped
+    x[:] = float("nan")
+    with pytest.raises(FloatingPointError, match="5 consecutive steps in epoch 1 under mixed"):
+        fit(mlp(), (x, y), epochs=1, lr=0.05, batch_size=8, progress=False, device="cpu")

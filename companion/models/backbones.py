@@ -68,8 +68,15 @@ class SmallCNN(Backbone):
         self.blocks = nn.Sequential(*(_conv_block(chans[i], chans[i + 1], pool=i < 3)
                                       for i in range(4)))
 
+    min_size = 8  # three 2x2 poolings: smaller inputs would pool down to nothing
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(f"SmallCNN needs images of at least {self.min_size}x{self.min_size} "
+                             f"pixels (its three 2x2 poolings halve the size three times), got "
+                             f"{x.shape[-2]}x{x.shape[-1]}; resize or pad the images (64x64 is the "
+                             "usual size).")
         return self.blocks(x)
 
 

@@ -391,7 +391,15 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
     if (lambdas < 0).any() or (lambdas[1:] > lambdas[:-1]).any():
         raise ValueError("lambdas must be non-negative and non-increasing (the path runs from λ_max down).")
     if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) != 2:
+            what = f"a {type(val).__name__} of length {len(val)}" if isinstance(val, (tuple, list)) \
+                else type(val).__name__
+            raise TypeError(f"val must be a pair (features, labels) of validation tensors, got {what}.")
         xv = _check_features(val[0], "val features").to(prob.x)
+        if xv.shape[1] != prob.x.shape[1]:
+            raise ValueError(f"val features have {xv.shape[1]} columns but the training features "
+                             f"have {prob.x.shape[1]}; give the validation set the same features "
+                             "(the same extractor and columns) as the training set.")
         yv, _ = _check_labels(val[1], xv.shape[0], n_classes)
         yv = yv.to(prob.x.device)
     weight = torch.zeros(n_classes, prob.x.shape[1], dtype=prob.x.dtype, device=prob.x.device)

@@ -253,6 +253,9 @@ class PromptableSegmenter(nn.Module):
             raise ValueError(f"images must have shape (B, 3, {s}, {s}), got "
                              f"{tuple(images.shape)}; resize them to the segmenter's "
                              f"image_size={s} first.")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float tensors in [0, 1], got dtype {images.dtype}; "
+                            "convert uint8 images with images.float() / 255.")
         return self.image_encoder(images)
 
     def decode(self, embedding: torch.Tensor, points: torch.Tensor,

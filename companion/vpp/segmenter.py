@@ -96,11 +96,14 @@ class VideoSegmenter(nn.Module):
         self.mask_head = Mlp(c.dim, c.dim, c.pixel_dim)
 
     def check_images(self, images: torch.Tensor) -> None:
-        """Raise a clear error unless ``images`` is (B, 3, S, S) with the configured size S."""
+        """Raise a clear error unless ``images`` is a float (B, 3, S, S) batch with the configured S."""
         s = self.config.image_size
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (s, s):
             raise ValueError(f"Expected frames of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
                              "resize the frames to the model's image_size.")
+        if not images.is_floating_point():
+            raise TypeError(f"Expected float frames in [0, 1], got dtype {images.dtype}; convert "
+                            "uint8 frames with frames.float() / 255.")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, N, D) of [0, 1] frames normalised as the backbone expects, with positions."""

@@ -45,6 +45,32 @@ class AssignmentResult:
         return self.status == "optimal"
 
 
+def symmetric_pairs(R: np.ndarray, name: str = "redundancy (R)") -> np.ndarray:
+    """Symmetric R with a zero diagonal from a symmetric or an upper-triangular R (R_ij, i < j, is read)."""
+    lower = np.tril(R, -1)
+    if lower.any() and not np.allclose(R, R.T, rtol=1e-6, atol=1e-12, equal_nan=True):
+        i, j = (int(v[0]) for v in np.nonzero(lower))
+        raise ValueError(f"{name} has entries below the diagonal (first: R[{i}, {j}] = {R[i, j]:g}) "
+                         "but is not symmetric; only a symmetric or an upper-triangular R is "
+                         "accepted (the pairs i < j, above the diagonal, are read). Pass R.T for a "
+                         "lower-triangular R, or (R + R.T) / 2 to symmetrise it.")
+    upper = np.triu(R, 1)
+    return upper + upper.T
+
+
+def check_stopping(time_limit: float, mip_gap: float) -> None:
+    """Raise a clear error unless ``time_limit`` is positive and ``mip_gap`` a finite number ≥ 0."""
+    if not time_limit > 0:
+        raise ValueError(f"time_limit must be positive seconds; got {time_limit!r}.")
+    try:
+        gap = float(mip_gap)
+    except (TypeError, ValueError):
+        gap = math.nan
+    if isinstance(mip_gap, bool) or not math.isfinite(gap) or gap < 0:
+        raise ValueError(f"mip_gap must be a finite relative gap ≥ 0 (e.g. 1e-4; 0 asks for a proof "
+                         f"of optimality); got {mip_gap!r}.")
+
+
 def as_problem(similarity, redundancy, bias, n_features: int, per_class: int, penalty: float,
                unique: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate the inputs and return float arrays ``A (C,N)``, symmetric ``R (N,N)``, ``b (N,)``."""
@@ -67,8 +93,7 @@ def as_problem(similarity, redundancy, bias, n_features: int, per_class: int, pe
         if not np.all(np.isfinite(R)) or (R < 0).any():
             raise ValueError("redundancy (R) must be finite and non-negative (the paper clips "
                              "negative similarities to 0); got negative or NaN entries.")
-        R = np.triu(R, 1)
-        R = R + R.T
+        R = symmetric_pairs(R)
     if bias is None:
         b = np.zeros(n_all)
     else:
@@ -105,8 +130,7 @@ def assignment_objective(assignment: ArrayLike, selected: ArrayLike, similarity:
     if bias is not None:
         value += float(np.asarray(bias, dtype=float)[sel].sum())
     if redundancy is not None and penalty:
-        R = np.triu(np.asarray(redundancy, dtype=float), 1)
-        R = R + R.T
+        R = symmetric_pairs(np.asarray(redundancy, dtype=float))
         value -= penalty * float(R[np.ix_(sel, sel)].sum()) / 2
     return value
 

@@ -16,7 +16,7 @@ from .extension import QPMExtension
 from .heuristic import deduplicate, heuristic_solution, swap_search, top_k
 from .model import solve_round
 from .problem import (SOLVERS, AssignmentResult, NotProvenOptimalWarning, as_problem,
-                      assignment_objective, check_assignment, signature_groups)
+                      assignment_objective, check_assignment, check_stopping, signature_groups)
 
 
 def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
@@ -64,8 +64,7 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
                                f"{', '.join(cp.installed_solvers())}). Install it (pip install "
                                f"{'highspy' if solver == 'HIGHS' else 'pyscipopt'}) or pass "
                                "solver='heuristic'.")
-    if not time_limit > 0:
-        raise ValueError(f"time_limit must be positive seconds; got {time_limit!r}.")
+    check_stopping(time_limit, mip_gap)
     A, R, b = as_problem(similarity, redundancy, bias, n_features, per_class, penalty, unique)
     n_classes, n_all = A.shape
     k = per_class
