@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .train import check_class_labels
+
 __all__ = ["DIVERSITY_BETA", "decision_maps", "diversity_criterion", "feature_diversity_loss"]
 
 DIVERSITY_BETA = 0.196  # β for ResNet-50/34 in the SLDD paper
@@ -35,7 +37,8 @@ def feature_diversity_loss(maps: Tensor, logits: Tensor, weight: Tensor,
     """
     if maps.ndim != 4:
         raise ValueError(f"maps must have shape (B, n_f, h, w), got {tuple(maps.shape)}.")
-    if weight.ndim != 2 or weight.shape[1] != maps.shape[1] or logits.shape != (maps.shape[0], weight.shape[0]):
+    fits = weight.ndim == 2 and weight.shape[1] == maps.shape[1]
+    if not fits or logits.shape != (maps.shape[0], weight.shape[0]):
         raise ValueError(f"shapes do not fit: maps {tuple(maps.shape)}, logits {tuple(logits.shape)}, "
                          f"weight {tuple(weight.shape)}; expected (B, n_f, h, w), (B, n_c), (n_c, n_f).")
     maps = maps.float()
@@ -63,6 +66,7 @@ def diversity_criterion(beta: float = DIVERSITY_BETA) -> Callable[[nn.Module, tu
     def loss(model: nn.Module, batch: tuple) -> tuple[Tensor, dict]:
         x, y = batch[0], batch[1]
         logits, _, maps = model.forward_all(x)
+        y = check_class_labels(y, logits)
         ce = F.cross_entropy(logits, y)
         used, weight = decision_maps(model.head, maps)
         div = feature_diversity_loss(used, logits, weight, beta) if beta else ce.new_zeros(())

@@ -32,7 +32,8 @@ from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E4
 from companion.runtime import cache_dir  # noqa: E402
 import companion.train as train_module  # noqa: E402
 from companion.features import extract_features  # noqa: E402
-from companion.models import Classifier, SmallCNN  # noqa: E402
+from companion.losses import diversity_criterion  # noqa: E402
+from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import set_profile  # noqa: E402
 from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
@@ -274,6 +275,12 @@ def labels_in_fit(dtype=torch.long, bad=None):
                                        lr=0.1, batch_size=8, progress=False, device="cpu")
 
 
+def labels_in_diversity_loss(tmp, mp):
+    model = Classifier(create_backbone("small_cnn", width=8), 3)
+    batch = (torch.rand(2, 3, 16, 16), torch.tensor([0, 5]))
+    return lambda: diversity_criterion()(model, batch)
+
+
 def labels_in_evaluate(dtype=torch.long, bad=None):
     return lambda tmp, mp: lambda: evaluate(torch.nn.Linear(2, 3), _labelled(dtype, bad),
                                             device="cpu")
@@ -435,6 +442,8 @@ CASES = [
      r"integer class indices, got dtype torch\.bool"),
     ("fit int32 label out of range", labels_in_fit(dtype=torch.int32, bad=3), ValueError,
      r"label 3 is out of range.*remap the labels to 0\.\.2"),
+    ("diversity loss label out of range", labels_in_diversity_loss, ValueError,
+     r"label 5 is out of range for a model with 3 outputs"),
     ("evaluate label out of range", labels_in_evaluate(bad=7), ValueError,
      r"evaluate: label 7 is out of range for a model with 3 outputs"),
     ("evaluate negative label", labels_in_evaluate(bad=-100), ValueError,
