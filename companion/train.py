@@ -16,12 +16,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from .batches import as_dataset, batch_len, split_batch, to_device
-from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
 from .checkpoint import read_checkpoint, write_checkpoint
+from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
 __all__ = ["History", "fit", "evaluate", "predict", "classification_loss", "check_class_labels"]

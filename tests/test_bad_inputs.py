@@ -23,18 +23,20 @@ from davis_fixture import write_tiny_davis  # noqa: E402
 
 import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
+import companion.train as train_module  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
 from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
 from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
 from companion.download import DownloadError, download  # noqa: E402
-from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
-from companion.runtime import cache_dir  # noqa: E402
-import companion.train as train_module  # noqa: E402
 from companion.features import extract_features  # noqa: E402
+from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
-from companion.runtime import set_profile  # noqa: E402
+from companion.runtime import (
+    cache_dir,  # noqa: E402
+    set_profile,  # noqa: E402
+)
 from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
 from companion.train import evaluate, fit  # noqa: E402

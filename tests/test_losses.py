@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from companion.classify.sparse import SparseLayer
 from companion.losses import decision_maps, diversity_criterion, feature_diversity_loss
 from companion.models import Classifier, create_backbone
-from companion.classify.sparse import SparseLayer
 
 
 def reference_loss(maps, logits, weight, beta):

@@ -1,4 +1,4 @@
-"""The pipeline of the interpretable classifiers: data → dense model → features → last layer → fine-tune → report.
+"""The interpretable classifiers' pipeline: data → dense model → features → last layer → fine-tune → report.
 
     data, dense = prepare(image_folder=None)         # the data and its cached dense model
     train_fs = extract_features(dense.model, data.eval_train)

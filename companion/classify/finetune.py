@@ -39,7 +39,8 @@ def finetune(model: nn.Module, layer: nn.Module, data: Any, *, epochs: int, lr: 
         raise TypeError(f"finetune needs a Classifier (forward_all and a replaceable head), got "
                         f"{type(model).__name__}.")
     if not hasattr(layer, "select_maps") or not hasattr(layer, "weight"):
-        raise TypeError(f"layer must be a SparseLayer-like head (weight, select_maps), got {type(layer).__name__}.")
+        raise TypeError("layer must be a SparseLayer-like head (weight, select_maps), got "
+                        f"{type(layer).__name__}.")
     n_out = layer.weight.shape[0]
     if n_out != getattr(model, "num_classes", n_out):
         raise ValueError(f"layer has {n_out} classes but the model {model.num_classes}.")

@@ -90,7 +90,7 @@ def redundancy_threshold(redundancy, n_features: int, steps: int = 100):
     taus[-1] = values.max() + 1e-9  # everything allowed: the full graph is a clique
 
     def clique_at(tau):
-        allowed = (R + R.T) < tau
+        allowed = tau > (R + R.T)
         np.fill_diagonal(allowed, False)
         return greedy_clique(allowed, n_features)
 
@@ -114,7 +114,7 @@ def qpm_penalty(redundancy, tau: float) -> np.ndarray:
         return np.zeros_like(R)
     lo, hi = nz.min(), nz.max()
     scaled = (R - lo) / (hi - lo) if hi > lo else np.ones_like(R)
-    return np.where((R >= tau) & (R > 0), np.clip(scaled, 0.0, None), 0.0)
+    return np.where((tau <= R) & (R > 0), np.clip(scaled, 0.0, None), 0.0)
 
 
 def _clip_scale(x: np.ndarray) -> np.ndarray:

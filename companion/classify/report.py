@@ -21,8 +21,13 @@ from sklearn.mixture import GaussianMixture
 
 from ..batches import to_numpy
 from ..features import FeatureSet
-from ..metrics.interpretability import (class_independence, compactness, dependence,
-                                        diversity_at_k, part_alignment)
+from ..metrics.interpretability import (
+    class_independence,
+    compactness,
+    dependence,
+    diversity_at_k,
+    part_alignment,
+)
 
 
 def contrastiveness(features, seed: int = 0) -> float:
@@ -39,7 +44,7 @@ def contrastiveness(features, seed: int = 0) -> float:
             continue
         gmm = GaussianMixture(2, random_state=seed).fit(x)
         sd = np.sqrt(gmm.covariances_.reshape(-1))
-        a, b = (NormalDist(float(m), float(s)) for m, s in zip(gmm.means_.reshape(-1), sd))
+        a, b = (NormalDist(float(m), float(s)) for m, s in zip(gmm.means_.reshape(-1), sd, strict=True))
         overlaps.append(a.overlap(b))
     return float(1.0 - np.mean(overlaps))
 
@@ -78,7 +83,7 @@ def contrastive_pairs(assignment, shared: int | None = None) -> list[tuple[int, 
     shared = k - 1 if shared is None else shared
     overlap = W.astype(int) @ W.T.astype(int)
     i, j = np.nonzero(np.triu(overlap == shared, 1))
-    return list(zip(i.tolist(), j.tolist()))
+    return list(zip(i.tolist(), j.tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -182,8 +187,8 @@ class ReportTable:
                 cells.append(text + (f" [{note}]" if note else ""))
             table.append(cells)
         widths = [max(len(row[j]) for row in table) + 2 for j in range(len(table[0]))]
-        lines = [f"{label:24s}" + "".join(f"{c:>{w}s}" for c, w in zip(row, widths))
-                 for label, row in zip(["", *map(self._label, self.rows)], table)]
+        lines = [f"{label:24s}" + "".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
+                 for label, row in zip(["", *map(self._label, self.rows)], table, strict=True)]
         lines += [f"[{i}] {s}" for i, s in enumerate(self.sources, 1)]
         return "\n".join(lines)
 

@@ -1,8 +1,17 @@
 """Metrics by family: interpretability, uncertainty, segmentation, efficiency (QPM: classify.report)."""
 
-from .interpretability import (AttributeAlignment, Compactness, PartAlignment, attribute_alignment,
-                               class_independence, compactness, dependence, diversity_at_k,
-                               feature_correlation, part_alignment)
+from .interpretability import (
+                               AttributeAlignment,
+                               Compactness,
+                               PartAlignment,
+                               attribute_alignment,
+                               class_independence,
+                               compactness,
+                               dependence,
+                               diversity_at_k,
+                               feature_correlation,
+                               part_alignment,
+)
 
 __all__ = ["AttributeAlignment", "Compactness", "PartAlignment", "attribute_alignment",
            "class_independence", "compactness", "dependence", "diversity_at_k",

@@ -88,7 +88,7 @@ def plot_decision(image: Tensor, maps: Tensor, weight_row: Tensor, normalized: T
     axes.flat[0].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
     axes.flat[0].set_title(title or "input", fontsize=9)
     top = float(maps[used].max()) if len(used) else 1.0
-    for ax, f in zip(axes.flat[1:], used.tolist()):
+    for ax, f in zip(axes.flat[1:], used.tolist(), strict=False):
         overlay_heatmap(image, maps[f], ax=ax, vmin=0, vmax=top)
         name = feature_ids[f] if feature_ids is not None else f
         ax.set_title(f"feature {name}: w={float(weight_row[f]):+.2f}, "

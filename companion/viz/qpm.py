@@ -77,7 +77,7 @@ def plot_contrastive_pair(images, maps, labels, assignment, pair: tuple[int, int
     fig, axes = plt.subplots(2, 1 + max(len(o) for o in only), squeeze=False,
                              figsize=(2.1 * (1 + max(len(o) for o in only)), 4.6),
                              layout="constrained")
-    for r, (c, own) in enumerate(zip(pair, only)):
+    for r, (c, own) in enumerate(zip(pair, only, strict=True)):
         i = int(np.flatnonzero(to_numpy(labels) == c)[0])
         axes[r, 0].imshow(np.transpose(to_numpy(images[i]), (1, 2, 0)))
         axes[r, 0].set_title(names[r])

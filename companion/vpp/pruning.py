@@ -48,8 +48,9 @@ class FrameResult:
 class PrunedSegmenter(nn.Module):
     """A :class:`VideoSegmenter` whose backbone prunes patches with VPP (or SViT-style) modules."""
 
-    def __init__(self, segmenter: VideoSegmenter, schedule: KeepRatioSchedule = KeepRatioSchedule()):
+    def __init__(self, segmenter: VideoSegmenter, schedule: KeepRatioSchedule | None = None):
         super().__init__()
+        schedule = KeepRatioSchedule() if schedule is None else schedule
         c = segmenter.config
         if schedule.depth != c.depth:
             raise ValueError(f"The schedule is for depth {schedule.depth}, the backbone has "
@@ -84,7 +85,7 @@ class PrunedSegmenter(nn.Module):
         if sched.map_block is not None:
             points.add(sched.map_block)
         bounds = sorted(points)
-        for start, end in zip(bounds, bounds[1:]):
+        for start, end in zip(bounds, bounds[1:], strict=False):
             if start == sched.map_block and prior is not None:
                 mapping = self.mapper(early, prior, sched.map_ratio)
                 keep = mapping.keep
@@ -128,7 +129,8 @@ class PrunedSegmenter(nn.Module):
             kept = block(kept)
         return x.index_copy(1, index, kept)
 
-    def sparse_loss(self, result: FrameResult, weight: float = 40.0, map_weight: float = 10.0) -> torch.Tensor:
+    def sparse_loss(self, result: FrameResult, weight: float = 40.0,
+                    map_weight: float = 10.0) -> torch.Tensor:
         """Backbone sparsity loss: 40·(10·L_map + Σ_l L_l)/(10 + #SM), or 40·Σ_l L_l/#SM without prior."""
         sm = [v for k, v in result.ratio_losses.items() if k != "map"]
         total = sum(sm) if sm else result.keep.new_zeros(())

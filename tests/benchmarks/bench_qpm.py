@@ -63,7 +63,8 @@ def run(n_classes, n_dims, n_features, per_class, time_limit, solver, n_candidat
                          f"{shared}",
                 solver=solver, limit_s=time_limit, mip_gap=mip_gap,
                 candidates=res.n_candidates, pairs=pairs, build_s=build, solve_s=res.seconds,
-                wall_s=wall, status=res.status, objective=res.objective, gap=res.gap, candidate_gap=candidate_gap,
+                wall_s=wall, status=res.status, objective=res.objective, gap=res.gap,
+                candidate_gap=candidate_gap,
                 rounds=res.n_lazy_rounds)
 
 

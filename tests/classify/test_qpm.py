@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from companion.classify.qpm import (QPM, balanced_subset, binary_layer, qpm_locality, qpm_penalty,
-                                    qpm_problem, qpm_redundancy, qpm_similarity,
-                                    redundancy_threshold)
+from companion.classify.qpm import (
+    QPM,
+    balanced_subset,
+    binary_layer,
+    qpm_locality,
+    qpm_penalty,
+    qpm_problem,
+    qpm_redundancy,
+    qpm_similarity,
+    redundancy_threshold,
+)
 from companion.solvers.qpm import solve_assignment
 
 
@@ -45,7 +53,7 @@ def test_threshold_leaves_a_penalty_free_selection_and_penalty_only_above_it():
     assert len(clique) == 6 == len(set(clique.tolist()))
     assert (R[np.ix_(clique, clique)] < tau).all()
     P = qpm_penalty(R, tau)
-    assert ((P > 0) <= (R >= tau)).all() and ((R >= tau) & (R > R[R > 0].min()) <= (P > 0)).all()
+    assert ((P > 0) <= (tau <= R)).all() and ((tau <= R) & (R[R > 0].min() < R) <= (P > 0)).all()
 
 
 def test_locality_prefers_peaked_central_maps():

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from companion.classify.report import (Cited, Claim, compare, contrastive_pairs, contrastiveness,
-                                       evaluate, structural_grounding)
+from companion.classify.report import (
+    Cited,
+    Claim,
+    compare,
+    contrastive_pairs,
+    contrastiveness,
+    evaluate,
+    structural_grounding,
+)
 from companion.features import FeatureSet
 
 

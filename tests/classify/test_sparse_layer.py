@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from companion.classify import finetune
-from companion.models import Classifier, create_backbone
 from companion.classify.sparse import SparseLayer
+from companion.models import Classifier, create_backbone
 
 
 def make_layer(trainable_norm=True, relu=False, seed=0):

@@ -5,9 +5,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from companion.metrics.interpretability import (attribute_alignment, class_independence, compactness,
-                                                 dependence, diversity_at_k, feature_correlation,
-                                                 part_alignment)
+from companion.metrics.interpretability import (
+    attribute_alignment,
+    class_independence,
+    compactness,
+    dependence,
+    diversity_at_k,
+    feature_correlation,
+    part_alignment,
+)
 
 
 def test_compactness_counts():
@@ -87,8 +93,9 @@ def test_feature_correlation_extremes():
     assert feature_correlation(orth) == pytest.approx(0.0)
     dup = torch.rand(10, 3)
     dup[:, 2] = 2 * dup[:, 0]
-    assert feature_correlation(dup) == pytest.approx((1 + 1 + float(torch.nn.functional.cosine_similarity(
-        dup[:, 1], dup[:, 0], dim=0).clamp_min(0).max(torch.nn.functional.cosine_similarity(dup[:, 1], dup[:, 2], dim=0)))) / 3, rel=1e-6)
+    cos = torch.nn.functional.cosine_similarity
+    second = cos(dup[:, 1], dup[:, 0], dim=0).clamp_min(0).max(cos(dup[:, 1], dup[:, 2], dim=0))
+    assert feature_correlation(dup) == pytest.approx((1 + 1 + float(second)) / 3, rel=1e-6)
 
 
 def test_attribute_alignment_of_an_indicator_feature():

@@ -9,8 +9,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from companion.solvers.qpm import (ForcedSharing, NotProvenOptimalWarning, QPMExtension,
-                                   assignment_objective, check_assignment, solve_assignment)
+from companion.solvers.qpm import (
+    ForcedSharing,
+    NotProvenOptimalWarning,
+    QPMExtension,
+    assignment_objective,
+    check_assignment,
+    solve_assignment,
+)
 
 
 def brute_force(A, R, b, n_features, k, penalty, unique, pairs, shared):

@@ -8,8 +8,12 @@ import cvxpy  # noqa: F401  (imported once per process, ~0.6 s, outside the time
 import numpy as np
 import pytest
 
-from companion.solvers.qpm import (NotProvenOptimalWarning, check_assignment, lagrangian_bound,
-                                   solve_assignment)
+from companion.solvers.qpm import (
+    NotProvenOptimalWarning,
+    check_assignment,
+    lagrangian_bound,
+    solve_assignment,
+)
 from companion.solvers.qpm.model import solve_round
 
 
@@ -35,7 +39,7 @@ def cub_sized():
     A /= np.abs(A).max()
     profile = A / np.linalg.norm(A, axis=0)
     R = np.triu(np.clip(profile.T @ profile, 0, None), 1)
-    R = np.where(R > np.quantile(R[R > 0], 0.98), R, 0.0)
+    R = np.where(np.quantile(R[R > 0], 0.98) < R, R, 0.0)
     return A, R
 
 

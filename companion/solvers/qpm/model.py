@@ -73,7 +73,7 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
         objective = objective + (A[c, j] - theta[c]) @ e
         parts.append((pick, e))
         if boolean:
-            for t, (ci, ji) in enumerate(zip(c, j)):
+            for t, (ci, ji) in enumerate(zip(c, j, strict=True)):
                 rows_of[(int(ci), int(ji))] = (e, t)
             for ci in np.flatnonzero(full & present):
                 exact_rows[int(ci)] = e[np.flatnonzero(c == ci)]  # entries in feature order
@@ -85,7 +85,7 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
         tri = _triangles(iu, ju, n)
         if len(tri):
             # three pairwise-penalised features: m chosen of them pay m(m−1)/2 ≥ m − 1 pairs
-            pair = {(int(a), int(c)): t for t, (a, c) in enumerate(zip(iu, ju))}
+            pair = {(int(a), int(c)): t for t, (a, c) in enumerate(zip(iu, ju, strict=True))}
             rows = np.array([[pair[(a, c)], pair[(a, d)], pair[(c, d)]] for a, c, d in tri])
             cons.append(y[rows[:, 0]] + y[rows[:, 1]] + y[rows[:, 2]]
                         >= s[tri[:, 0]] + s[tri[:, 1]] + s[tri[:, 2]] - 1)
@@ -208,7 +208,7 @@ def _triangles(iu, ju, n, limit: int = 20_000) -> np.ndarray:
     upper = adj.astype(np.int64)
     if int(((upper @ upper) * upper).sum()) > limit:  # too many: the cuts would swamp the LP
         return np.zeros((0, 3), dtype=int)
-    out = [(a, c, d) for a, c in zip(iu, ju) for d in np.flatnonzero(adj[a] & adj[c])]
+    out = [(a, c, d) for a, c in zip(iu, ju, strict=True) for d in np.flatnonzero(adj[a] & adj[c])]
     return np.array(out, dtype=int).reshape(-1, 3)
 
 

@@ -15,8 +15,16 @@ from .bound import candidate_features, lagrangian_bound
 from .extension import QPMExtension
 from .heuristic import deduplicate, heuristic_solution, swap_search, top_k
 from .model import solve_round
-from .problem import (SOLVERS, AssignmentResult, NotProvenOptimalWarning, as_problem,
-                      assignment_objective, check_assignment, check_stopping, signature_groups)
+from .problem import (
+    SOLVERS,
+    AssignmentResult,
+    NotProvenOptimalWarning,
+    as_problem,
+    assignment_objective,
+    check_assignment,
+    check_stopping,
+    signature_groups,
+)
 
 
 def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
