@@ -11,14 +11,16 @@ with (all maps and W for a dense ``nn.Linear``; the selected maps and W for a ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .train import check_class_labels
+from .batches import split_batch
 
-__all__ = ["DIVERSITY_BETA", "decision_maps", "diversity_criterion", "feature_diversity_loss"]
+__all__ = ["DIVERSITY_BETA", "check_class_labels", "classification_loss", "decision_maps",
+           "diversity_criterion", "feature_diversity_loss"]
 
 DIVERSITY_BETA = 0.196  # β for ResNet-50/34 in the SLDD paper
 
@@ -74,3 +76,46 @@ def diversity_criterion(beta: float = DIVERSITY_BETA) -> Callable[[nn.Module, tu
                           "accuracy": (logits.argmax(1) == y).float().mean().item()}
     loss.__qualname__ = f"diversity_criterion(beta={beta})"
     return loss
+
+
+def check_class_labels(y: torch.Tensor, logits: torch.Tensor, where: str = "fit") -> torch.Tensor:
+    """Labels ``y`` as int64 class indices in [0, K) for ``logits`` (B, K, ...), or a clear error.
+
+    Integer labels of any width are cast to int64; one min/max per batch checks the range.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{where}: labels y must be a tensor of class indices, got "
+                        f"{type(y).__name__}; give batches (x, y) with y a LongTensor.")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{where}: labels y must be integer class indices, got dtype {y.dtype}; "
+                        "convert them with y.long() (if they hold whole numbers), or pass "
+                        "loss=... for soft or regression targets.")
+    if y.dtype != torch.long:
+        y = y.long()
+    if logits.ndim < 2:
+        raise ValueError(f"{where}: the model must return logits of shape (B, K), got shape "
+                         f"{tuple(logits.shape)}; pass loss=... for other outputs.")
+    n_classes = logits.shape[1]
+    if y.numel() == 0:
+        return y
+    low, high = (int(v) for v in torch.stack(torch.aminmax(y)).tolist())
+    if low < 0:
+        raise ValueError(f"{where}: label {low} is negative; labels must be class indices in "
+                         f"[0, {n_classes}). Drop unlabelled samples (e.g. -1) or remap the labels "
+                         f"to 0..{n_classes - 1}.")
+    if high >= n_classes:
+        raise ValueError(f"{where}: label {high} is out of range for a model with {n_classes} "
+                         f"outputs (classes 0..{n_classes - 1}); remap the labels to "
+                         f"0..{n_classes - 1} or build the model with num_classes >= {high + 1}.")
+    return y
+
+
+def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``; logs the accuracy."""
+    x, y = split_batch(batch)
+    if y is None:
+        raise ValueError("The default loss needs batches (x, y); pass loss=... for other data.")
+    logits = model(x)
+    y = check_class_labels(y, logits)
+    loss = F.cross_entropy(logits, y)
+    return loss, {"accuracy": (logits.argmax(1) == y).float().mean().item()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import time
@@ -22,9 +21,11 @@ from tqdm.auto import tqdm
 from .batches import as_dataset, batch_len, split_batch, to_device
 from .checkpoint import read_checkpoint, write_checkpoint
 from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
+from .losses import check_class_labels, classification_loss
+from .optim import describe, make_optimizer, make_scheduler, trainable_groups
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
-__all__ = ["History", "fit", "evaluate", "predict", "classification_loss", "check_class_labels"]
+__all__ = ["History", "fit", "evaluate", "predict"]
 
 CHECKPOINT_FORMAT = "companion.train/1"
 
@@ -71,49 +72,6 @@ class History:
 
 # -------------------------------------------------------------------------------- optimisation
 
-def check_class_labels(y: torch.Tensor, logits: torch.Tensor, where: str = "fit") -> torch.Tensor:
-    """Labels ``y`` as int64 class indices in [0, K) for ``logits`` (B, K, ...), or a clear error.
-
-    Integer labels of any width are cast to int64; one min/max per batch checks the range.
-    """
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{where}: labels y must be a tensor of class indices, got "
-                        f"{type(y).__name__}; give batches (x, y) with y a LongTensor.")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{where}: labels y must be integer class indices, got dtype {y.dtype}; "
-                        "convert them with y.long() (if they hold whole numbers), or pass "
-                        "loss=... for soft or regression targets.")
-    if y.dtype != torch.long:
-        y = y.long()
-    if logits.ndim < 2:
-        raise ValueError(f"{where}: the model must return logits of shape (B, K), got shape "
-                         f"{tuple(logits.shape)}; pass loss=... for other outputs.")
-    n_classes = logits.shape[1]
-    if y.numel() == 0:
-        return y
-    low, high = (int(v) for v in torch.stack(torch.aminmax(y)).tolist())
-    if low < 0:
-        raise ValueError(f"{where}: label {low} is negative; labels must be class indices in "
-                         f"[0, {n_classes}). Drop unlabelled samples (e.g. -1) or remap the labels "
-                         f"to 0..{n_classes - 1}.")
-    if high >= n_classes:
-        raise ValueError(f"{where}: label {high} is out of range for a model with {n_classes} "
-                         f"outputs (classes 0..{n_classes - 1}); remap the labels to "
-                         f"0..{n_classes - 1} or build the model with num_classes >= {high + 1}.")
-    return y
-
-
-def classification_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``; logs the accuracy."""
-    x, y = split_batch(batch)
-    if y is None:
-        raise ValueError("The default loss needs batches (x, y); pass loss=... for other data.")
-    logits = model(x)
-    y = check_class_labels(y, logits)
-    loss = F.cross_entropy(logits, y)
-    return loss, {"accuracy": (logits.argmax(1) == y).float().mean().item()}
-
-
 NONFINITE_STEPS_AMP = 5  # consecutive non-finite losses under mixed precision before fit stops
 
 
@@ -143,65 +101,6 @@ class NonFiniteStreak:
             f"{epoch + 1} under mixed precision: the gradient scaler skips these steps, so the model "
             "has stopped training. Check the data for NaN/inf (torch.isfinite(x).all()), lower the "
             "learning rate, or pass amp=False to stop at the first bad step.")
-
-
-def _name(obj: Any) -> str:
-    """A stable name of a callable for the checkpoint's configuration."""
-    if isinstance(obj, functools.partial):
-        return f"partial({_name(obj.func)})"
-    return getattr(obj, "__qualname__", type(obj).__qualname__)
-
-
-def _trainable_groups(model: nn.Module, param_groups: Sequence[Mapping] | None
-                      ) -> tuple[list[dict], list[dict]]:
-    """Optimiser parameter groups holding only ``requires_grad`` parameters, and their description."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    raw = [{"params": model.parameters()}] if param_groups is None else param_groups
-    groups, described = [], []
-    for group in raw:
-        params = list(group["params"])
-        unknown = [p for p in params if id(p) not in names]
-        if unknown:
-            raise ValueError("param_groups holds parameters that are not part of the model: pass "
-                             "groups built from model.<submodule>.parameters().")
-        params = [p for p in params if p.requires_grad]
-        if params:
-            options = {k: v for k, v in group.items() if k != "params"}
-            groups.append({"params": params, **options})
-            described.append({"params": [names[id(p)] for p in params],
-                              **{k: repr(v) for k, v in sorted(options.items())}})
-    if not groups:
-        raise ValueError("The model has no trainable parameters (requires_grad is False everywhere); "
-                         "unfreeze the parameters you mean to train.")
-    return groups, described
-
-
-def _make_optimizer(optimizer: str | Callable, groups: list[dict], lr: float, weight_decay: float,
-                    momentum: float) -> torch.optim.Optimizer:
-    """The optimiser named by ``optimizer``, or built by it when it is a callable."""
-    if callable(optimizer):
-        return optimizer(groups, lr=lr, weight_decay=weight_decay)
-    if optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {optimizer!r}: use 'sgd', 'adamw' or a callable "
-                     "(param_groups, lr=..., weight_decay=...) -> torch.optim.Optimizer.")
-
-
-def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, epochs: int):
-    """The per-epoch learning-rate scheduler named by ``scheduler`` (``None``: none)."""
-    if scheduler is None:
-        return None
-    if scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if isinstance(scheduler, (tuple, list)) and len(scheduler) == 3 and scheduler[0] == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(scheduler[1]),
-                                               gamma=float(scheduler[2]))
-    if callable(scheduler):
-        return scheduler(optimizer)
-    raise ValueError(f"Unknown scheduler {scheduler!r}: use None, 'cosine', ('step', step_size, "
-                     "gamma) or a callable optimizer -> LR scheduler (stepped once per epoch).")
 
 
 # --------------------------------------------------------------------------------- checkpoints
@@ -300,9 +199,9 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
         data_seed = shared[0]
 
     model.to(device)
-    groups, described = _trainable_groups(model, param_groups)
-    opt = _make_optimizer(optimizer, groups, lr, weight_decay, momentum)
-    sched = _make_scheduler(scheduler, opt, int(epochs))
+    groups, described = trainable_groups(model, param_groups)
+    opt = make_optimizer(optimizer, groups, lr, weight_decay, momentum)
+    sched = make_scheduler(scheduler, opt, int(epochs))
     amp_on = use_amp(device, amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on)
     trainable = [p for g in groups for p in g["params"]]
@@ -321,10 +220,10 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
 
     config = {"model": type(model).__qualname__,
               "parameters": [[n, list(p.shape)] for n, p in model.named_parameters()],
-              "trainable": described, "loss": _name(loss_fn),
-              "optimizer": optimizer if isinstance(optimizer, str) else _name(optimizer),
+              "trainable": described, "loss": describe(loss_fn),
+              "optimizer": optimizer if isinstance(optimizer, str) else describe(optimizer),
               "lr": float(lr), "weight_decay": float(weight_decay), "momentum": float(momentum),
-              "scheduler": repr(scheduler) if not callable(scheduler) else _name(scheduler),
+              "scheduler": repr(scheduler) if not callable(scheduler) else describe(scheduler),
               "epochs": int(epochs), "batch_size": int(batch_size), "world_size": world_size,
               "train_size": len(dataset), "grad_clip": grad_clip, "drop_last": bool(drop_last)}
     path = Path(checkpoint).expanduser() if checkpoint is not None else None

@@ -22,6 +22,7 @@ CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 LITERAL = re.compile(r"``.+?``")  # role syntax quoted as code, not a citation
 COLAB_CELL = (
     'import sys\n'
+    '\n'
     'if "google.colab" in sys.modules:  # on Colab, install the companion package first\n'
     '    %pip install -q "companion @ git+https://github.com/hands-on-vision/book"'
 )

@@ -58,7 +58,7 @@ class Crash(Exception):
 
 def crash_after(n_batches):
     """The default loss, but the process "dies" when batch ``n_batches + 1`` starts."""
-    from companion.train import classification_loss
+    from companion.losses import classification_loss
     calls = {"n": 0}
 
     def loss(model, batch):
@@ -109,7 +109,8 @@ def test_resume_after_crash_gives_identical_weights(tmp_path):
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
-    from companion.train import classification_loss, fit
+    from companion.losses import classification_loss
+    from companion.train import fit
     from test_train import RECIPE, NoisyBlobs, mlp
     calls = 0
     def classification_loss_until_killed(model, batch):

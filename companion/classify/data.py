@@ -65,7 +65,7 @@ class ClassificationData:
         idx = torch.as_tensor(indices, dtype=torch.long)
         if self.test_images is not None:
             return self.test_images[idx]
-        from ..data.cub import display_images
+        from ..data.transforms import display_images
 
         return display_images(self.test, idx.tolist())
 

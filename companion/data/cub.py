@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ..download import download, unpack, unpack_interrupted
 from ..runtime import cache_dir
 from .checks import check_choice
+from .transforms import image_transforms
 
 N_PARTS = 15
 N_ATTRIBUTES = 312
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -368,46 +367,16 @@ class CUBSplits:
         return len(self.classes)
 
 
-def cub_transforms(image_size: int = 224, resize: int | None = None,
-                   trivial_augment: bool = False) -> tuple[Callable, Callable]:
-    """``(augmented, plain)`` ImageNet-normalised transforms: random or centre crop after a resize.
-
-    ``resize`` (the shorter side before cropping) defaults to ``image_size * 8 / 7`` (256 for 224).
-    ``trivial_augment`` adds TrivialAugmentWide, as SLDD trains.
-    """
-    from torchvision import transforms as T
-
-    if int(image_size) < 1:
-        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}.")
-    resize = round(int(image_size) * 8 / 7) if resize is None else int(resize)
-    if resize < int(image_size):
-        raise ValueError(f"resize ({resize}) must be at least image_size ({image_size}): the crop "
-                         "is taken from the resized image.")
-    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    augment = [T.Resize(resize), T.RandomCrop(image_size), T.RandomHorizontalFlip(),
-               T.ColorJitter(0.1, 0.1, 0.1)] + ([T.TrivialAugmentWide()] if trivial_augment else [])
-    plain = T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), norm])
-    return T.Compose([*augment, T.ToTensor(), norm]), plain
-
-
 def cub_splits(root: str | os.PathLike | None = None, *, image_size: int = 224,
                resize: int | None = None, trivial_augment: bool = False,
                download: bool = True) -> CUBSplits:
-    """CUB-200-2011 as augmented train, plain train and plain test sets (see :func:`cub_transforms`).
+    """CUB-200-2011 as augmented train, plain train and plain test sets (see :func:`image_transforms`).
 
     ``root=None`` uses the companion cache (``cache_dir("cub")``); ``download=True`` fetches the
     archive there unless a complete copy is present.
     """
     root = cache_dir("cub") if root is None else Path(root).expanduser()
-    augmented, plain = cub_transforms(image_size, resize, trivial_augment)
+    augmented, plain = image_transforms(image_size, resize, trivial_augment)
     train = CUB200(root, "train", transform=augmented, download=download)
     return CUBSplits(train=train, eval_train=CUB200(root, "train", transform=plain),
                      test=CUB200(root, "test", transform=plain), classes=list(train.classes))
-
-
-def display_images(dataset: Dataset, indices: Sequence[int]) -> torch.Tensor:
-    """The images ``dataset[i]`` (ImageNet-normalised tensors) back in [0, 1] for display (n, 3, H, W)."""
-    images = torch.stack([dataset[int(i)][0] for i in indices])
-    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(IMAGENET_STD)[:, None, None]
-    return (images * std + mean).clamp(0, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from .cub import cub_transforms
+from .transforms import image_transforms
 
 __all__ = ["ImageFolderSplits", "image_folder_splits", "stratified_split"]
 
@@ -63,7 +63,7 @@ def image_folder_splits(root: str | os.PathLike, *, image_size: int = 224,
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} not found: pass a folder holding one "
                                 "sub-folder of images per class (or train/ and test/ with those).")
-    augmented, plain = cub_transforms(image_size, trivial_augment=trivial_augment)
+    augmented, plain = image_transforms(image_size, trivial_augment=trivial_augment)
     if (root / "train").is_dir() and (root / "test").is_dir():
         train = ImageFolder(root / "train", transform=augmented)
         test = ImageFolder(root / "test", transform=plain)

@@ -17,15 +17,8 @@ from cub_fixture import CLASS_FOLDERS, HEIGHT, N_ATTRIBUTES, N_PARTS, WIDTH, wri
 from torchvision.transforms import functional as F
 
 from companion.data import cub as cub_module
-from companion.data.cub import (
-    CUB200,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Resource,
-    cub_splits,
-    cub_transforms,
-    display_images,
-)
+from companion.data.cub import CUB200, Resource, cub_splits
+from companion.data.transforms import IMAGENET_MEAN, IMAGENET_STD, display_images, image_transforms
 from companion.download import DownloadError
 
 
@@ -249,19 +242,19 @@ def test_splits_default_to_the_cache(tiny, monkeypatch):
 
 @pytest.mark.parametrize("size, resize", [(224, 256), (448, 512), (64, 73)])
 def test_transforms_resize_by_eight_sevenths(size, resize):
-    augmented, plain = cub_transforms(size)
+    augmented, plain = image_transforms(size)
     assert plain.transforms[0].size == resize and plain.transforms[1].size == (size, size)
     assert augmented.transforms[0].size == resize
     assert not any("TrivialAugment" in type(t).__name__ for t in augmented.transforms)
-    with_trivial, _ = cub_transforms(size, trivial_augment=True)
+    with_trivial, _ = image_transforms(size, trivial_augment=True)
     assert any("TrivialAugment" in type(t).__name__ for t in with_trivial.transforms)
 
 
 def test_transforms_reject_bad_sizes():
     with pytest.raises(ValueError, match="image_size must be a positive"):
-        cub_transforms(0)
+        image_transforms(0)
     with pytest.raises(ValueError, match=r"resize \(100\) must be at least image_size \(224\)"):
-        cub_transforms(224, resize=100)
+        image_transforms(224, resize=100)
 
 
 KILLED_UNPACK = textwrap.dedent("""
