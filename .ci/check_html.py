@@ -67,7 +67,8 @@ class _DomReader(HTMLParser):
         classes = set((attrs.get("class") or "").split())
         if tag == "img":
             src = attrs.get("src") or ""
-            if "_images/" in src or src.startswith("data:image"):
+            # the Colab badge is a link under the title, not a figure
+            if ("_images/" in src or src.startswith("data:image")) and not src.endswith("colab-badge.svg"):
                 self.dom.images.append(src)
             return
         if tag in ("br", "hr", "meta", "link", "input", "source", "wbr", "col", "area", "base"):

@@ -26,6 +26,8 @@ COLAB_CELL = (
     'if "google.colab" in sys.modules:  # on Colab, install the companion package first\n'
     '    %pip install -q "companion @ git+https://github.com/hands-on-vision/book"'
 )
+BADGE = re.compile(r"\[!\[Open in Colab\]\((?P<image>[^)]+)\)\]\((?P<link>[^)]+)\)")
+COLAB_URL = "https://colab.research.google.com/github/hands-on-vision/book/blob/main/book/{}.ipynb"
 REQUIRED_KEYS = {
     "norrenbrock2023take5", "norrenbrock2024qsenn", "norrenbrock2025qpm", "norrenbrock2025chiqpm",
     "zimmermann2026dinoqpm", "kaiser2025usam", "glandorf2026vpp", "wong2021glmsaga",
@@ -88,9 +90,40 @@ def test_chapter_follows_the_conventions(md: Path) -> None:
         "exactly one cell tagged `parameters`, starting with `profile = None`"
 
 
+@pytest.mark.parametrize("md", CHAPTERS, ids=[md.stem for md in CHAPTERS])
+def test_chapter_has_a_colab_badge_under_its_title(md: Path) -> None:
+    body = md.read_text().split("\n---\n", 1)[1].lstrip().splitlines()
+    assert body[0].startswith("# "), "the chapter starts with its title"
+    below = next(line for line in body[1:] if line.strip())
+    badge = BADGE.fullmatch(below.strip())
+    assert badge, f"the line under the title must be the Colab badge, found: {below!r}"
+    assert badge["link"] == COLAB_URL.format(md.stem)
+    image = (md.parent / badge["image"]).resolve()
+    assert image.suffix == ".svg" and image.is_file() and BOOK in image.parents, \
+        f"the badge image must be a local SVG in book/ (the book builds offline): {badge['image']}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=[md.stem for md in CHAPTERS])
+def test_chapter_says_what_the_full_world_costs_before_it_starts(md: Path) -> None:
+    from companion.worlds import colab_note
+
+    cells = as_myst_nb_reads(md).cells
+    first_code = next(i for i, c in enumerate(cells) if c.cell_type == "code")
+    before = "\n\n".join(c.source for c in cells[:first_code] if c.cell_type == "markdown")
+    assert colab_note(md.stem) in before, (
+        "paste companion.worlds.colab_note(" + repr(md.stem) + ") above the Colab install cell")
+    code = [c for c in cells if c.cell_type == "code"]
+    params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    setup = code[params + 1].source.splitlines()
+    profile = next(i for i, line in enumerate(setup) if "companion.set_profile(" in line)
+    assert setup[profile + 1] == f'companion.describe_world("{md.stem}")', \
+        "the set-up cell prints the world's cost right after set_profile"
+
+
 RENDERED = """<html><head><title>Chapter — Book</title></head><body>
 <svg><title>Copy to clipboard</title></svg><h1>Chapter<a>#</a></h1>
-<img src="../_static/images/logo_colab.png"><img src="../_images/fig.png">
+<img src="../_static/images/logo_colab.png"><img src="../_images/colab-badge.svg">
+<img src="../_images/fig.png">
 <span class="math notranslate">\\(x\\)<mjx-container jax="CHTML"></mjx-container></span>
 <div class="math notranslate">\\[y\\]</div>
 <script type="application/vnd.jupyter.widget-view+json">{}</script>
