@@ -23,6 +23,9 @@ from book_files import ROOT, chapters  # noqa: E402
 
 # Colab opens the twin on a GPU runtime, where the chapters run the full world.
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+# Colab opens the twin alone, without the folder beside it: its Markdown images point at the repository.
+LOCAL_IMAGES = "](images/"
+REPOSITORY_IMAGES = "](https://raw.githubusercontent.com/hands-on-vision/book/main/book/images/"
 
 
 def twin_path(md: Path) -> Path:
@@ -31,7 +34,7 @@ def twin_path(md: Path) -> Path:
 
 
 def make_twin(md: Path) -> nbformat.NotebookNode:
-    """The output-free notebook for a chapter: same cells, Colab metadata, stable cell ids."""
+    """The output-free notebook for a chapter: same cells (images from GitHub), Colab metadata, stable ids."""
     nb = jupytext.read(md)
     nb.metadata = nbformat.from_dict({
         "kernelspec": nb.metadata["kernelspec"],
@@ -40,6 +43,8 @@ def make_twin(md: Path) -> nbformat.NotebookNode:
     })
     for index, cell in enumerate(nb.cells):
         cell.id = f"cell-{index:03d}"
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(LOCAL_IMAGES, REPOSITORY_IMAGES)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None

@@ -87,6 +87,15 @@ def test_edited_chapter_makes_its_twin_stale(tmp_path: Path) -> None:
     assert sync_notebooks.stale(md) == "chapter.ipynb differs from chapter.md"
 
 
+def test_twin_takes_its_images_from_the_repository(tmp_path: Path) -> None:
+    """Colab opens the twin without book/images/ beside it, so its badge links the image on GitHub."""
+    md = tmp_path / "chapter.md"
+    md.write_text(CHAPTER.replace("# A chapter\n", "# A chapter\n\n[![Badge](images/badge.svg)](https://x)\n"))
+    title = sync_notebooks.make_twin(md).cells[0].source
+    assert "](https://raw.githubusercontent.com/hands-on-vision/book/main/book/images/badge.svg)" in title
+    assert "](images/" not in title
+
+
 def executed(md: Path) -> nbformat.NotebookNode:
     """The chapter as nbmake leaves it: outputs, execution counts and timing metadata."""
     nb = nbformat.read(sync_notebooks.write_twin(md), as_version=4)
