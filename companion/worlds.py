@@ -94,10 +94,13 @@ def describe_world(chapter: str, profile: Profile | None = None) -> None:
         print(f"full world on {P.device}, synthetic data (real data is off): no downloads,\n"
               f"  minutes to tens of minutes; GPU memory expected to fit {cost.gpu}")
         return
-    print(f"full world on {P.device}: {cost.title} with the real data\n"
-          f"  time:      {cost.full_time}, plus the downloads\n"
-          f"  downloads: once, into {cache_dir()}:\n"
-          + "".join(f"             {d}\n" for d in cost.downloads)
-          + f"  GPU:       memory expected to fit {cost.gpu}\n"
-          f"  smoke world instead ({cost.smoke_time}, no downloads): set\n"
-          f"  {SWITCH} in the parameters cell and run the chapter again")
+    indent = " " * 13
+    lines = [f"full world on {P.device}: {cost.title} with the real data",
+             textwrap.fill(f"time:      {cost.full_time}, plus the downloads", 80,
+                           initial_indent="  ", subsequent_indent=indent),
+             f"  downloads: once, into {cache_dir()}:",
+             *(f"{indent}{d}" for d in cost.downloads),
+             f"  GPU:       memory expected to fit {cost.gpu}",
+             f"  smoke world instead ({cost.smoke_time}, no downloads): set",
+             f"  {SWITCH} in the parameters cell and run the chapter again"]
+    print("\n".join(lines))

@@ -14,7 +14,14 @@ def test_full_world_names_time_downloads_gpu_and_the_switch(capsys) -> None:
     out = capsys.readouterr().out
     for needed in ("about an hour", "CUB-200-2011 (1.2 GB)", "16 GB Colab T4", SWITCH):
         assert needed in out
+
+
+@pytest.mark.parametrize("chapter", sorted(COSTS))
+def test_printout_fits_the_page_and_lists_every_download(chapter: str, capsys) -> None:
+    describe_world(chapter, Profile("full", torch.device("cuda"), real_data=True))
+    out = capsys.readouterr().out
     assert max(map(len, out.splitlines())) <= 80, "output lines fit the page"
+    assert all(str(d) in out for d in COSTS[chapter].downloads)
 
 
 def test_smoke_world_says_one_line_and_no_path(capsys, tmp_path, monkeypatch) -> None:
