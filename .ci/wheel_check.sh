@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install the package as a Colab notebook does, from a clean environment, and run Getting started there:
-#   1. build the companion wheel and check that it carries the committed checkpoints
+#   1. build the companion wheel from the tracked files; check that it carries the committed checkpoints
 #   2. create a fresh virtual environment; install torch, the wheel and what Colab ships beside it
 #      (ipywidgets 7.7.x, ipykernel), plus jupytext and nbclient to run the chapter
 #   3. import companion from the wheel (not from the working tree) and load its checkpoints
 #   4. convert book/getting_started.md to .ipynb and execute it in the smoke world with that
-#      environment's kernel (the Colab install cell does nothing outside Colab)
+#      environment's kernel, its install cell run as on Colab (%pip install, from the wheel)
 # Prints the time of each stage; exits non-zero if any failed. Needs about 6.5 GB of disk (torch's
 # CUDA libraries); the environment is deleted afterwards unless --keep is given.
 #
@@ -45,7 +45,11 @@ stage() {  # stage NAME COMMAND...: run and time one stage; stop at the first fa
 }
 
 build_wheel() {
-  quiet_pip "$python" -m pip wheel . --no-deps -q -w "$work/dist" || return 1
+  # from a copy of the files git tracks (as a clone has them, with local edits): nothing stale from an
+  # in-tree build/ or an untracked file gets into the wheel, and the working tree stays clean
+  mkdir -p "$work/src"
+  git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work/src" || return 1
+  quiet_pip "$python" -m pip wheel "$work/src" --no-deps -q -w "$work/dist" || return 1
   wheel=$(ls "$work"/dist/companion-*.whl)
   echo "built $(basename "$wheel")"
   # every checkpoint that git tracks under companion/ must be in the wheel, and nothing outside it
@@ -92,38 +96,9 @@ print("companion", metadata.version("companion"), "from the wheel | ipywidgets",
 }
 
 run_chapter() {
-  "$work/venv/bin/jupytext" --quiet --to ipynb "$repo/book/getting_started.md" \
-    -o "$work/run/getting_started.ipynb" || return 1
-  (cd "$work/run" && env -u PYTHONPATH COMPANION_PROFILE=smoke COMPANION_CACHE="$work/cache" \
-    MPLBACKEND=agg "$work/venv/bin/python" -c '
-import sys
-import time
-
-import nbclient
-import nbformat
-
-path = sys.argv[1]
-nb = nbformat.read(path, as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell(
-    "import sys, companion, ipywidgets\n"
-    "assert sys.prefix == " + repr(sys.prefix) + ", sys.prefix\n"
-    "assert companion.__file__.startswith(sys.prefix), companion.__file__\n"
-    "print(\"kernel:\", sys.executable, \"| ipywidgets\", ipywidgets.__version__)"))
-start = time.perf_counter()
-# "python3" resolves to this interpreter (jupyter_client runs the kernel with sys.executable);
-# the appended cell checks it
-client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}})
-client.execute()
-nbformat.write(nb, path)
-code = [c for c in nb.cells if c.cell_type == "code"]
-errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
-stderr = [o for c in code for o in c.get("outputs", [])
-          if o.get("output_type") == "stream" and o.get("name") == "stderr"]
-print(f"executed {len(code)} code cells in {time.perf_counter() - start:.0f} s;",
-      f"{len(errors)} errors, {len(stderr)} stderr outputs")
-print("".join(code[-1].outputs[0]["text"]).strip())
-sys.exit(1 if errors else 0)
-' "$work/run/getting_started.ipynb")
+  (cd "$work/run" && env -u PYTHONPATH COMPANION_PROFILE=smoke COMPANION_CACHE="$work/cache" MPLBACKEND=agg \
+    "$work/venv/bin/python" "$repo/.ci/run_as_colab.py" "$repo/book/getting_started.md" "$wheel" \
+    "$work/run/getting_started.ipynb")
 }
 
 mkdir -p "$work/run"
