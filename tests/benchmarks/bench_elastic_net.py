@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.99)
     parser.add_argument("--n-lambdas", type=int, default=None, help="default: 20 (smoke), 5 (cub)")
     parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke), 0.1 (cub)")
-    parser.add_argument("--tol", type=float, default=1e-4, help="ours: relative duality gap (glm-saga: its tol)")
+    parser.add_argument("--tol", type=float, default=1e-4,
+                        help="ours: relative duality gap (glm-saga: its own tol)")
     parser.add_argument("--stop", choices=["gap", "residual"], default="gap",
                         help="our stopping rule: certified relative gap (default) or the old residual rule")
     parser.add_argument("--ours-only", action="store_true", help="skip glm-saga (e.g. at the CUB size)")
