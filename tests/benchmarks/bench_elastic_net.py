@@ -7,6 +7,8 @@ process CPU time (with ``--threads 1`` the CPU time is robust against other work
     python tests/benchmarks/bench_elastic_net.py                    # smoke and CUB-like sizes
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --max-epochs 50
+    python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --ours-only
+    python tests/benchmarks/bench_elastic_net.py --size smoke --threads 1 --stop residual  # old rule
 
 At the CUB-like size glm-saga with its own settings (up to 2000 epochs per λ) takes hours; with
 ``--max-epochs`` capped it stops early, and the table shows which objective each solver reached
@@ -67,7 +69,11 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.99)
     parser.add_argument("--n-lambdas", type=int, default=None, help="default: 20 (smoke), 5 (cub)")
     parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke), 0.1 (cub)")
-    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--tol", type=float, default=1e-4,
+                        help="ours: relative duality gap (glm-saga: its own tol)")
+    parser.add_argument("--stop", choices=["gap", "residual"], default="gap",
+                        help="our stopping rule: certified relative gap (default) or the old residual rule")
+    parser.add_argument("--ours-only", action="store_true", help="skip glm-saga (e.g. at the CUB size)")
     parser.add_argument("--lookbehind", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
@@ -87,14 +93,22 @@ def main() -> None:
         elastic_net_path(x[:200], y[:200], n_lambdas=2, device=args.device, progress=False)  # warm-up
         cpu = time.process_time()
         ours = elastic_net_path(x, y, alpha=args.alpha, n_lambdas=k, epsilon=eps, tol=args.tol,
-                                device=args.device, progress=False)
+                                device=args.device, progress=False, stop=args.stop)
         cpu_ours = time.process_time() - cpu
-        print(f"ours: {ours.seconds:.2f} s wall, {cpu_ours:.2f} s CPU", flush=True)
+        print(f"ours (stop={args.stop}, tol={args.tol:g}): {ours.seconds:.2f} s wall, {cpu_ours:.2f} s CPU; "
+              f"max certified relative gap {float(ours.gaps.max()):.2e}", flush=True)
+        if args.ours_only:
+            print(f"{'i':>3} {'lambda':>10} {'obj ours':>12} {'rel gap':>9} {'iters':>6} {'nnz':>6}")
+            for i in range(len(ours)):
+                print(f"{i:>3} {float(ours.lambdas[i]):>10.5f} {float(ours.objectives[i]):>12.6f} "
+                      f"{float(ours.gaps[i]):>9.2e} {int(ours.n_iter[i]):>6} "
+                      f"{int((ours.weights[i] != 0).sum()):>6}")
+            continue
         theirs, t_theirs, cpu_theirs = run_glm_saga(x, y, args.alpha, k, eps, 256, args.tol, args.lookbehind,
                                         args.max_epochs)
         print(f"λ_max ours {lambda_max(x, y, args.alpha):.6f}, glm-saga {float(theirs[0]['lam']):.6f}")
         print(f"{'i':>3} {'lambda':>10} {'obj ours':>12} {'obj glm-saga':>13} {'rel diff':>9} "
-              f"{'nnz ours':>8} {'nnz glm':>8}")
+              f"{'gap ours':>9} {'nnz ours':>8} {'nnz glm':>8}")
         worst = -float("inf")
         for i, entry in enumerate(theirs):
             lam = float(entry["lam"])
@@ -103,7 +117,7 @@ def main() -> None:
             rel = (obj_o - obj_t) / obj_t
             worst = max(worst, rel)
             print(f"{i:>3} {lam:>10.5f} {obj_o:>12.6f} {obj_t:>13.6f} {rel:>+9.2e} "
-                  f"{int((ours.weights[i] != 0).sum()):>8} {int((entry['weight'] != 0).sum()):>8}")
+                  f"{float(ours.gaps[i]):>9.2e} {int((ours.weights[i] != 0).sum()):>8} {int((entry['weight'] != 0).sum()):>8}")
         print(f"time ours {ours.seconds:.2f} s, glm-saga {t_theirs:.2f} s, "
               f"speed-up {t_theirs / ours.seconds:.1f}x (CPU time {cpu_ours:.1f} s vs {cpu_theirs:.1f} s, "
               f"{cpu_theirs / cpu_ours:.1f}x); worst relative objective excess of ours "
