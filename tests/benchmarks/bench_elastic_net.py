@@ -117,7 +117,8 @@ def main() -> None:
             rel = (obj_o - obj_t) / obj_t
             worst = max(worst, rel)
             print(f"{i:>3} {lam:>10.5f} {obj_o:>12.6f} {obj_t:>13.6f} {rel:>+9.2e} "
-                  f"{float(ours.gaps[i]):>9.2e} {int((ours.weights[i] != 0).sum()):>8} {int((entry['weight'] != 0).sum()):>8}")
+                  f"{float(ours.gaps[i]):>9.2e} {int((ours.weights[i] != 0).sum()):>8} "
+                  f"{int((entry['weight'] != 0).sum()):>8}")
         print(f"time ours {ours.seconds:.2f} s, glm-saga {t_theirs:.2f} s, "
               f"speed-up {t_theirs / ours.seconds:.1f}x (CPU time {cpu_ours:.1f} s vs {cpu_theirs:.1f} s, "
               f"{cpu_theirs / cpu_ours:.1f}x); worst relative objective excess of ours "

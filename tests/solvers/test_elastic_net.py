@@ -9,8 +9,13 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 
-from companion.solvers.elastic_net import (elastic_net_objective, elastic_net_path, fit_elastic_net,
-                                           lambda_max, standardize)
+from companion.solvers.elastic_net import (
+    elastic_net_objective,
+    elastic_net_path,
+    fit_elastic_net,
+    lambda_max,
+    standardize,
+)
 
 
 def make_data(n=240, d=8, c=3, seed=0, dtype=torch.float64):
@@ -143,7 +148,8 @@ def test_certified_gap_bounds_the_true_suboptimality(seed, d, c, alpha, frac, n_
     lam = frac * lambda_max(x, y, alpha, group=group)
     rough = fit_elastic_net(x, y, lam, alpha=alpha, group=group, max_iter=n_iter, device="cpu",
                             stop="residual", tol=0.0)
-    tight = fit_elastic_net(x, y, lam, alpha=alpha, group=group, tol=1e-10, max_iter=50_000, device="cpu")
+    tight = fit_elastic_net(x, y, lam, alpha=alpha, group=group, tol=1e-10, max_iter=50_000, device="cpu",
+                            stop="gap")
     ref = tight.objective if group or c == 2 else min(tight.objective, saga_objective(x, y, lam, alpha))
     assert 0 <= rough.gap < float("inf")
     assert rough.objective - ref <= rough.gap * rough.objective + 1e-12
@@ -157,13 +163,13 @@ def wine():
     return standardize(torch.tensor(x, dtype=torch.float64))[0], torch.tensor(y)
 
 
-def test_default_path_is_within_1e_4_of_saga_on_a_public_dataset():
-    # scikit-learn's wine data (not ours), α = 0.99, λ/λ_max from 1 to 0.01. The earlier rule
-    # (proximal-gradient residual ≤ 1e-4) ended 1.3e-4 above the reference at 0.01·λ_max here.
+def test_gap_rule_path_is_within_1e_4_of_saga_on_a_public_dataset():
+    # scikit-learn's wine data (not ours), α = 0.99, λ/λ_max from 1 to 0.01. The residual rule
+    # (proximal-gradient residual ≤ 1e-4, the default) ends 1.3e-4 above the reference at 0.01·λ_max.
     x, y = wine()
     alpha = 0.99
     lams = torch.tensor([1, 0.3, 0.1, 0.03, 0.01], dtype=torch.float64) * lambda_max(x, y, alpha)
-    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False)
+    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False, stop="gap")
     refs = torch.tensor([saga_objective(x, y, lam, alpha) for lam in lams.tolist()], dtype=torch.float64)
     assert path.converged.all() and (path.gaps <= 1e-4).all()
     assert ((path.objectives - refs) / refs <= 1e-4).all()

@@ -1,46 +1,4 @@
-"""Elastic-net regularisation path of multinomial logistic regression (glm-saga's problem).
-
-For every λ on a path from λ_max down to ε·λ_max we solve (Wong et al., 2021, eq. 1)
-
-    min_{W,b}  (1/N) Σ_i CE(W x_i + b, y_i) + λ (α ‖W‖₁ + (1−α)/2 ‖W‖_F²)
-
-with ``group=True`` replacing ‖W‖₁ by the group lasso Σ_j ‖W_{:,j}‖₂ over input features (the
-columns of W). The bias is not penalised. The features are expected to be standardised
-(``standardize``); then ``lambda_max`` is the smallest λ whose solution is W = 0.
-
-Solver: accelerated proximal gradient (FISTA) on the full batch, vectorised in torch, with
-backtracking line search, adaptive restart (O'Donoghue & Candès, 2015), warm starts along the path
-and sequential strong-rule screening with a KKT check (Tibshirani et al., 2012), so the inner
-iterations only touch the feature columns that can be active.
-
-Stopping rule (``stop="gap"``, the default): a solve stops when a certified relative duality gap
-(P(W, b) − D(G)) / P(W, b) is ≤ ``tol``, which bounds the relative sub-optimality of the returned point
-(see ``_dual``). The gap is reported per λ (``ElasticNetFit.gap``, ``ElasticNetPath.gaps``).
-``stop="residual"`` is the earlier rule: stop when the proximal gradient mapping
-‖(W − prox(W − s∇f))/s‖_∞ is ≤ ``tol`` (a step size, not an accuracy; kept for comparison).
-
-The dual (Fenchel–Rockafellar; the bias is unpenalised, so the dual variable has zero class sums):
-    P(W, b) = (1/N) Σ_i CE(W x_i + b, y_i) + R(W) ≥ D(G) = −(1/N) Σ_ic q_ic log q_ic − R*(−Gᵀ X),
-    with G = (Q − Y)/N, rows q_i of Q in the probability simplex and Σ_i q_i = Σ_i y_i, and
-    R*(V) = Σ (|V| − λα)₊² / (2λ(1−α)) (group: Σ_j (‖V_:,j‖₂ − λα)₊² / (2λ(1−α)); α = 1: 0 if ‖V‖_∞ ≤ λ).
-G is built from the softmax residual at the current point, shifted to zero class sums and scaled
-towards Y (q = (1−κ) y + κ q keeps Q feasible) so that R* stays finite and small.
-The group variant has the same dual with the group-lasso conjugate, so it is certified the same way.
-At α = 1 the scaling κ makes the gap first-order in the optimality residual (at α < 1 it is
-second-order but amplified by 1/(λ(1−α))); at λ = 0 R* is the indicator of {0} and the gap stays
-infinite: use ``stop="residual"`` there. Cost: near λ/λ_max = 10⁻³ FISTA needs many iterations to
-certify 10⁻⁴, which the residual rule never paid for (it stopped up to ~10⁻² above the optimum).
-
-Public API
-----------
-``standardize(features, mean=None, std=None) -> (z, mean, std)``
-``lambda_max(features, labels, alpha, group=False) -> float``
-``elastic_net_objective(features, labels, weight, bias, lam, alpha, group=False) -> float``
-``fit_elastic_net(features, labels, lam, *, alpha, group, init, tol, max_iter, device, stop)
--> ElasticNetFit``
-``elastic_net_path(features, labels, *, alpha, n_lambdas, epsilon, lambdas, group, tol, max_iter,
-max_features, val, device, progress, stop) -> ElasticNetPath``
-"""
+"""FISTA with screening along the λ path: the fit of one λ, the path, and their results."""
 
 from __future__ import annotations
 
@@ -49,21 +7,24 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..runtime import resolve_device
-
-__all__ = [
-    "ElasticNetFit",
-    "ElasticNetPath",
-    "elastic_net_objective",
-    "elastic_net_path",
-    "fit_elastic_net",
-    "lambda_max",
-    "standardize",
-]
+from ...runtime import resolve_device
+from .dual import _dual, _relative_gap
+from .problem import (
+    _check_alpha,
+    _check_features,
+    _check_labels,
+    _check_variance,
+    _logits_t,
+    _make_problem,
+    _penalty,
+    _Problem,
+    _prox,
+    _softmax_ce,
+    lambda_max,
+)
 
 
 @dataclass(frozen=True)
@@ -119,217 +80,6 @@ class ElasticNetPath:
                              math.inf if self.gaps is None else float(self.gaps[index]))
 
 
-# ----------------------------------------------------------------------------- input checks
-
-
-def _check_features(features: Tensor, name: str = "features") -> Tensor:
-    if not isinstance(features, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, d), got {type(features).__name__}.")
-    if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (N, d) with N, d > 0, got {tuple(features.shape)}.")
-    if not features.is_floating_point():
-        features = features.float()
-    bad = ~torch.isfinite(features)
-    if bad.any():
-        cols = torch.nonzero(bad.any(dim=0)).flatten()[:5].tolist()
-        raise ValueError(f"{name} contain NaN or infinite values (in feature columns {cols}…); "
-                         "remove or impute them before fitting.")
-    return features
-
-
-def _check_labels(labels: Tensor, n: int, num_classes: int | None) -> tuple[Tensor, int]:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor of class indices, got {type(labels).__name__}.")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the features, got {tuple(labels.shape)}.")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must hold integer class indices, got dtype {labels.dtype}.")
-    labels = labels.long()
-    high = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    if int(labels.min()) < 0 or int(labels.max()) >= high:
-        raise ValueError(f"labels must lie in [0, {high}) (num_classes={high}), got values in "
-                         f"[{int(labels.min())}, {int(labels.max())}].")
-    if high < 2:
-        raise ValueError("labels hold a single class; a classifier needs at least two.")
-    return labels, high
-
-
-def _check_alpha(alpha: float) -> float:
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha (α) mixes L1 and L2 and must lie in [0, 1], got {alpha}.")
-    return float(alpha)
-
-
-def constant_columns(features: Tensor) -> Tensor:
-    """Boolean mask (d,) of the columns that do not vary (population std ≈ 0; NaN counts as varying)."""
-    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
-    return std <= 1e-12 * (1 + mean.abs())
-
-
-def _check_variance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Column means and (population) standard deviations; a constant column is an error."""
-    mean, std = features.mean(dim=0), features.std(dim=0, unbiased=False)
-    flat = torch.nonzero(constant_columns(features)).flatten()
-    if len(flat):
-        raise ValueError(f"{len(flat)} feature(s) have zero variance (columns {flat[:5].tolist()}…): "
-                         "they carry no information; drop them (e.g. features[:, std > 0]) first.")
-    return mean, std
-
-
-def standardize(features: Tensor, mean: Tensor | None = None,
-                std: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Return ``((features − μ)/σ, μ, σ)``; μ, σ are computed when not given (population std)."""
-    features = _check_features(features)
-    if mean is None or std is None:
-        mean, std = _check_variance(features)
-    return (features - mean) / std, mean, std
-
-
-def _penalty(weight: Tensor, lam: float, alpha: float, group: bool) -> Tensor:
-    sparse = weight.norm(dim=0).sum() if group else weight.abs().sum()
-    return lam * (alpha * sparse + 0.5 * (1 - alpha) * weight.pow(2).sum())
-
-
-def lambda_max(features: Tensor, labels: Tensor, alpha: float, group: bool = False,
-               num_classes: int | None = None) -> float:
-    """λ_max = max_{j,c} |Σ_i x_ij (Y_ic − Ȳ_c)| / (N·max(α, 10⁻³)); group: max_j of the L2 norm over c."""
-    features = _check_features(features)
-    labels, n_classes = _check_labels(labels, features.shape[0], num_classes)
-    onehot = F.one_hot(labels, n_classes).to(features.dtype)
-    inner = (onehot - onehot.mean(dim=0)).T @ features  # (C, d)
-    top = inner.norm(dim=0).max() if group else inner.abs().max()
-    return float(top) / features.shape[0] / max(_check_alpha(alpha), 1e-3)
-
-
-def elastic_net_objective(features: Tensor, labels: Tensor, weight: Tensor, bias: Tensor, lam: float,
-                          alpha: float, group: bool = False) -> float:
-    """The objective (1/N) Σ CE(W x_i + b, y_i) + λ(α‖W‖₁ + (1−α)/2‖W‖²) (group: Σ_j ‖W_:,j‖₂)."""
-    features = _check_features(features)
-    labels, _ = _check_labels(labels, features.shape[0], weight.shape[0])
-    logits = features @ weight.to(features).T + bias.to(features)
-    return float(F.cross_entropy(logits, labels) + _penalty(weight.to(features), lam, alpha, group))
-
-
-# ----------------------------------------------------------------------------- the inner solver
-
-
-def _prox(weight: Tensor, step: float, lam: float, alpha: float, group: bool) -> Tensor:
-    """prox of s·λ(α‖·‖₁ + (1−α)/2‖·‖²): (group) soft-threshold, then shrink by 1/(1 + sλ(1−α))."""
-    thresh = step * lam * alpha
-    if group:
-        norm = weight.norm(dim=0, keepdim=True)
-        out = weight * torch.clamp(1 - thresh / norm.clamp_min(1e-30), min=0)
-    else:
-        out = torch.sign(weight) * torch.clamp(weight.abs() - thresh, min=0)
-    return out / (1 + step * lam * (1 - alpha))
-
-
-def _softmax_ce(logits_t: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and softmax of class-major logits (C, N), with a single exp.
-
-    Class-major layout keeps the reductions over classes contiguous, which is several times
-    faster on CPU than ``log_softmax`` over a short last dimension.
-    """
-    shifted = logits_t - logits_t.amax(dim=0, keepdim=True)
-    expo = shifted.exp()
-    total = expo.sum(dim=0, keepdim=True)
-    loss = (total.log().squeeze(0) - shifted.gather(0, labels[None]).squeeze(0)).mean()
-    return loss, expo / total
-
-
-def _logits_t(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    return torch.addmm(bias[:, None], weight, x.T)
-
-
-@dataclass
-class _Problem:
-    """Features on the device, labels, class-major one-hot targets, a curvature bound, dual data."""
-
-    x: Tensor
-    labels: Tensor
-    onehot_t: Tensor
-    lipschitz: float
-    counts: Tensor  # (C,) float64 class counts n_c
-    col_mean: Tensor  # (d,) float64 column means of X (≈ 0 for standardised features)
-    class_mean: Tensor  # (C, d) float64 Yᵀ X / N
-
-
-def _make_problem(features: Tensor, labels: Tensor, n_classes: int, device: torch.device) -> _Problem:
-    x = features.to(device)
-    labels = labels.to(device)
-    onehot_t = F.one_hot(labels, n_classes).to(x.dtype).T.contiguous()
-    n = x.shape[0]
-    # The softmax-CE Hessian w.r.t. the logits is ≤ 1/2 I, so L ≤ ‖[X, 1]‖₂² / (2N).
-    return _Problem(x, labels, onehot_t, _squared_norm_bound(x) / (2 * n),
-                    onehot_t.double().sum(dim=1), x.double().mean(dim=0),
-                    (onehot_t @ x).double() / n)
-
-
-def _squared_norm_bound(x: Tensor, n_iter: int = 100) -> float:
-    """An upper estimate of ‖[X, 1]‖₂² by power iteration (5 % margin; the line search checks anyway)."""
-    gen = torch.Generator(device=x.device).manual_seed(0)
-    v = torch.randn(x.shape[1] + 1, dtype=x.dtype, device=x.device, generator=gen)
-    est = 0.0
-    for _ in range(n_iter):
-        u = x @ v[:-1] + v[-1]
-        v = torch.cat([x.T @ u, u.sum()[None]])
-        new = float(v.norm())
-        v = v / new
-        if abs(new - est) <= 1e-4 * new:
-            break
-        est = new
-    return 1.05 * new
-
-
-def _conjugate_penalty(v: Tensor, lam: float, alpha: float, group: bool) -> float:
-    """R*(V) for R = λ(α‖·‖₁ + (1−α)/2‖·‖²) (group: Σ_j ‖·_:,j‖₂); +inf outside the domain."""
-    score = v.norm(dim=0) if group else v.abs()
-    excess = (score - lam * alpha).clamp_min(0)
-    if lam * (1 - alpha) > 0:
-        return float(excess.pow(2).sum()) / (2 * lam * (1 - alpha))
-    return 0.0 if float(excess.max()) <= 1e-12 * max(lam, 1e-300) else math.inf
-
-
-def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam: float, alpha: float,
-          group: bool) -> float:
-    """A dual value D(G) ≤ P* from the softmax ``p_t`` (C, N) and ``grad_w`` = (P − Y)ᵀX/N on ``cols``.
-
-    Q = (1−t)(P + δ/N) + t·π with δ = n − Pᵀ1 (so Σ_i q_i = n) and the least t ∈ [0, 1] that makes
-    Q ≥ 0 (π = n/N); then G_κ = κ(Q − Y)/N for the better of κ = 1 and the κ that puts Gᵀ X in the
-    domain of R*'s flat part. Gᵀ X is combined from ``grad_w``, so no extra product with X is needed.
-    Columns outside ``cols`` are taken to have W = 0 and a zero gradient (the restricted problem).
-    """
-    n = p_t.shape[1]
-    p = p_t.double()
-    pi = prob.counts / n
-    delta = prob.counts - p.sum(dim=1)
-    a = p + (delta / n)[:, None]
-    neg = a < 0
-    t = float((-a[neg] / (pi[:, None].expand_as(a)[neg] - a[neg])).max()) if neg.any() else 0.0
-    t = min(max(t, 0.0), 1.0)
-    q = ((1 - t) * a + t * pi[:, None]).clamp_min(0)  # clamp: rounding below 0 only, ~1e-17
-    col_mean = prob.col_mean if cols is None else prob.col_mean[cols]
-    class_mean = prob.class_mean if cols is None else prob.class_mean[:, cols]
-    # Gᵀ X = (1−t)(P−Y)ᵀX/N + ((1−t)δ/N + tπ) x̄ᵀ − t YᵀX/N  (class-major: (C, d))
-    m = (1 - t) * grad_w.double() + ((1 - t) * delta / n + t * pi)[:, None] * col_mean[None] - t * class_mean
-    onehot = prob.onehot_t.double()
-    score = m.norm(dim=0) if group else m.abs()
-    top = float(score.max()) if score.numel() else 0.0
-    kappas = [min(1.0, lam * alpha / top) if top > 0 else 1.0]
-    if alpha < 1:
-        kappas.append(1.0)
-    best = -math.inf
-    for kappa in kappas:
-        qk = (1 - kappa) * onehot + kappa * q
-        value = -float(torch.xlogy(qk, qk).sum()) / n - _conjugate_penalty(-kappa * m, lam, alpha, group)
-        best = max(best, value)
-    return best
-
-
-def _relative_gap(primal: float, dual: float) -> float:
-    return max(primal - dual, 0.0) / max(abs(primal), 1e-300)
-
-
 def _fista(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float, alpha: float,
            group: bool, step: float, safe_step: float, tol: float, max_iter: int,
            stop: str) -> tuple[Tensor, Tensor, int, bool, float]:
@@ -361,7 +111,8 @@ def _fista(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float
             b_new = b_y - step * grad_b
             z_new = _logits_t(x, w_new, b_new)
             dw, db = w_new - w_y, b_new - b_y
-            quad = f_y + (grad_w * dw).sum() + (grad_b * db).sum() + (dw.pow(2).sum() + db.pow(2).sum()) / (2 * step)
+            linear = (grad_w * dw).sum() + (grad_b * db).sum()
+            quad = f_y + linear + (dw.pow(2).sum() + db.pow(2).sum()) / (2 * step)
             f_new = _softmax_ce(z_new, labels)[0]
             if f_new <= quad + slack * abs(float(f_y)) or step <= safe_step / 8:
                 break
@@ -480,8 +231,8 @@ def _check_stop(stop: str) -> None:
 
 def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: float = 0.99,
                     group: bool = False, init: ElasticNetFit | None = None, num_classes: int | None = None,
-                    tol: float = 1e-6, max_iter: int = 5000,
-                    device: str | torch.device | None = None, stop: str = "gap") -> ElasticNetFit:
+                    tol: float = 1e-5, max_iter: int = 5000,
+                    device: str | torch.device | None = None, stop: str = "residual") -> ElasticNetFit:
     """Solve the elastic-net problem at one λ (``lam``) and α (``alpha``), warm-started from ``init``.
 
     ``tol`` bounds the certified relative duality gap (``stop="gap"``) or, with ``stop="residual"``,
@@ -508,7 +259,7 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
                      tol: float = 1e-4, max_iter: int = 2000, max_features: int | None = None,
                      val: tuple[Tensor, Tensor] | None = None, num_classes: int | None = None,
                      device: str | torch.device | None = None, progress: bool = True,
-                     stop: str = "gap") -> ElasticNetPath:
+                     stop: str = "residual") -> ElasticNetPath:
     """The regularisation path from λ_max down to ε·λ_max (``n_lambdas`` log-spaced values, glm-saga's).
 
     Each λ is solved until the certified relative duality gap (P − D)/P is ≤ ``tol`` (``stop="gap"``;
@@ -572,5 +323,6 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         objectives=torch.tensor(out["obj"], dtype=torch.float64),
         train_accuracy=torch.tensor(out["acc"], dtype=torch.float64),
         val_accuracy=torch.tensor(out["val"], dtype=torch.float64) if val is not None else None,
-        n_iter=torch.tensor(out["iter"]), converged=torch.tensor(out["ok"]), alpha=float(alpha), group=bool(group),
+        n_iter=torch.tensor(out["iter"]), converged=torch.tensor(out["ok"]), alpha=float(alpha),
+        group=bool(group),
         seconds=time.perf_counter() - start, gaps=torch.tensor(out["gap"], dtype=torch.float64))
