@@ -172,6 +172,8 @@ def test_vpp_rehearsal(rehearse):
     text, _ = rehearse("vpp")
     assert "Profile(name='full'" in text and "real_data=True" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    # every validation sequence, cut to the chapter's first 24 frames: 30 x 24 frames
+    assert re.search(rf"video AP \d\.\d{{3}} on {REAL_N_VAL * 24} frames, \d+ objects", text)
     # the timm ViT-Tiny (width 192) on 64-pixel frames: 4 x 4 patches of 16 pixels
     assert re.search(r"^16 tokens, one block [\d.]+ MFLOPs; the 12 blocks", text, re.MULTILINE)
     for name in ("dense ", "VPP ", "later layers only ", r"ToMe \(r=\d+\)"):
