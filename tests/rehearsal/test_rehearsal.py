@@ -92,9 +92,10 @@ def rehearse(tmp_path_factory, request):
             client.execute()
         finally:
             mp.undo()
+            # what it printed (up to a failing cell), to read when a check fails
+            (cache / f"{chapter}.txt").write_text(text_of(nb))
         print(f"{chapter}: rehearsal in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         text = text_of(nb)
-        (cache / f"{chapter}.txt").write_text(text)  # what it printed, to read when a check fails
         # the data came from the fixture, nothing was downloaded
         assert not (cache / "cub").exists() and not (cache / "davis").exists()
         runs[chapter] = text, cache
