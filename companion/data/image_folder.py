@@ -53,33 +53,51 @@ def stratified_split(targets, test_fraction: float, seed: int = 0) -> tuple[np.n
     return np.setdiff1d(np.arange(len(y)), test), test
 
 
+def _image_folder(root: Path, transform) -> Dataset:
+    """torchvision's ImageFolder of ``root`` (files without an image extension are skipped)."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        folder = ImageFolder(root, transform=transform)
+    except FileNotFoundError as err:  # a class folder without images, or no class folder at all
+        raise ValueError(f"{root}: {err} Put at least two images in every class folder, or remove "
+                         "the empty ones.") from err
+    if len(folder.classes) < 2:
+        raise ValueError(f"{root} holds {len(folder.classes)} class folder(s) "
+                         f"({folder.classes}); a classifier needs at least two, one sub-folder of "
+                         "images per class.")
+    return folder
+
+
 def image_folder_splits(root: str | os.PathLike, *, image_size: int = 224,
                         test_fraction: float = 0.2, seed: int = 0,
                         trivial_augment: bool = False) -> ImageFolderSplits:
-    """The reader's images under ``root`` as train / eval-train / test, ImageNet-normalised."""
-    from torchvision.datasets import ImageFolder
+    """The reader's images under ``root`` as train / eval-train / test, ImageNet-normalised.
 
+    Images of any size and mode (grey, RGBA, palette) are converted to RGB and cropped to
+    ``image_size``; files without an image extension are skipped.
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} not found: pass a folder holding one "
                                 "sub-folder of images per class (or train/ and test/ with those).")
     augmented, plain = image_transforms(image_size, trivial_augment=trivial_augment)
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train = ImageFolder(root / "train", transform=augmented)
-        test = ImageFolder(root / "test", transform=plain)
+        train = _image_folder(root / "train", augmented)
+        test = _image_folder(root / "test", plain)
         if test.classes != train.classes:
             raise ValueError(f"{root}/train and {root}/test must hold the same class folders; got "
                              f"{train.classes} and {test.classes}.")
-        return ImageFolderSplits(train, ImageFolder(root / "train", transform=plain), test,
+        return ImageFolderSplits(train, _image_folder(root / "train", plain), test,
                                  list(train.classes), list(train.targets), list(test.targets),
                                  "folders")
-    every = ImageFolder(root, transform=augmented)
+    every = _image_folder(root, augmented)
     tr, te = stratified_split(every.targets, test_fraction, seed)
     if len(te) == 0:
         raise ValueError(f"{root} has too few images per class for a test split; put at least "
                          "two images in each class folder.")
     targets = np.asarray(every.targets)
     return ImageFolderSplits(
-        Subset(every, tr.tolist()), Subset(ImageFolder(root, transform=plain), tr.tolist()),
-        Subset(ImageFolder(root, transform=plain), te.tolist()), list(every.classes),
+        Subset(every, tr.tolist()), Subset(_image_folder(root, plain), tr.tolist()),
+        Subset(_image_folder(root, plain), te.tolist()), list(every.classes),
         targets[tr].tolist(), targets[te].tolist(), f"fraction={test_fraction},seed={seed}")

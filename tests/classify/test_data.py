@@ -77,3 +77,30 @@ def test_labels_are_validated_once_at_the_entry():
         check_labels([0, 2, 2])
     with pytest.raises(TypeError, match="only apply to source='concept_parts'"):
         load_data("cub", n_train=10)
+
+
+def test_image_folder_with_one_class_or_an_empty_class_folder_is_refused(tmp_path):
+    write_folder(tmp_path / "one", per_class=3)
+    for name in CLASSES[1:]:
+        for f in (tmp_path / "one" / name).iterdir():
+            f.unlink()
+        (tmp_path / "one" / name).rmdir()
+    with pytest.raises(ValueError, match=r"holds 1 class folder.*at least two"):
+        load_data(tmp_path / "one", image_size=16)
+    write_folder(tmp_path / "empty", per_class=3)
+    (tmp_path / "empty" / "zebra").mkdir()
+    with pytest.raises(ValueError, match=r"zebra.*Put at least two images in every class folder"):
+        load_data(tmp_path / "empty", image_size=16)
+
+
+def test_image_folder_skips_other_files_and_takes_any_size_and_mode(tmp_path):
+    write_folder(tmp_path, per_class=4)
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    Image.new("L", (40, 30), 90).save(tmp_path / "dog" / "grey.png")
+    Image.new("RGBA", (13, 50), (10, 20, 30, 128)).save(tmp_path / "owl" / "alpha.png")
+    Image.new("P", (64, 64)).save(tmp_path / "owl" / "palette.png")
+    data = load_data(tmp_path, image_size=16, test_fraction=0.25)
+    assert len(data.train) + len(data.test) == 3 * 4 + 3  # the text file is not an image
+    shapes = {tuple(data.train[i][0].shape) for i in range(len(data.train))}
+    shapes |= {tuple(data.test[i][0].shape) for i in range(len(data.test))}
+    assert shapes == {(3, 16, 16)}
