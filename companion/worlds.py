@@ -81,7 +81,8 @@ def colab_note(chapter: str) -> str:
             f"For the smoke world instead (synthetic data, no downloads, {cost.smoke_time} even on a "
             f"CPU), set `{SWITCH}` in the `parameters` cell below. The set-up cell prints these "
             "costs again before anything heavy starts.")
-    return ":::{note} Running on Colab\n" + textwrap.fill(body, width=100, break_on_hyphens=False) + "\n:::"
+    text = textwrap.fill(body, width=100, break_on_hyphens=False)
+    return ":::{admonition} Running on Colab\n:class: note\n" + text + "\n:::"
 
 
 def describe_world(chapter: str, profile: Profile | None = None) -> None:

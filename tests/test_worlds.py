@@ -40,7 +40,7 @@ def test_full_world_without_real_data_downloads_nothing(capsys) -> None:
 @pytest.mark.parametrize("chapter", sorted(COSTS))
 def test_note_states_every_download_and_the_switch(chapter: str) -> None:
     note = " ".join(colab_note(chapter).split())
-    assert note.startswith(":::{note} Running on Colab") and note.endswith(":::")
+    assert note.startswith(":::{admonition} Running on Colab :class: note ") and note.endswith(":::")
     for download in COSTS[chapter].downloads:
         assert str(download) in note
     assert f"`{SWITCH}`" in note and COSTS[chapter].smoke_time in note
