@@ -55,6 +55,22 @@ def text_of(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+def execute_full_world(nb: nbformat.NotebookNode, cache: Path, *, timeout: int, **env: str) -> float:
+    """Execute ``nb`` in the full world (real data on) with ``cache`` as its cache; returns seconds."""
+    mp = pytest.MonkeyPatch()
+    for key, value in {"COMPANION_CACHE": str(cache), "COMPANION_PROFILE": "full",
+                       "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1", **env}.items():
+        mp.setenv(key, value)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(cache)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        mp.undo()
+    return time.perf_counter() - start
+
+
 @pytest.fixture(scope="module")
 def full_world(tmp_path_factory):
     """Run a chapter in the full world on its fixture; returns (printed text, its cache folder,
@@ -73,23 +89,11 @@ def full_world(tmp_path_factory):
     def run(chapter: str):
         if chapter in runs:
             return runs[chapter]
-        mp = pytest.MonkeyPatch()
         cache = tmp_path_factory.mktemp(f"cache_{chapter}")
-        for key, value in {"COMPANION_CACHE": str(cache), "COMPANION_PROFILE": "full",
-                           "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1",
-                           "OMP_NUM_THREADS": "1"}.items():
-            mp.setenv(key, value)
         values, data = knobs[chapter]
         nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full", **values)
-        client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(cache)}})
-        start = time.perf_counter()
-        try:
-            client.execute()
-        finally:
-            mp.undo()
-        print(f"{chapter}: full world on the fixture in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr)
+        seconds = execute_full_world(nb, cache, timeout=600, OMP_NUM_THREADS="1")
+        print(f"{chapter}: full world on the fixture in {seconds:.0f} s", file=sys.stderr)
         assert not (cache / data).exists()  # the data came from the fixture, nothing was downloaded
         runs[chapter] = text_of(nb), cache, nb
         return runs[chapter]

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "data"))
@@ -25,7 +23,7 @@ sys.path.insert(0, str(TESTS))
 from cub_fixture import REAL_N_CLASSES, REAL_N_TEST, REAL_N_TRAIN, write_real_shapes_cub  # noqa: E402
 from davis_fixture import REAL_N_TRAIN as DAVIS_N_TRAIN  # noqa: E402
 from davis_fixture import REAL_N_VAL, REAL_OBJECTS, write_real_shapes_davis  # noqa: E402
-from test_full_world import text_of, with_parameters  # noqa: E402
+from test_full_world import execute_full_world, text_of, with_parameters  # noqa: E402
 
 pytestmark = pytest.mark.rehearsal
 
@@ -74,10 +72,6 @@ def rehearse(tmp_path_factory, request):
     def run(chapter: str, constants: tuple[str, dict] | None = None):
         if chapter in runs:
             return runs[chapter]
-        mp = pytest.MonkeyPatch()
-        for key, value in {"COMPANION_CACHE": str(cache), "COMPANION_PROFILE": "full",
-                           "COMPANION_REAL_DATA": "1", "HF_HUB_OFFLINE": "1"}.items():
-            mp.setenv(key, value)
         if chapter == "vpp":
             knobs = {"davis_root": str(request.getfixturevalue("real_davis")), **DAVIS_KNOBS}
         else:
@@ -85,16 +79,12 @@ def rehearse(tmp_path_factory, request):
         nb = with_parameters(jupytext.read(BOOK / f"{chapter}.md"), profile="full", **knobs)
         if constants is not None:
             nb = with_constants(nb, constants[0], **constants[1])
-        client = NotebookClient(nb, timeout=900, kernel_name="python3",
-                                resources={"metadata": {"path": str(cache)}})
-        start = time.perf_counter()
         try:
-            client.execute()
+            seconds = execute_full_world(nb, cache, timeout=900)
         finally:
-            mp.undo()
             # what it printed (up to a failing cell), to read when a check fails
             (cache / f"{chapter}.txt").write_text(text_of(nb))
-        print(f"{chapter}: rehearsal in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        print(f"{chapter}: rehearsal in {seconds:.0f} s", file=sys.stderr)
         text = text_of(nb)
         # the data came from the fixture, nothing was downloaded
         assert not (cache / "cub").exists() and not (cache / "davis").exists()
