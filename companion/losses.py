@@ -5,12 +5,13 @@ Public API
 ``feature_diversity_loss(maps, logits, weight, beta=0.196) -> Tensor``: 𝓛_div of a batch.
 ``decision_maps(head, maps) -> (maps, weight)``: the maps and class–feature matrix a head decides
 with (all maps and W for a dense ``nn.Linear``; the selected maps and W for a ``SparseLayer``).
-``diversity_criterion(beta=0.196) -> loss(model, batch)``: CE + 𝓛_div, for ``companion.train.fit``.
+``diversity_criterion(beta=0.196, extra=None) -> loss(model, batch)``: CE + 𝓛_div (+ a method's own
+terms), for ``companion.train.fit``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from .batches import split_batch
 
-__all__ = ["DIVERSITY_BETA", "check_class_labels", "classification_loss", "decision_maps",
+__all__ = ["DIVERSITY_BETA", "ExtraLoss", "check_class_labels", "classification_loss", "decision_maps",
            "diversity_criterion", "feature_diversity_loss"]
 
 DIVERSITY_BETA = 0.196  # β for ResNet-50/34 in the SLDD paper
@@ -63,8 +64,23 @@ def decision_maps(head: nn.Module, maps: Tensor) -> tuple[Tensor, Tensor]:
     raise TypeError(f"decision_maps needs an nn.Linear or a SparseLayer head, got {type(head).__name__}.")
 
 
-def diversity_criterion(beta: float = DIVERSITY_BETA) -> Callable[[nn.Module, tuple], tuple[Tensor, dict]]:
-    """``loss(model, batch)`` = CE + 𝓛_div with the model's current head, logging both and accuracy."""
+ExtraLoss = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def diversity_criterion(beta: float = DIVERSITY_BETA, extra: Mapping[str, ExtraLoss] | None = None
+                        ) -> Callable[[nn.Module, tuple], tuple[Tensor, dict]]:
+    """``loss(model, batch)`` = CE + 𝓛_div (+ ``extra`` terms) with the model's current head.
+
+    ``extra`` maps a name to ``term(maps, logits, weight, y) -> Tensor`` (the head's selected maps,
+    the logits, its class–feature matrix W and the labels): a method's own loss terms, such as
+    CHiQPM's Feature Grounding Loss, added to the total and logged under their names.
+    """
+    extra = dict(extra or {})
+    for name, term in extra.items():
+        if not callable(term):
+            raise TypeError(f"extra loss {name!r} must be callable (maps, logits, weight, y) -> "
+                            f"Tensor, got {type(term).__name__}.")
+
     def loss(model: nn.Module, batch: tuple) -> tuple[Tensor, dict]:
         x, y = batch[0], batch[1]
         logits, _, maps = model.forward_all(x)
@@ -72,9 +88,19 @@ def diversity_criterion(beta: float = DIVERSITY_BETA) -> Callable[[nn.Module, tu
         ce = F.cross_entropy(logits, y)
         used, weight = decision_maps(model.head, maps)
         div = feature_diversity_loss(used, logits, weight, beta) if beta else ce.new_zeros(())
-        return ce + div, {"ce": ce.item(), "diversity": div.item(),
-                          "accuracy": (logits.argmax(1) == y).float().mean().item()}
-    loss.__qualname__ = f"diversity_criterion(beta={beta})"
+        total = ce + div
+        logged = {"ce": ce.item(), "diversity": div.item()}
+        for name, term in extra.items():
+            value = term(used, logits, weight, y)
+            if value.ndim != 0:
+                raise ValueError(f"extra loss {name!r} must return a scalar, got shape "
+                                 f"{tuple(value.shape)}.")
+            total = total + value
+            logged[name] = value.item()
+        logged["accuracy"] = (logits.argmax(1) == y).float().mean().item()
+        return total, logged
+    names = "".join(f", {name}" for name in extra)
+    loss.__qualname__ = f"diversity_criterion(beta={beta}{names})"
     return loss
 
 

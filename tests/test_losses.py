@@ -70,6 +70,27 @@ def test_decision_maps_and_criterion_use_the_heads_features():
         decision_maps(torch.nn.Identity(), maps)
 
 
+def test_criterion_adds_and_logs_extra_terms():
+    torch.manual_seed(0)
+    model = Classifier(create_backbone("small_cnn", width=8), num_classes=3)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    seen = {}
+
+    def mean_map(maps, logits, weight, labels):
+        seen.update(maps=maps.shape, logits=logits.shape, weight=weight.shape, labels=labels)
+        return 2.0 * maps.mean()
+
+    plain, _ = diversity_criterion(0.5)(model, (x, y))
+    total, logs = diversity_criterion(0.5, {"mean_map": mean_map})(model, (x, y))
+    assert logs["mean_map"] == pytest.approx(2.0 * model.forward_all(x)[2].mean().item(), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(float(plain.detach()) + logs["mean_map"], rel=1e-5)
+    assert seen["weight"] == model.head.weight.shape and torch.equal(seen["labels"], y)
+    with pytest.raises(TypeError, match="callable"):
+        diversity_criterion(0.5, {"bad": 1.0})
+    with pytest.raises(ValueError, match="scalar"):
+        diversity_criterion(0.5, {"vector": lambda m, lg, w, t: m.mean(dim=(1, 2, 3))})(model, (x, y))
+
+
 def test_shape_errors():
     with pytest.raises(ValueError, match="shapes do not fit"):
         feature_diversity_loss(torch.rand(2, 3, 4, 4), torch.rand(2, 5), torch.rand(5, 4))

@@ -13,12 +13,13 @@ Public API
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..losses import DIVERSITY_BETA, diversity_criterion
+from ..losses import DIVERSITY_BETA, ExtraLoss, diversity_criterion
 from ..train import History, fit
 
 __all__ = ["finetune"]
@@ -29,11 +30,13 @@ def finetune(model: nn.Module, layer: nn.Module, data: Any, *, epochs: int, lr: 
              scheduler: Any = ("step", 10, 0.4), dropout: float = 0.1, batch_size: int = 16,
              val_data: Any = None, checkpoint: str | os.PathLike | None = None, seed: int | None = 0,
              device: str | torch.device | None = None, progress: bool = True,
-             **fit_kwargs: Any) -> History:
+             extra_losses: Mapping[str, ExtraLoss] | None = None, **fit_kwargs: Any) -> History:
     """Put ``layer`` in as ``model.head`` and fine-tune ``model`` with CE + β·𝓛_div; returns the History.
 
     ``model`` is a :class:`companion.models.Classifier`; ``layer`` a ``SparseLayer`` (or any head
-    with ``weight``, ``select_maps``). Extra keyword arguments go to :func:`companion.train.fit`.
+    with ``weight``, ``select_maps``). ``extra_losses`` adds a method's own terms (see
+    :func:`companion.losses.diversity_criterion`); only parameters with ``requires_grad`` train,
+    so freeze a backbone before calling. Other keyword arguments go to :func:`companion.train.fit`.
     """
     if not hasattr(model, "forward_all") or not hasattr(model, "head"):
         raise TypeError(f"finetune needs a Classifier (forward_all and a replaceable head), got "
@@ -50,7 +53,7 @@ def finetune(model: nn.Module, layer: nn.Module, data: Any, *, epochs: int, lr: 
     model.head = layer
     if isinstance(getattr(model, "dropout", None), nn.Dropout):
         model.dropout.p = float(dropout)
-    return fit(model, data, epochs=epochs, loss=diversity_criterion(beta), lr=lr, momentum=momentum,
+    return fit(model, data, epochs=epochs, loss=diversity_criterion(beta, extra_losses), lr=lr, momentum=momentum,
                weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
                val_data=val_data, checkpoint=checkpoint, seed=seed, device=device,
                progress=progress, desc="fine-tune", **fit_kwargs)
