@@ -53,7 +53,7 @@ def finetune(model: nn.Module, layer: nn.Module, data: Any, *, epochs: int, lr: 
     model.head = layer
     if isinstance(getattr(model, "dropout", None), nn.Dropout):
         model.dropout.p = float(dropout)
-    return fit(model, data, epochs=epochs, loss=diversity_criterion(beta, extra_losses), lr=lr, momentum=momentum,
-               weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
+    return fit(model, data, epochs=epochs, loss=diversity_criterion(beta, extra_losses), lr=lr,
+               momentum=momentum, weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
                val_data=val_data, checkpoint=checkpoint, seed=seed, device=device,
                progress=progress, desc="fine-tune", **fit_kwargs)
