@@ -31,9 +31,13 @@ class CocoInstances:
 
 
 def coco_instances(root: str | os.PathLike | None = None, *, max_images: int = 100,
-                   min_area: int = 1000, download_data: bool = False, seed: int = 0,
+                   min_area: float = 10, download_data: bool = False, seed: int = 0,
                    progress: bool = True) -> CocoInstances:
-    """Instances of ``max_images`` random COCO val2017 images (crowds and areas < ``min_area`` out)."""
+    """Instances of ``max_images`` random COCO val2017 images (crowds and areas < ``min_area`` out).
+
+    ``min_area`` (in px²) is 10 by default, the UncertainSAM paper's protocol (instances under
+    10 px² are dropped).
+    """
     from PIL import Image
     from pycocotools.coco import COCO
 

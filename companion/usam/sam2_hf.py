@@ -3,9 +3,11 @@
 ``Sam2Tokens`` wraps a ``transformers.Sam2Model`` and returns, per prompt, the three multimask
 logits, their predicted IoUs, the IoU token and the mask tokens that made them. SAM 2's decoder
 runs its two-way transformer on [object-score, IoU, mask₀ … mask₃, prompts…]; the multimask
-outputs come from mask tokens 1…3, so mask j is paired with token j + 1. (The official USAM code
-pairs it with token j, its neighbour's; we do not repeat that offset.) ``load_official_heads``
-reads the official USAM MLPs (``models/mlps/sam2.1/<target>/model.pth``) into :class:`USAMHeads`.
+outputs come from mask tokens 1…3, so mask j is paired with token j + 1 (``pairing="own"``, the
+default, with which our heads are trained). The official USAM code pairs it with token j, its
+neighbour's, and its MLPs were trained that way: ``load_official_heads`` reads them
+(``models/mlps/sam2.1/<target>/model.pth``) into :class:`USAMHeads`, and they must be fed tokens
+from ``Sam2Tokens(..., pairing="official")``, the pairing they learned.
 Needs ``pip install transformers`` (the ``full`` extra); weights are downloaded on first use.
 """
 
@@ -51,12 +53,24 @@ def _transformers():
     return transformers
 
 
-class Sam2Tokens:
-    """A ``transformers`` SAM 2 model that also returns the IoU token and each mask's own token."""
+# where the three multimask outputs' tokens sit among [object score, IoU, mask 0 … mask 3]
+MASK_TOKENS = {"own": slice(3, 6), "official": slice(2, 5)}
 
-    def __init__(self, model, processor=None):
+
+class Sam2Tokens:
+    """A ``transformers`` SAM 2 model that also returns the IoU token and a token for each mask.
+
+    ``pairing="own"`` gives each mask the token that made it; ``"official"`` the token before it,
+    as the official USAM code does (use it only to feed the official MLPs).
+    """
+
+    def __init__(self, model, processor=None, *, pairing: str = "own"):
+        if pairing not in MASK_TOKENS:
+            raise ValueError(f"pairing must be one of {sorted(MASK_TOKENS)}, got {pairing!r}: 'own' "
+                             "for heads trained here, 'official' for the official USAM MLPs.")
         self.model = model.eval()
         self.processor = processor
+        self.pairing = pairing
         self._tokens: torch.Tensor | None = None
         model.mask_decoder.transformer.register_forward_hook(self._keep_tokens)
 
@@ -64,7 +78,7 @@ class Sam2Tokens:
         self._tokens = output[0]  # (B, point_batch, 6 + K, D)
 
     @classmethod
-    def from_pretrained(cls, size: str = "tiny", *, device=None) -> Sam2Tokens:
+    def from_pretrained(cls, size: str = "tiny", *, device=None, pairing: str = "own") -> Sam2Tokens:
         """SAM 2.1 of a size (``tiny``, ``small``, ``base_plus``, ``large``) or a Hub id."""
         tf = _transformers()
         name = SAM2_CHECKPOINTS.get(size, size)
@@ -72,7 +86,7 @@ class Sam2Tokens:
             raise ValueError(f"Unknown SAM 2.1 size {size!r}: choose one of "
                              f"{', '.join(SAM2_CHECKPOINTS)} or pass a Hub id.")
         model = tf.Sam2Model.from_pretrained(name).to(resolve_device(device))
-        return cls(model, tf.Sam2Processor.from_pretrained(name))
+        return cls(model, tf.Sam2Processor.from_pretrained(name), pairing=pairing)
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +114,7 @@ class Sam2Tokens:
                          input_labels=labels[:, None], multimask_output=True)
         tokens = self._tokens[:, 0]
         return SegmenterOutput(mask_logits=out.pred_masks[:, 0], scores=out.iou_scores[:, 0],
-                               iou_token=tokens[:, 1], mask_tokens=tokens[:, 3:6])
+                               iou_token=tokens[:, 1], mask_tokens=tokens[:, MASK_TOKENS[self.pairing]])
 
 
 def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -134,7 +148,11 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
 
 def load_official_heads(folder: str | os.PathLike, *, names: Sequence[str] | None = None,
                         device=None) -> USAMHeads:
-    """The official USAM MLPs in ``folder`` (``<target>/model.pth``, 3 linear layers each)."""
+    """The official USAM MLPs in ``folder`` (``<target>/model.pth``, 3 linear layers each).
+
+    They were trained on the official code's token pairing: give them predictions made with
+    ``Sam2Tokens(..., pairing="official")``; with our own pairing their inputs are off-distribution.
+    """
     folder = Path(folder)
     found = [n for n in OFFICIAL_HEADS if (folder / n / "model.pth").is_file()]
     names = list(names) if names is not None else found

@@ -58,6 +58,19 @@ def test_tokens_are_paired_with_their_own_mask(tiny_sam2):
                               atol=1e-5)
 
 
+def test_official_pairing_gives_each_mask_the_token_before_its_own(tiny_sam2):
+    torch.manual_seed(2)
+    x, points = torch.rand(1, 3, 128, 128), torch.tensor([[[40.0, 50.0]]])
+    own = tiny_sam2(x, points)
+    official = Sam2Tokens(tiny_sam2.model, pairing="official")(x, points)
+    assert torch.equal(official.mask_logits, own.mask_logits)
+    # mask j gets token j: the single-mask token for mask 0, then the own tokens of masks 0 and 1
+    assert torch.equal(official.mask_tokens[:, 1:], own.mask_tokens[:, :2])
+    assert not torch.allclose(official.mask_tokens[:, 0], own.mask_tokens[:, 0])
+    with pytest.raises(ValueError, match="pairing"):
+        Sam2Tokens(tiny_sam2.model, pairing="j+1")
+
+
 def test_clicks_outside_the_input_are_refused(tiny_sam2):
     with pytest.raises(ValueError, match="inside"):
         tiny_sam2(torch.rand(1, 3, 128, 128), torch.tensor([[[200.0, 5.0]]]))
