@@ -123,13 +123,25 @@ class SLDD(LastLayer):
         self.device, self.progress = device, progress
 
     def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
-             val: tuple[Tensor, Tensor] | FeatureSet | None = None) -> None:
-        """The five steps; ``val`` (pooled, labels) records the path's held-out accuracy."""
+             val: tuple[Tensor, Tensor] | FeatureSet | None = None,
+             selection: FeatureSelection | None = None, path: ElasticNetPath | None = None) -> None:
+        """The five steps; ``val`` (pooled, labels) records the path's held-out accuracy.
+
+        ``selection`` and ``path``, when given, are steps 1 and 2 already computed on these
+        features (as a chapter does step by step): they are checked and reused, not refitted.
+        """
         _check_sizes(pooled.shape[1], self.n_features, self.per_class)
         opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
                     max_iter=self.max_iter, device=self.device, progress=self.progress)
-        self.selection_ = select_features(pooled, labels, self.n_features,
-                                          alpha=self.select_alpha, **opts)
+        if selection is None:
+            selection = select_features(pooled, labels, self.n_features, alpha=self.select_alpha,
+                                        **opts)
+        elif len(selection.indices) != self.n_features or int(selection.indices.max()) >= pooled.shape[1]:
+            raise ValueError(f"selection holds {len(selection.indices)} features (largest index "
+                             f"{int(selection.indices.max())}), but this SLDD selects n_features="
+                             f"{self.n_features} of {pooled.shape[1]}: pass the selection made on "
+                             "these features with the same n_features.")
+        self.selection_ = selection
         idx = self.selection_.indices
         z, self.mean_, self.std_ = standardize(pooled[:, idx])
         if isinstance(val, FeatureSet):
@@ -139,7 +151,13 @@ class SLDD(LastLayer):
                 raise ValueError(f"val features must be (N, {pooled.shape[1]}) like the training "
                                  f"features, got {tuple(val[0].shape)}.")
             val = ((val[0][:, idx] - self.mean_) / self.std_, val[1])
-        self.path_ = elastic_net_path(z, labels, alpha=self.alpha, val=val, **opts)
+        if path is None:
+            path = elastic_net_path(z, labels, alpha=self.alpha, val=val, **opts)
+        elif path.weights.shape[1:] != (self.n_classes_, self.n_features):
+            raise ValueError(f"path weights are {tuple(path.weights.shape[1:])} per entry, expected "
+                             f"(n_classes, n_features) = ({self.n_classes_}, {self.n_features}): "
+                             "pass the path fitted on the selected features.")
+        self.path_ = path
         self.entry_ = choose_path_entry(self.path_, self.per_class, self.drop_rate)
         self.layer_ = self.layer_at(self.entry_)
 

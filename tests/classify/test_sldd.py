@@ -93,6 +93,21 @@ def test_sldd_fit_builds_a_sparse_layer_with_k_per_class():
     assert torch.allclose(layer.mean, x[:, layer.selection].mean(0))
 
 
+def test_sldd_fit_reuses_a_given_selection_and_path():
+    x, y = informative_data(d=16, c=4, informative=(1, 3, 4, 8, 11, 12, 14, 15))
+    opts = dict(n_lambdas=30, device="cpu", progress=False)
+    fitted = SLDD(n_features=8, per_class=2, **opts).fit((x, y))
+    reused = SLDD(n_features=8, per_class=2, **opts).fit(
+        (x, y), selection=fitted.selection_, path=fitted.path_)
+    assert reused.selection_ is fitted.selection_ and reused.path_ is fitted.path_
+    assert torch.equal(reused.layer_.weight, fitted.layer_.weight)
+    with pytest.raises(ValueError, match="n_features=6"):
+        SLDD(n_features=6, per_class=2, **opts).fit((x, y), selection=fitted.selection_)
+    other = select_features(x, y, 5, n_lambdas=10, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="fitted on the selected features"):
+        SLDD(n_features=5, per_class=2, **opts).fit((x, y), selection=other, path=fitted.path_)
+
+
 def test_bad_sizes_and_inputs_are_rejected():
     x, y = informative_data(d=6, informative=(0, 2, 3, 5))
     with pytest.raises(ValueError, match=r"n_features \(n_f\) must lie in \[1, 6\]"):
