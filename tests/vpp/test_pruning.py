@@ -153,11 +153,11 @@ def test_sparse_loss_formula(model):
         float((40 * (10 * second.ratio_losses["map"] + sum(sm)) / 13).detach()), rel=1e-6)
     assert "map" not in first.ratio_losses
     assert float(model.sparse_loss(first).detach()) == pytest.approx(
-        float(40 * sum(first.ratio_losses.values()) / 3), rel=1e-6)
+        float((40 * sum(first.ratio_losses.values()) / 3).detach()), rel=1e-6)
     for b in (3, 6, 9):  # L_l = (mean M_l − ρ_l)²
         ratio = model.schedule.sm_ratios[(3, 6, 9).index(b)]
-        assert float(second.ratio_losses[f"block{b}"]) == pytest.approx(
-            (float(second.keep[:, b].mean()) - ratio) ** 2, rel=1e-5)
+        assert float(second.ratio_losses[f"block{b}"].detach()) == pytest.approx(
+            (float(second.keep[:, b].mean().detach()) - ratio) ** 2, rel=1e-5)
 
 
 def test_gradients_reach_the_selection_modules(model):
