@@ -118,3 +118,13 @@ def test_chapter_says_what_the_full_world_costs_before_it_starts(md: Path) -> No
     profile = next(i for i, line in enumerate(setup) if "companion.set_profile(" in line)
     assert setup[profile + 1] == f'companion.describe_world("{md.stem}")', \
         "the set-up cell prints the world's cost right after set_profile"
+
+
+def test_citations_of_one_author_group_in_one_year_have_distinct_labels() -> None:
+    """author_year labels ("Norrenbrock et al., 2025") must tell two such papers apart."""
+    seen: dict[tuple[str, str], str] = {}
+    for key, entry in bibliography().items():
+        first = entry.persons["author"][0].last_names[0]
+        label = (first, entry.fields["year"])
+        assert label not in seen, f"{key} and {seen[label]} both cite as {first} et al., {label[1]}"
+        seen[label] = key

@@ -299,7 +299,7 @@ class Claim:
 
     @property
     def shown(self) -> str:
-        """The value, with its interval where there is one."""
+        """The value, with its (95 %) interval in brackets where there is one."""
         if self.interval is None:
             return _cell(self.value)
         return f"{_cell(self.value)} [{_cell(self.interval[0])}, {_cell(self.interval[1])}]"
@@ -317,7 +317,7 @@ class ClaimsTable:
             f"</td><td>{c.shown}</td><td>≥ {c.threshold:g}</td>"
             f"<td style='text-align:left'>{html.escape(c.reason)}</td></tr>"
             for c in self.claims.values())
-        return ("<table><thead><tr><th>verdict</th><th>claim</th><th>ours [95 % interval]</th>"
+        return ("<table><thead><tr><th>verdict</th><th>claim</th><th>ours</th>"
                 "<th>threshold</th><th>why this threshold</th></tr></thead>"
                 f"<tbody>{rows}</tbody></table>")
 
