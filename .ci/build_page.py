@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_files import ROOT, toc_pages  # noqa: E402
 
-
 REFERENCES = "book/references"  # the page with the bibliography, which citations link to
 
 
