@@ -26,6 +26,8 @@ ERROR_TEXTS = ("Traceback (most recent call last)", "Error displaying widget",
 WARNING_TEXT = re.compile(r"\b[A-Z]\w*Warning\b|\bwarnings\.warn\b|^\s*warn(ing)?:", re.M | re.I)
 MACHINE_PATH = re.compile(r"(?<![\w.:/])(?:/(?:home|Users|tmp|root|usr|opt|var|work|mnt|private)/\S+"
                           r"|\S*site-packages\S*|[A-Za-z]:\\\S+)")
+BANNER = re.compile(r"Copyright \(c\)|^Running HiGHS|^SCIP version|Gurobi Optimizer version|"
+                    r"^Welcome to the CBC|^This is Ipopt", re.M | re.I)
 TABLE_RULE = set("-\u2013\u2014")  # a Markdown table's rule row; smartquotes make '---' a dash
 THUMBNAIL = (64, 64)  # two figures are compared as grey thumbnails of this size ...
 MIN_CORRELATION = 0.97  # ... and are the same figure above this correlation (a redraw at another dpi)
@@ -116,7 +118,7 @@ def check_errors(page: Page) -> list[Problem]:
 
 
 def check_clean_outputs(page: Page) -> list[Problem]:
-    """No stderr output; no warning text or machine path in any output."""
+    """No stderr output; no warning text, solver banner or machine path in any output."""
     problems = []
     for output in _outputs(page):
         where = locate(output, page)
@@ -126,6 +128,9 @@ def check_clean_outputs(page: Page) -> list[Problem]:
         for number, line in enumerate(output.get_text().strip("\n").splitlines(), 1):
             if WARNING_TEXT.search(line):
                 problems.append(Problem(page.name, where, f"warning text {_short(line)}", number))
+            elif BANNER.search(line):
+                problems.append(Problem(page.name, where, f"solver banner {_short(line)} (silence "
+                                        "the solver with its own options)", number))
             elif MACHINE_PATH.search(line):
                 path = MACHINE_PATH.search(line).group(0)
                 problems.append(Problem(page.name, where, f"machine path {_short(path)}", number))

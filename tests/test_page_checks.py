@@ -73,6 +73,7 @@ def test_a_traceback_is_reported_with_its_cell() -> None:
     stream("x.py:3: UserWarning: To copy construct from a tensor\n"),
     stream("loaded /home/anna/data/cub\n"),
     stream("from .venv/lib/python3.11/site-packages/torch\n"),
+    stream("Running HiGHS 1.16.0 (git hash: f3f113d): Copyright (c) 2026\n"),
 ])
 def test_stderr_warnings_and_machine_paths_fail(output: str) -> None:
     problems = pc.check_clean_outputs(page(cell("run()", output)))

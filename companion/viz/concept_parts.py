@@ -50,8 +50,10 @@ def show_concept_parts(data: ConceptParts, n: int = 6, *, ncols: int = 3,
 def _part_legend(fig: Figure, entries: list[str], columns: int = 3) -> None:
     """The part names in columns under the grid, in the figure's own text size."""
     rows = -(-len(entries) // columns)
-    text = "\n".join("".join(f"{e:<30s}" for e in entries[r::rows]) for r in range(rows))
-    fig.supxlabel(text, fontsize=9, family="monospace", ha="center")
+    lines = ["".join(f"{e:<30s}" for e in entries[r::rows]) for r in range(rows)]
+    width = max(len(line) for line in lines)
+    text = "\n".join(line.ljust(width) for line in lines)  # monospace: columns line up
+    fig.supxlabel(text, fontsize=9, family="monospace", ha="center", multialignment="left")
 
 
 def show_class_parts(data: ConceptParts) -> Figure:
