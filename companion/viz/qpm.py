@@ -103,16 +103,17 @@ def plot_assignment(assignment, selected, *, class_names: Sequence[str] | None =
     n_c, n_f = W.shape
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n_f, 0.9 + 0.3 * n_c), layout="constrained")
+        fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH, 1.6 + 0.32 * n_f), 1.2 + 0.3 * n_c),
+                               layout="constrained")
     ax.imshow(W, cmap="Greys", vmin=0, vmax=1.6, aspect="auto")
     for c in highlight:
         ax.axhspan(c - 0.5, c + 0.5, color="#E69F00", alpha=0.3)
-    ax.set_yticks(range(n_c), class_names if class_names is not None else range(n_c), fontsize=8)
+    ax.set_yticks(range(n_c), class_names if class_names is not None else range(n_c), fontsize=9)
     labels = feature_names if feature_names is not None else [str(j) for j in to_numpy(selected)]
-    ax.set_xticks(range(n_f), labels, fontsize=8, rotation=90)
+    ax.set_xticks(range(n_f), labels, fontsize=9, rotation=90)
     ax.set_xlabel("selected feature")
     ax.grid(False)
-    ax.set_title(title or f"QPM assignment: {n_c} classes × {n_f} features, "
+    ax.set_title(title or f"QPM assignment: {n_c} classes × {n_f} features,\n"
                  f"{int(W.sum(1).max())} per class")
     return ax.figure if own else ax
 
@@ -150,7 +151,7 @@ def plot_solver_knobs(problem, *, n_features: int, per_class: int, penalty: floa
     """Re-solve ``problem`` (a ``QPMProblem``) with the given knobs and draw the new assignment."""
     from ..solvers.qpm import NotProvenOptimalWarning, solve_assignment
 
-    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 4.4), layout="constrained")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotProvenOptimalWarning)
@@ -163,7 +164,7 @@ def plot_solver_knobs(problem, *, n_features: int, per_class: int, penalty: floa
         return fig
     n_pen = int((np.triu(problem.redundancy, 1)[np.ix_(res.selected, res.selected)] > 0).sum())
     plot_assignment(res.assignment, res.selected, class_names=class_names, ax=ax,
-                    title=f"n_f={n_features}, k={per_class}, λ={penalty}: {res.status}, "
-                          f"objective {res.objective:.1f}, gap {res.gap:.2%}, "
+                    title=f"$n_f$={n_features}, $k$={per_class}, $\\lambda$={penalty:g}: "
+                          f"{res.status}, objective {res.objective:.1f}, gap {res.gap:.2%},\n"
                           f"{n_pen} penalised pairs chosen, {res.seconds:.1f} s")
     return fig
