@@ -112,8 +112,10 @@ def plot_decision(image: Tensor, maps: Tensor, weight_row: Tensor, normalized: T
     for ax, f in zip(axes.flat[1:], used.tolist(), strict=False):
         overlay_heatmap(image, maps[f], ax=ax, vmin=0, vmax=top)
         name = feature_ids[f] if feature_ids is not None else f
-        ax.set_title(f"feature {name}: w={float(weight_row[f]):+.2f}, "
+        ax.set_title(f"feature {name}\nw={float(weight_row[f]):+.2f}, "
                      f"w·z={float(contrib[f]):+.2f}", fontsize=9)
+    if len(used):  # one scale for every map: a shared colour bar
+        fig.colorbar(axes.flat[1].images[-1], ax=axes, shrink=0.6, label="activation")
     return fig
 
 
@@ -142,6 +144,7 @@ def plot_class_features(images: Tensor, maps: Tensor, labels: Tensor, weight: Te
             overlay_heatmap(images[i], maps[i, f], ax=axes[r, c], vmin=0, vmax=top)
         name = feature_ids[f] if feature_ids is not None else f
         axes[r, 0].set_title(f"feature {name}, w={float(row[f]):+.2f}", loc="left", fontsize=9)
+    fig.colorbar(axes[0, 0].images[-1], ax=axes, shrink=0.5, label="activation")
     name = class_names[class_index] if class_names is not None else f"class {class_index}"
     fig.suptitle(f"{name}: {len(used)} features", fontsize=10)
     return fig
