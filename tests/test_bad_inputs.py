@@ -25,6 +25,7 @@ import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
+from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
 from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
 from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
@@ -32,6 +33,7 @@ from companion.download import DownloadError, download  # noqa: E402
 from companion.features import extract_features  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
+from companion.metrics.bootstrap import bootstrap_interval  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import (
     cache_dir,  # noqa: E402
@@ -41,6 +43,7 @@ from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
 from companion.train import evaluate, fit  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
+from companion.viz.concept_parts import show_concept_parts  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
 from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig  # noqa: E402
@@ -482,6 +485,13 @@ CASES = [
      r"entries below the diagonal.*upper-triangular"),
     ("NaN data in fit under AMP", amp_nan_data_in_fit, FloatingPointError,
      r"non-finite \(nan\) for 5 consecutive steps in epoch 1 under mixed precision.*amp=False"),
+    ("bootstrap of one sample", call(bootstrap_interval, statistic=len, n=1), ValueError,
+     r"at least 2 samples, got 1"),
+    ("bootstrap level 95", call(bootstrap_interval, statistic=len, n=10, level=95), ValueError,
+     r"level must lie in \(0, 1\), got 95"),
+    ("concept-parts grid four wide",
+     lambda tmp, mp: lambda: show_concept_parts(make_concept_parts(2, image_size=32), ncols=4), ValueError,
+     r"ncols must lie in \[1, 3\].*got 4"),
 ]
 
 

@@ -269,21 +269,40 @@ def evaluate(model: Any, features: FeatureSet, *, name: str = "model", k: int = 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of a paper, checked on our numbers: holds when ``value ≥ threshold``."""
+    """One claim of a paper, checked on our numbers: holds when ``value ≥ threshold``.
+
+    With a bootstrap ``interval`` (low, high) the verdict is "holds" only when the whole interval
+    clears the threshold, "fails" when it lies below, and "within noise" when it straddles it.
+    """
 
     statement: str
     value: float | None
     threshold: float
     reason: str  # why this threshold
+    interval: tuple[float, float] | None = None
 
     @property
     def holds(self) -> bool | None:
-        """True / False, or None where the number could not be computed."""
-        return None if self.value is None else bool(self.value >= self.threshold)
+        """True / False, or None where the number could not be computed or is within noise."""
+        if self.value is None:
+            return None
+        if self.interval is None:
+            return bool(self.value >= self.threshold)
+        low, high = self.interval
+        return True if low >= self.threshold else False if high < self.threshold else None
 
     @property
     def verdict(self) -> str:
-        return {True: "holds", False: "fails", None: "not computed"}[self.holds]
+        if self.value is None:
+            return "not computed"
+        return {True: "holds", False: "fails", None: "within noise"}[self.holds]
+
+    @property
+    def shown(self) -> str:
+        """The value, with its (95 %) interval in brackets where there is one."""
+        if self.interval is None:
+            return _cell(self.value)
+        return f"{_cell(self.value)} [{_cell(self.interval[0])}, {_cell(self.interval[1])}]"
 
 
 class ClaimsTable:
@@ -295,15 +314,16 @@ class ClaimsTable:
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{c.verdict}</td><td style='text-align:left'>{html.escape(c.statement)}"
-            f"</td><td>{_cell(c.value)}</td><td>≥ {c.threshold:g}</td>"
+            f"</td><td>{c.shown}</td><td>≥ {c.threshold:g}</td>"
             f"<td style='text-align:left'>{html.escape(c.reason)}</td></tr>"
             for c in self.claims.values())
-        return ("<table><thead><tr><th>verdict</th><th>claim</th><th>ours</th><th>threshold</th>"
-                f"<th>why this threshold</th></tr></thead><tbody>{rows}</tbody></table>")
+        return ("<table><thead><tr><th>verdict</th><th>claim</th><th>ours</th>"
+                "<th>threshold</th><th>why this threshold</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>")
 
     def __repr__(self) -> str:
-        return "\n".join(f"{c.verdict:>12s}: {c.statement} ({_cell(c.value)}, threshold "
-                         f"{c.threshold:g})" for c in self.claims.values())
+        return "\n".join(f"{c.verdict:>12s}: {c.statement}\n{'':14s}{c.shown}, threshold "
+                         f"{c.threshold:g}" for c in self.claims.values())
 
 
 def glue_numbers(**values: Any) -> None:

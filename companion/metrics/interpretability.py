@@ -44,7 +44,7 @@ def _matrix(x: Tensor, name: str, ndim: int = 2) -> Tensor:
         raise ValueError(f"{name} must be a non-empty {ndim}-D tensor, got shape {tuple(x.shape)}.")
     if x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
-    return x
+    return x.detach()  # a metric reads values: a layer's Parameter must not drag autograd along
 
 
 def _classes(predicted: Tensor, n: int, n_classes: int, name: str = "predicted") -> Tensor:

@@ -12,28 +12,49 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 from torch import Tensor
 
 from .figures import overlay_heatmap
+from .style import PAGE_WIDTH
 from .widgets import interactive_figure
 
 __all__ = ["class_explorer", "draw_weight_matrix", "plot_class_features", "plot_decision",
            "plot_pipeline", "plot_weight_matrix"]
 
 
-def plot_pipeline(steps: Sequence[str], *, width: float = 9.5) -> Figure:
-    """A method's steps as boxes joined by arrows, left to right, in one row."""
+def plot_pipeline(steps: Sequence[str], *, per_row: int = 3, width: float = PAGE_WIDTH) -> Figure:
+    """A method's steps as boxes joined by arrows, at most ``per_row`` a row, snaking down.
+
+    Rows run left to right, then right to left, so every arrow is straight and no box or arrow
+    overlaps another; the figure fills the page's width.
+    """
     n = len(steps)
     if n < 2:
         raise ValueError(f"plot_pipeline needs at least two steps, got {n}.")
-    fig, ax = plt.subplots(figsize=(width, 1.5), layout="constrained")
+    rows = -(-n // per_row)
+    fig, ax = plt.subplots(figsize=(width, 1.25 * rows), layout="constrained")
+    box_w, box_h = 0.74, 0.52
+
+    def centre(i: int) -> tuple[float, float]:
+        row, col = divmod(i, per_row)
+        return (col if row % 2 == 0 else per_row - 1 - col), -row
+
     for i, text in enumerate(steps):
-        ax.text(i, 0, text, ha="center", va="center", fontsize=9,
-                bbox={"boxstyle": "round", "fc": "#E8F1FA", "ec": "#0072B2"})
+        x, y = centre(i)
+        ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
+                                    boxstyle="round,pad=0.02", fc="#E8F1FA", ec="#0072B2"))
+        ax.text(x, y, text, ha="center", va="center")
         if i:
-            ax.annotate("", xy=(i - 0.42, 0), xytext=(i - 0.58, 0),
-                        arrowprops={"arrowstyle": "->"})
-    ax.set(xlim=(-0.5, n - 0.5), ylim=(-0.6, 0.6))
+            (x0, y0), (x1, y1) = centre(i - 1), (x, y)
+            if y0 == y1:  # along a row
+                sign = 1 if x1 > x0 else -1
+                start, end = (x0 + sign * box_w / 2, y0), (x1 - sign * box_w / 2, y1)
+            else:  # down to the next row
+                start, end = (x0, y0 - box_h / 2), (x1, y1 + box_h / 2)
+            ax.annotate("", xy=end, xytext=start,
+                        arrowprops={"arrowstyle": "-|>", "color": "#333333", "lw": 1.2})
+    ax.set(xlim=(-0.5, per_row - 0.5), ylim=(-rows + 0.5, 0.5))
     ax.axis("off")
     return fig
 
@@ -91,8 +112,10 @@ def plot_decision(image: Tensor, maps: Tensor, weight_row: Tensor, normalized: T
     for ax, f in zip(axes.flat[1:], used.tolist(), strict=False):
         overlay_heatmap(image, maps[f], ax=ax, vmin=0, vmax=top)
         name = feature_ids[f] if feature_ids is not None else f
-        ax.set_title(f"feature {name}: w={float(weight_row[f]):+.2f}, "
+        ax.set_title(f"feature {name}\nw={float(weight_row[f]):+.2f}, "
                      f"w·z={float(contrib[f]):+.2f}", fontsize=9)
+    if len(used):  # one scale for every map: a shared colour bar
+        fig.colorbar(axes.flat[1].images[-1], ax=axes, shrink=0.6, label="activation")
     return fig
 
 
@@ -121,6 +144,7 @@ def plot_class_features(images: Tensor, maps: Tensor, labels: Tensor, weight: Te
             overlay_heatmap(images[i], maps[i, f], ax=axes[r, c], vmin=0, vmax=top)
         name = feature_ids[f] if feature_ids is not None else f
         axes[r, 0].set_title(f"feature {name}, w={float(row[f]):+.2f}", loc="left", fontsize=9)
+    fig.colorbar(axes[0, 0].images[-1], ax=axes, shrink=0.5, label="activation")
     name = class_names[class_index] if class_names is not None else f"class {class_index}"
     fig.suptitle(f"{name}: {len(used)} features", fontsize=10)
     return fig

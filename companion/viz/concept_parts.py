@@ -8,24 +8,27 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
 from ..data.concept_parts import ConceptParts
+from .style import PAGE_WIDTH
 
 
-def show_concept_parts(data: ConceptParts, n: int = 8, *, ncols: int = 4,
+def show_concept_parts(data: ConceptParts, n: int = 6, *, ncols: int = 3,
                        indices: list[int] | None = None, outline: bool = True) -> Figure:
-    """A grid of images with each part outlined in its own colour and the class name on top.
+    """A grid of images (at most three per row) with each part outlined and the class on top.
 
-    Each drawn part is labelled with its index; the legend maps indices to part names.
+    Each drawn part is labelled with its index; the legend below the grid maps indices to names.
     """
+    if not 1 <= int(ncols) <= 3:
+        raise ValueError(f"ncols must lie in [1, 3] (the page is three images wide), got {ncols}.")
     indices = list(range(min(n, len(data)))) if indices is None else list(indices)
     nrows = max(1, -(-len(indices) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.5 * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH, 2.45 * nrows + 0.5),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     seen: set[int] = set()
     for ax, i in zip(axes.flat, indices, strict=False):
         ax.imshow(data.images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(data.class_names[int(data.labels[i])], fontsize=9)
+        ax.set_title(data.class_names[int(data.labels[i])])
         if not outline:
             continue
         masks = data.part_masks(i).numpy()
@@ -35,14 +38,22 @@ def show_concept_parts(data: ConceptParts, n: int = 8, *, ncols: int = 4,
             ax.contour(masks[p], levels=[0.5], colors="white", linewidths=1.0,
                        linestyles="solid" if own[p] else "dashed")
             ys, xs = np.nonzero(masks[p])
-            ax.text(xs.mean(), ys.mean(), str(p), color="white", fontsize=7, ha="center",
+            ax.text(xs.mean(), ys.mean(), str(p), color="white", fontsize=9, ha="center",
                     va="center", fontweight="bold")
             seen.add(int(p))
+    fig.suptitle("Concept parts (solid outline: class part, dashed: distractor)")
     if seen:
-        legend = ", ".join(f"{p}: {data.part_names[p]}" for p in sorted(seen))
-        fig.supxlabel(legend, fontsize=7, wrap=True)
-    fig.suptitle("Concept parts (solid outline: class part, dashed: distractor)", fontsize=10)
+        _part_legend(fig, [f"{p}: {data.part_names[p]}" for p in sorted(seen)])
     return fig
+
+
+def _part_legend(fig: Figure, entries: list[str], columns: int = 3) -> None:
+    """The part names in columns under the grid, in the figure's own text size."""
+    rows = -(-len(entries) // columns)
+    lines = ["".join(f"{e:<30s}" for e in entries[r::rows]) for r in range(rows)]
+    width = max(len(line) for line in lines)
+    text = "\n".join(line.ljust(width) for line in lines)  # monospace: columns line up
+    fig.supxlabel(text, fontsize=9, family="monospace", ha="center", multialignment="left")
 
 
 def show_class_parts(data: ConceptParts) -> Figure:
@@ -50,8 +61,8 @@ def show_class_parts(data: ConceptParts) -> Figure:
     matrix = data.class_parts.numpy().astype(float)
     n_classes, n_parts = matrix.shape
     fig, (ax_tree, ax) = plt.subplots(
-        1, 2, figsize=(3 + 0.38 * n_parts, 1.8 + 0.32 * n_classes),
-        gridspec_kw={"width_ratios": [1, max(2.0, 0.22 * n_parts)]}, layout="constrained")
+        1, 2, figsize=(PAGE_WIDTH, 2.2 + 0.3 * n_classes),
+        gridspec_kw={"width_ratios": [1, 5]}, layout="constrained")
     tree = dendrogram(data.linkage(), orientation="left", no_labels=True, ax=ax_tree,
                       color_threshold=0, above_threshold_color="0.3")
     ax_tree.set_ylim(0, 10 * n_classes)  # dendrogram leaves sit at 5, 15, 25, ...
@@ -64,9 +75,9 @@ def show_class_parts(data: ConceptParts) -> Figure:
     columns = np.lexsort((-rows.sum(0), first))
     ax.imshow(rows[:, columns], cmap="Greys", vmin=0, vmax=1.4, aspect="auto")
     ax.set_xticks(range(n_parts), [data.part_names[p] for p in columns], rotation=70, ha="right",
-                  fontsize=7)
+                  rotation_mode="anchor", fontsize=9)
     superclass = data.superclass.numpy()[order]
-    ax.set_yticks(range(n_classes), [data.class_names[c] for c in order], fontsize=8)
+    ax.set_yticks(range(n_classes), [data.class_names[c] for c in order], fontsize=9)
     for row in np.flatnonzero(superclass[1:] != superclass[:-1]):
         ax.axhline(row + 0.5, color="tab:red", linewidth=1.2)
     ax.set_xticks(np.arange(n_parts + 1) - 0.5, minor=True)
@@ -74,5 +85,5 @@ def show_class_parts(data: ConceptParts) -> Figure:
     ax.grid(False)
     ax.grid(which="minor", color="0.85", linewidth=0.5)
     ax.tick_params(which="minor", length=0)
-    ax.set_title("Class–part matrix (red lines separate superclasses)", fontsize=10)
+    ax.set_title("Class–part matrix (red lines separate superclasses)")
     return fig

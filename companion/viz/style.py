@@ -5,7 +5,12 @@ from __future__ import annotations
 import matplotlib as mpl
 from matplotlib import cycler
 
-__all__ = ["HEATMAP_CMAP", "PALETTE", "STYLE", "use_style"]
+__all__ = ["HEATMAP_CMAP", "PAGE_WIDTH", "PALETTE", "STYLE", "use_style"]
+
+PAGE_WIDTH = 7.0
+"""Width (inches) of a figure that fills the book's ~700 px content column: at this width the
+style's 10 pt text stays at 10 pt on the page; wider figures are scaled down, and their text with
+them (a 9-inch figure's 7 pt labels end up at 5 pt)."""
 
 HEATMAP_CMAP = "turbo"
 """Colormap of heat maps (feature maps, saliency, uncertainty) overlaid on images."""

@@ -110,3 +110,25 @@ def test_compare_renders_an_html_table_with_each_paper_number_attributed():
     assert "[1] QPM, Table 2" in repr(table) and table["dense"] is a
     with pytest.raises(ValueError, match="unknown metrics"):
         compare(a, paper={"paper": {"acc": Cited(0.8, "x")}})
+
+
+def test_a_claim_with_an_interval_is_within_noise_when_it_straddles_the_threshold():
+    assert Claim("x", 0.6, 0.5, "r", interval=(0.55, 0.7)).verdict == "holds"
+    assert Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).verdict == "within noise"
+    assert Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).holds is None
+    assert Claim("x", 0.4, 0.5, "r", interval=(0.3, 0.49)).verdict == "fails"
+    assert "[0.450, 0.700]" in Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).shown
+
+
+def test_bootstrap_interval_of_a_coin_matches_the_normal_approximation():
+    import numpy as np
+
+    from companion.metrics import bootstrap_interval
+
+    flips = np.random.default_rng(1).random(400) < 0.5
+    low, high = bootstrap_interval(lambda idx: flips[idx].mean(), len(flips), n_boot=2000)
+    half = 1.96 * np.sqrt(flips.mean() * (1 - flips.mean()) / len(flips))
+    assert low < flips.mean() < high
+    assert high - low == pytest.approx(2 * half, rel=0.15)
+    constant = np.ones(50)
+    assert bootstrap_interval(lambda idx: constant[idx].mean(), 50, n_boot=20) == (1.0, 1.0)

@@ -124,3 +124,14 @@ def test_part_alignment_of_maps_that_copy_the_masks():
         part_alignment(torch.ones(2, 2, 3, 3), part_map, 2)
     with pytest.raises(ValueError, match="NaN"):
         part_alignment(maps * float("nan"), part_map, 2)
+
+
+def test_metrics_of_a_trained_layer_raise_no_autograd_warning():
+    import warnings
+
+    weight = torch.nn.Parameter(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+    features = torch.tensor([[1.0, 1.0], [1.0, 3.0]], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a tensor that needs grad becomes a float
+        assert dependence(features, weight, torch.tensor([0, 1])) == pytest.approx(1.0)
+        compactness(weight)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
+import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -126,6 +129,7 @@ def _solve(problem: cp.Problem, s: cp.Variable, parts: list[tuple[np.ndarray, cp
         with warnings.catch_warnings():  # a time limit is reported by the result
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             if solver == "HIGHS":
+                _create_first_highs_quietly()
                 # the gap is ours (relative to the full objective): HiGHS sees it as absolute,
                 # because its own objective leaves out cvxpy's constant
                 opts = dict(mip_rel_gap=0.0, mip_abs_gap=abs_gap, output_flag=verbose)
@@ -183,10 +187,30 @@ _HIGHS_PROVE_ONLY = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": Fals
 
 
 @functools.cache
+def _create_first_highs_quietly() -> None:
+    """HiGHS prints a copyright banner to the process's stdout when the first solver object is
+    created, before any option can silence it: create that one with file descriptor 1 sent to
+    /dev/null, so the banner never reaches a notebook's output (later objects print nothing)."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+            ctypes.CDLL(None).fflush(None)  # C's buffered stdout goes to /dev/null too
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@functools.cache
 def _highs_has(name: str) -> bool:
     """Whether the installed HiGHS knows option ``name`` (older releases lack some)."""
     import highspy
 
+    _create_first_highs_quietly()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     try:
