@@ -269,21 +269,43 @@ def evaluate(model: Any, features: FeatureSet, *, name: str = "model", k: int = 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of a paper, checked on our numbers: holds when ``value ≥ threshold``."""
+    """One claim of a paper, checked on our numbers: holds when ``value ≥ threshold``.
+
+    With a bootstrap ``interval`` (low, high) of the value, the verdict is "holds" only when the
+    whole interval clears the threshold, "fails" when it lies below, and "within noise" otherwise.
+    """
 
     statement: str
     value: float | None
     threshold: float
     reason: str  # why this threshold
+    interval: tuple[float, float] | None = None
 
     @property
     def holds(self) -> bool | None:
-        """True / False, or None where the number could not be computed."""
-        return None if self.value is None else bool(self.value >= self.threshold)
+        """True only for "holds"; None where the number could not be computed."""
+        if self.value is None:
+            return None
+        if self.interval is None:
+            return bool(self.value >= self.threshold)
+        return bool(self.interval[0] >= self.threshold)
+
+    @property
+    def within_noise(self) -> bool:
+        """The interval straddles the threshold: the sample cannot tell."""
+        return (self.value is not None and self.interval is not None
+                and self.interval[0] < self.threshold <= self.interval[1])
 
     @property
     def verdict(self) -> str:
+        if self.within_noise:
+            return "within noise"
         return {True: "holds", False: "fails", None: "not computed"}[self.holds]
+
+
+def _interval(claim: Claim) -> str:
+    return "" if claim.interval is None else \
+        f" [{_cell(float(claim.interval[0]))}, {_cell(float(claim.interval[1]))}]"
 
 
 class ClaimsTable:
@@ -295,14 +317,14 @@ class ClaimsTable:
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{c.verdict}</td><td style='text-align:left'>{html.escape(c.statement)}"
-            f"</td><td>{_cell(c.value)}</td><td>≥ {c.threshold:g}</td>"
+            f"</td><td>{_cell(c.value)}{_interval(c)}</td><td>≥ {c.threshold:g}</td>"
             f"<td style='text-align:left'>{html.escape(c.reason)}</td></tr>"
             for c in self.claims.values())
         return ("<table><thead><tr><th>verdict</th><th>claim</th><th>ours</th><th>threshold</th>"
                 f"<th>why this threshold</th></tr></thead><tbody>{rows}</tbody></table>")
 
     def __repr__(self) -> str:
-        return "\n".join(f"{c.verdict:>12s}: {c.statement} ({_cell(c.value)}, threshold "
+        return "\n".join(f"{c.verdict:>12s}: {c.statement} ({_cell(c.value)}{_interval(c)}, threshold "
                          f"{c.threshold:g})" for c in self.claims.values())
 
 

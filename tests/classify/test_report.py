@@ -7,6 +7,7 @@ import torch
 from companion.classify.report import (
     Cited,
     Claim,
+    ClaimsTable,
     compare,
     contrastive_pairs,
     contrastiveness,
@@ -110,3 +111,11 @@ def test_compare_renders_an_html_table_with_each_paper_number_attributed():
     assert "[1] QPM, Table 2" in repr(table) and table["dense"] is a
     with pytest.raises(ValueError, match="unknown metrics"):
         compare(a, paper={"paper": {"acc": Cited(0.8, "x")}})
+
+
+def test_claim_with_an_interval_is_within_noise_when_it_straddles_the_threshold():
+    assert Claim("x", 0.6, 0.5, "r", interval=(0.55, 0.7)).verdict == "holds"
+    assert Claim("x", 0.4, 0.5, "r", interval=(0.3, 0.45)).verdict == "fails"
+    noisy = Claim("x", 0.6, 0.5, "r", interval=(0.4, 0.8))
+    assert noisy.verdict == "within noise" and noisy.within_noise and noisy.holds is False
+    assert "[0.400, 0.800]" in ClaimsTable({"x": noisy})._repr_html_()
