@@ -40,8 +40,8 @@ from companion.runtime import (
     set_profile,  # noqa: E402
 )
 from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
-from companion.tables import Table  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
+from companion.tables import Table  # noqa: E402
 from companion.train import evaluate, fit  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
