@@ -1,188 +1,152 @@
-"""Open every page of the built book in headless Chromium and check what a reader would see.
+"""Open pages of the built book in headless Chromium and check what a reader would see.
 
-For each page of ``_toc.yml``: the page loads and has its title; it shows no error output; a
-chapter shows at least one figure (an ``<img>`` whose data is there); every widget embedded in the
-page and every equation has been rendered by the vendored JavaScript (no network is needed). A
-screenshot of each page is saved.
+Playwright drives the system Chromium. Each page is loaded from disk, its widgets and equations are
+left to render with the vendored JavaScript (no network is needed), and the DOM as the browser left
+it goes through the checks of ``page_checks.py``: the title names the heading; no traceback,
+stderr, warning text or machine path in any output; no Markdown table printed as text; no code or
+output line wider than 80 characters; a chapter shows figures, every figure loaded and none is shown
+twice; every widget rendered, no output leaves a blank gap; every equation typeset. Each failure
+names the page, the cell and the line. A full-length screenshot at 1280 px of each page is saved.
 
-    python .ci/check_html.py [--html _build/html] [--screenshots _build/screenshots]
+    python .ci/check_html.py                     # every page of _toc.yml in _build/html
+    python .ci/check_html.py PAGE.html [...]     # pages built alone, e.g. with
+        jupyter-book build book/sldd.md --path-output /tmp/jb  (-> /tmp/jb/_build/_page/sldd/html/sldd.html)
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_files import ROOT, is_notebook, page_source, toc_pages  # noqa: E402
+from page_checks import Page, Problem, check  # noqa: E402
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars")
-VIRTUAL_TIME_MS = 15000  # lets require.js load the widget manager and render every view
-WINDOW = "1280,2400"
-ERROR_TEXTS = ("Traceback (most recent call last)", "Error displaying widget",
-               "Error rendering Jupyter widget")
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+VIEWPORT = {"width": 1280, "height": 2400}
+RENDER_TIMEOUT_MS = 30_000  # for require.js to load the widget manager and render every view
+SHOWN_PER_PAGE = 40  # problems printed per page; the count says how many more
 
+# Runs in the page once it has rendered: marks what only the browser knows, then hands back the DOM.
+ANNOTATE = """async () => {
+  const toDataUrl = async (url) => {
+    const blob = await (await fetch(url)).blob();
+    return await new Promise((done) => {
+      const reader = new FileReader();
+      reader.onload = () => done(reader.result);
+      reader.readAsDataURL(blob);
+    });
+  };
+  for (const img of document.querySelectorAll('img')) {
+    img.setAttribute('data-natural-width', String(img.complete ? img.naturalWidth : 0));
+    if (img.src.startsWith('blob:')) {
+      try { img.setAttribute('data-pixels', await toDataUrl(img.src)); } catch (e) {}
+    }
+  }
+  const shows = (el) => {
+    if (el.innerText && el.innerText.trim()) return true;
+    const media = 'img, svg, canvas, video, iframe, mjx-container';
+    return [el, ...el.querySelectorAll(media)].filter((m) => m.matches(media)).some((m) => {
+      const r = m.getBoundingClientRect();
+      return r.width > 1 && r.height > 1 && getComputedStyle(m).visibility === 'visible';
+    });
+  };
+  for (const output of document.querySelectorAll('div.cell_output > *')) {
+    const height = output.getBoundingClientRect().height;
+    if (height > 0 && !shows(output)) output.setAttribute('data-blank-gap', String(Math.round(height)));
+  }
+  return document.documentElement.outerHTML;
+}"""
 
-@dataclass
-class PageDom:
-    """What the rendered DOM of one page contains."""
-
-    title: str = ""
-    heading: str = ""
-    images: list[str] = field(default_factory=list)     # src of content images
-    widget_views: int = 0                                # embedded widget views
-    rendered_views: int = 0                              # widget areas the JavaScript filled
-    equations: int = 0                                   # math elements Sphinx wrote
-    typeset: int = 0                                     # equations MathJax typeset
-    text: str = ""
-
-
-class _DomReader(HTMLParser):
-    """Collects a PageDom while walking the serialised DOM."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.dom = PageDom()
-        self._stack: list[tuple[str, set[str]]] = []
-        self._in = {"title": False, "h1": False}
-        self._title_done = False
-        self._subareas: list[int] = []    # stack depths of open widget-subarea divs
-        self._filled: list[bool] = []
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        classes = set((attrs.get("class") or "").split())
-        if tag == "img":
-            src = attrs.get("src") or ""
-            # the Colab badge is a link under the title, not a figure
-            if ("_images/" in src or src.startswith("data:image")) and not src.endswith("colab-badge.svg"):
-                self.dom.images.append(src)
-            return
-        if tag in ("br", "hr", "meta", "link", "input", "source", "wbr", "col", "area", "base"):
-            return
-        self._stack.append((tag, classes))
-        if tag == "script" and attrs.get("type") == WIDGET_VIEW:
-            self.dom.widget_views += 1
-        if "math" in classes and tag in ("span", "div"):
-            self.dom.equations += 1
-        if tag == "mjx-container":
-            self.dom.typeset += 1
-        if tag == "div" and "widget-subarea" in classes:
-            self._subareas.append(len(self._stack))
-            self._filled.append(False)
-        elif "jupyter-widgets" in classes and self._filled:
-            self._filled[-1] = True
-        if tag in self._in:
-            self._in[tag] = True
-
-    def handle_endtag(self, tag):
-        while self._stack:
-            open_tag, _ = self._stack.pop()
-            if self._subareas and len(self._stack) < self._subareas[-1]:
-                self._subareas.pop()
-                self.dom.rendered_views += self._filled.pop()
-            if open_tag == tag:
-                break
-        if tag in self._in:
-            self._in[tag] = False
-        self._title_done |= tag == "title"  # later <title>s belong to SVG icons
-
-    def handle_data(self, data):
-        if self._in["title"] and not self._title_done:
-            self.dom.title += data
-        if self._in["h1"] and not self.dom.heading:
-            self.dom.heading = data.strip()
-        self._text.append(data)
-
-    def close(self):
-        super().close()
-        self.dom.text = " ".join(self._text)
+RENDERED = """() => {
+  const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]');
+  const drawn = [...document.querySelectorAll('div.widget-subarea')]
+    .filter((a) => a.querySelector('.jupyter-widgets')).length;
+  const maths = document.querySelectorAll('span.math, div.math').length;
+  const typeset = document.querySelectorAll('mjx-container').length;
+  return drawn >= views.length && (maths === 0 || typeset >= maths);
+}"""
 
 
-def chromium(url: str, *extra: str, profile_dir: Path, timeout: float = 180) -> str:
-    """Run headless Chromium on ``url`` and return its stdout."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        raise RuntimeError("Chromium is not installed: `apt-get install -y chromium` (Debian).")
-    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
-           f"--virtual-time-budget={VIRTUAL_TIME_MS}", *extra, url]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout).stdout
+def chromium_path() -> str | None:
+    """The system Chromium (Playwright's own browser is used when there is none)."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def read_dom(html: str) -> PageDom:
-    """Parse a serialised DOM."""
-    reader = _DomReader()
-    reader.feed(html)
-    reader.close()
-    return reader.dom
+def rendered_dom(browser, html: Path) -> tuple[str, object]:
+    """Load one page, wait for widgets and equations, return its annotated DOM and the page."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(html.resolve().as_uri(), wait_until="load")
+    with contextlib.suppress(Exception):  # what did not render is reported by the checks
+        page.wait_for_function(RENDERED, timeout=RENDER_TIMEOUT_MS, polling=250)
+    page.wait_for_timeout(500)  # let the last views lay out before heights are measured
+    return page.evaluate(ANNOTATE), page
 
 
-def image_has_data(src: str, page: Path) -> bool:
-    """True when an image's data is inline or in a non-empty file next to the page."""
-    if src.startswith("data:image"):
-        payload = src.split(",", 1)[-1]
-        return len(base64.b64decode(payload + "=" * (-len(payload) % 4))) > 100
-    path = (page.parent / unquote(urlsplit(src).path)).resolve()
-    return path.is_file() and path.stat().st_size > 100
-
-
-def check_page(page: str, html_root: Path, screenshots: Path, profile_dir: Path) -> list[str]:
-    """Problems a reader would see on one page (empty when it is fine); saves its screenshot."""
-    html = html_root / f"{page}.html"
+def check_file(browser, html: Path, name: str, chapter: bool | None, screenshots: Path | None
+               ) -> list[Problem]:
+    """All problems of one built page; saves its full-length screenshot."""
     if not html.is_file():
-        return [f"{html} was not built"]
-    url = html.resolve().as_uri()
-    dom = read_dom(chromium(url, "--dump-dom", profile_dir=profile_dir))
-    problems = []
-    if not dom.heading or not dom.title.strip().startswith(dom.heading[:40]):
-        problems.append(f"title {dom.title.strip()!r} does not name the page's heading {dom.heading!r}")
-    problems += [f"shows {text!r}" for text in ERROR_TEXTS if text in dom.text]
-    source = page_source(page)
-    if (source is not None and is_notebook(source)
-            and not any(image_has_data(src, html) for src in dom.images)):
-        problems.append("chapter shows no figure with image data")
-    if dom.rendered_views < dom.widget_views:
-        problems.append(f"{dom.widget_views - dom.rendered_views} of {dom.widget_views} widgets "
-                        "were not rendered")
-    if dom.typeset < dom.equations:
-        problems.append(f"{dom.equations - dom.typeset} of {dom.equations} equations were not "
-                        "typeset")
-    shot = screenshots / f"{page.replace('/', '__')}.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    chromium(url, f"--screenshot={shot}", f"--window-size={WINDOW}", profile_dir=profile_dir)
-    if not shot.is_file() or shot.stat().st_size < 10_000:
-        problems.append(f"no screenshot at {shot}")
+        return [Problem(name, "page", f"{html} was not built")]
+    dom, page = rendered_dom(browser, html)
+    try:
+        problems = check(Page.parse(dom, html, name, chapter))
+        if screenshots is not None:
+            shot = screenshots / f"{name.replace('/', '__')}.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+            if not shot.is_file() or shot.stat().st_size < 10_000:
+                problems.append(Problem(name, "page", f"no screenshot at {shot}"))
+    finally:
+        page.close()
     return problems
+
+
+def book_pages(html_root: Path) -> list[tuple[Path, str, bool | None]]:
+    """Every page of the table of contents: its HTML file, name and whether it is a chapter."""
+    found = []
+    for page in toc_pages():
+        source = page_source(page)
+        found.append((html_root / f"{page}.html", page, source is not None and is_notebook(source)))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", type=Path,
+                        help="built HTML pages to check (default: every page of _toc.yml under --html)")
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
     parser.add_argument("--screenshots", type=Path, default=ROOT / "_build" / "screenshots")
+    parser.add_argument("--no-screenshots", action="store_true")
     args = parser.parse_args(argv)
+    pages = ([(path, path.stem, None) for path in args.pages] if args.pages
+             else book_pages(args.html))
+    screenshots = None if args.no_screenshots else args.screenshots
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("Playwright is missing: `pip install playwright` (bash .ci/setup installs it).",
+              file=sys.stderr)
+        return 2
     failed = 0
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile_dir:
-        for page in toc_pages():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        for html, name, chapter in pages:
             start = time.perf_counter()
-            problems = check_page(page, args.html, args.screenshots, Path(profile_dir))
-            status = "ok" if not problems else "FAILED: " + "; ".join(problems)
-            print(f"{page:<28} {time.perf_counter() - start:5.1f} s  {status}", flush=True)
+            problems = check_file(browser, html, name, chapter, screenshots)
+            status = "ok" if not problems else f"FAILED: {len(problems)} problems"
+            print(f"{name:<28} {time.perf_counter() - start:5.1f} s  {status}", flush=True)
+            for problem in problems[:SHOWN_PER_PAGE]:
+                print(f"    {problem}")
+            if len(problems) > SHOWN_PER_PAGE:
+                print(f"    … and {len(problems) - SHOWN_PER_PAGE} more")
             failed += bool(problems)
-    print(f"{len(toc_pages()) - failed} of {len(toc_pages())} pages render correctly; "
-          f"screenshots in {args.screenshots}")
+        browser.close()
+    where = f"; screenshots in {screenshots}" if screenshots else ""
+    print(f"{len(pages) - failed} of {len(pages)} pages pass the page checks{where}")
     return 1 if failed else 0
 
 

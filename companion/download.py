@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 try:
     import fcntl

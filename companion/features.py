@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .batches import as_dataset, split_batch, to_device
 from .io import CorruptFileError, load_checked, save_atomic
+from .progress import tqdm
 from .runtime import autocast, cache_dir, resolve_device
 
 __all__ = ["FeatureSet", "extract_features", "weights_fingerprint"]

@@ -16,13 +16,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
 from .batches import as_dataset, batch_len, split_batch, to_device
 from .checkpoint import read_checkpoint, write_checkpoint
 from .distributed import Dispatch, DistributedView, all_reduce_sums, setup_distributed, world
 from .losses import check_class_labels, classification_loss
 from .optim import describe, make_optimizer, make_scheduler, trainable_groups
+from .progress import tqdm
 from .runtime import autocast, resolve_device, seed_everything, use_amp
 
 __all__ = ["History", "fit", "evaluate", "predict"]

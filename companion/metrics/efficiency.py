@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from ..runtime import resolve_device
 
 

@@ -1,4 +1,4 @@
-"""Explorers: a pure figure function behind ipywidgets controls, plus its static figure for the page."""
+"""Explorers: a pure figure function behind ipywidgets controls, live in Jupyter, a picture in the HTML."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["interactive_figure", "static_figure"]
+__all__ = ["Explorer", "interactive_figure", "static_figure"]
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _values(controls: dict[str, Any]) -> dict[str, Any]:
@@ -29,33 +31,61 @@ def static_figure(fn: Callable[..., Figure], **controls: Any) -> Figure:
     return fig
 
 
-def _png_output(fig: Figure) -> dict:
-    """A figure as a notebook ``display_data`` output holding a PNG."""
+def _png(fig: Figure) -> str:
+    """A figure as base64 PNG text, as notebook outputs hold it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
-                     "text/plain": repr(fig)}}
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def interactive_figure(fn: Callable[..., Figure], **controls: Any) -> widgets.Widget:
+class Explorer(widgets.VBox):
+    """Controls above a figure that redraws; its display bundle also carries the figure as a PNG.
+
+    Jupyter and Colab show the live widget (the widget view outranks an image); the book's HTML
+    prefers ``image/png`` (``nb_mime_priority_overrides`` in ``_config.yml``), so a reader of the
+    static page sees the figure once, as a picture, and not an explorer that cannot redraw.
+    """
+
+    png: str = ""  # the figure last drawn, base64
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        base = getattr(super(), "_repr_mimebundle_", None)  # ipywidgets 8
+        bundle = dict(base(**kwargs) or {}) if base else {
+            "text/plain": repr(self),
+            WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.model_id}}
+        if self.png:
+            bundle["image/png"] = self.png
+        return bundle
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """ipywidgets 7 (Colab) displays widgets through this hook: show the same bundle."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(**kwargs), raw=True)
+
+
+def interactive_figure(fn: Callable[..., Figure], **controls: Any) -> Explorer:
     """The controls above an output that shows ``fn(**values)``, redrawn whenever a control changes.
 
     ``controls`` are ipywidgets with a ``value`` (sliders, dropdowns …) or fixed plain values.
     The figure for the initial values is drawn at once (an error there is raised), so the saved
-    widget state already holds a picture; later errors are shown in the output. Works with
-    ipywidgets 7.7 (Colab) and 8. Pair it with :func:`static_figure` for the static page.
+    notebook already holds a picture; later errors are shown in the output. Displayed, the explorer
+    is live in Jupyter and Colab and a still image in the book's HTML: draw no separate static copy.
+    Works with ipywidgets 7.7 (Colab) and 8.
     """
     active = [c for c in controls.values() if isinstance(c, widgets.Widget)]
     if any(not hasattr(c, "value") for c in active):
         raise TypeError("Every widget passed to interactive_figure needs a value (a slider, "
                         "dropdown, checkbox …).")
     out = widgets.Output()
+    explorer = Explorer([*active, out])
 
     def draw() -> None:
         fig = static_figure(fn, **controls)
         try:
-            out.outputs = (_png_output(fig),)
+            explorer.png = _png(fig)
+            out.outputs = ({"output_type": "display_data", "metadata": {},
+                            "data": {"image/png": explorer.png, "text/plain": repr(fig)}},)
         finally:
             plt.close(fig)
 
@@ -69,4 +99,4 @@ def interactive_figure(fn: Callable[..., Figure], **controls: Any) -> widgets.Wi
     draw()
     for control in active:
         control.observe(redraw, names="value")
-    return widgets.VBox([*active, out])
+    return explorer

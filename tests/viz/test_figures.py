@@ -1,6 +1,7 @@
 """Tests of the figure helpers (Agg backend): image conversion, grids, heat-map overlays, explorers."""
 
 import base64
+from pathlib import Path
 
 import matplotlib
 
@@ -142,3 +143,36 @@ def test_interactive_figure_reports_errors():
     slider.value = 4
     shown = explorer.children[-1].outputs[0]
     assert shown["output_type"] == "stream" and "k too large" in shown["text"]
+
+
+def test_an_explorer_is_a_live_widget_that_carries_its_figure():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    slider = widgets.IntSlider(value=2, min=1, max=6)
+    explorer = interactive_figure(bars, k=slider)
+    shown = lambda: explorer.children[-1].outputs[0]["data"]["image/png"]  # what the widget draws
+    InteractiveShell.instance()
+    with capture_output() as captured:
+        display(explorer)
+    (output,) = captured.outputs
+    assert output.data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert output.data["image/png"] == shown()
+    first = shown()
+    slider.value = 5
+    assert explorer._repr_mimebundle_()["image/png"] == shown() != first
+
+
+def test_the_book_shows_an_explorer_as_its_picture():
+    import yaml
+    from myst_nb.core.render import get_mime_priority
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "_config.yml").read_text())
+    overrides = [tuple(o) for o in config["sphinx"]["config"]["nb_mime_priority_overrides"]]
+    bundle = {"text/plain", "image/png", "application/vnd.jupyter.widget-view+json"}
+    for builder in ("html", "dirhtml", "singlehtml"):
+        chosen = next(m for m in get_mime_priority(builder, overrides) if m in bundle)
+        assert chosen == "image/png"
+    widget_only = {"text/plain", "application/vnd.jupyter.widget-view+json"}  # a progress bar
+    assert next(m for m in get_mime_priority("html", overrides) if m in widget_only) != "text/plain"

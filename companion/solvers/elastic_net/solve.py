@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ...progress import tqdm
 from ...runtime import resolve_device
 from .dual import _dual, _relative_gap
 from .problem import (

@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-from tqdm.auto import tqdm
 
+from ...progress import tqdm
 from .bound import candidate_features, lagrangian_bound
 from .extension import QPMExtension
 from .heuristic import deduplicate, heuristic_solution, swap_search, top_k
