@@ -114,6 +114,9 @@ class PearsonTable:
     def _repr_html_(self) -> str:
         return self.table()._repr_html_()
 
+    def __repr__(self) -> str:
+        return repr(self.table())
+
 
 def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> PearsonTable:
     """Pearson's r between all columns (each one value per prediction)."""
