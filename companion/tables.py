@@ -30,10 +30,15 @@ class Table:
         return cls(tuple(map(str, header)), tuple(tuple(map(str, r)) for r in rows), caption)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(
-            f"<t{'h' if j == 0 else 'd'}>{html.escape(c)}</t{'h' if j == 0 else 'd'}>"
-            for j, c in enumerate(r)) + "</tr>" for r in self.rows)
+        def cell(tag: str, text: str, first: bool) -> str:
+            align = "left" if first else "right"
+            return (f"<{tag} style='text-align:{align};padding:0.15em 0.6em'>"
+                    f"{html.escape(text)}</{tag}>")
+
+        head = "".join(cell("th", h, j == 0) for j, h in enumerate(self.header))
+        body = "".join("<tr>" + "".join(cell("th" if j == 0 else "td", c, j == 0)
+                                        for j, c in enumerate(r)) + "</tr>"
+                       for r in self.rows)
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -64,7 +64,7 @@ def plot_kept_patches(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], gr
     T = frames.shape[0]
     times = list(times) if times is not None else sorted({0, T // 2, T - 1})
     fig, axes = plt.subplots(len(rows), len(times),
-                             figsize=(2.2 * len(times), 2.3 * len(rows) + 0.4), squeeze=False)
+                             figsize=(2.2 * len(times), 2.6 * len(rows) + 0.8), squeeze=False)
     for i, (name, keep) in enumerate(rows.items()):
         for j, t in enumerate(times):
             _draw_kept_patches(frames[t], keep[t], grid, axes[i, j],
