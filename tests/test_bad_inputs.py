@@ -34,6 +34,7 @@ from companion.features import extract_features  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
 from companion.metrics.bootstrap import bootstrap_interval  # noqa: E402
+from companion.metrics.segmentation import mask_ap  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import (
     cache_dir,  # noqa: E402
@@ -41,6 +42,7 @@ from companion.runtime import (
 )
 from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
+from companion.tables import Table  # noqa: E402
 from companion.train import evaluate, fit  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
 from companion.viz.concept_parts import show_concept_parts  # noqa: E402
@@ -485,10 +487,17 @@ CASES = [
      r"entries below the diagonal.*upper-triangular"),
     ("NaN data in fit under AMP", amp_nan_data_in_fit, FloatingPointError,
      r"non-finite \(nan\) for 5 consecutive steps in epoch 1 under mixed precision.*amp=False"),
-    ("bootstrap of one sample", call(bootstrap_interval, statistic=len, n=1), ValueError,
-     r"at least 2 samples, got 1"),
-    ("bootstrap level 95", call(bootstrap_interval, statistic=len, n=10, level=95), ValueError,
-     r"level must lie in \(0, 1\), got 95"),
+    ("bootstrap over one group", call(bootstrap_interval, statistic=len, groups=[3, 3, 3]),
+     ValueError, r"at least two groups; all items carry one label"),
+    ("bootstrap level 95", call(bootstrap_interval, statistic=len, groups=5, level=95),
+     ValueError, r"level must lie in \(0, 1\), got 95"),
+    ("AP resampled past the items",
+     lambda tmp, mp: lambda: mask_ap([torch.ones(1, 4, 4, dtype=torch.bool)], [torch.ones(1)],
+                                     [torch.zeros(1)], [torch.ones(1, 4, 4, dtype=torch.bool)],
+                                     [torch.zeros(1)]).resampled([0, 3]),
+     ValueError, r"items must index the 1 items, got 0\.\.3"),
+    ("Table row of the wrong width", call(Table.of, header=["a", "b"], rows=[["x"]]), ValueError,
+     r"Every row needs 2 cells \(one per header column\); rows \[0\] do not"),
     ("concept-parts grid four wide",
      lambda tmp, mp: lambda: show_concept_parts(make_concept_parts(2, image_size=32), ncols=4), ValueError,
      r"ncols must lie in \[1, 3\].*got 4"),

@@ -200,17 +200,20 @@ def test_vpp_full_world_runs_to_the_end(full_world):
     text, _, nb = full_world("vpp")
     assert "Profile(name='full'" in text and "real_data=True" in text
     # the models are the timm ViT-Tiny (width 192) on 64-pixel frames: 4 × 4 patches of 16 pixels
-    assert re.search(r"^16 tokens, one block [\d.]+ MFLOPs; the 12 blocks", text, re.MULTILINE)
-    assert re.search(r"^dense loss per epoch: \d+\.\d+$", text, re.MULTILINE)
+    assert re.search(r"^tokens per frame:\s+16$", text, re.MULTILINE)
+    assert re.search(r"^one block:\s+[\d.]+ MFLOPs$", text, re.MULTILINE)
+    assert re.search(r"^dense\s+loss per epoch: \d+\.\d+$", text, re.MULTILINE)
     # the results table: every model with its kept ratio and class-agnostic AP
     for name in ("dense ", "VPP ", "later layers only ", r"ToMe \(r=\d+\)"):
         row = rf"^{name}\s*\d\.\d\d\s+\d\.\d{{3}}\s+\d\.\d{{3}}\s+\d\.\d{{3}}$"
         assert re.search(row, text, re.MULTILINE), name
     # FLOPs and time, the width sweep of the full world, and every verdict of the claim
     assert re.search(r"^VPP\s+\d+\s+[\d.]+\s+[\d.]+×$", text, re.MULTILINE)
-    assert re.findall(r"^width\s+(\d+):", text, re.MULTILINE) == ["192", "384", "768"]
-    assert len(re.findall(r"^(?:holds|fails)  ", text, re.MULTILINE)) == 7
-    assert re.search(r"^(?:holds|fails)  speed-up of our width-192 model", text, re.MULTILINE)
+    widths = re.findall(r"^(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+×$", text, re.MULTILINE)
+    assert widths == ["192", "384", "768"]
+    verdict = r"^\s*(?:holds|fails|within noise): "
+    assert len(re.findall(verdict, text, re.MULTILINE)) == 7
+    assert re.search(verdict + r"speed-up, our width-192 model", text, re.MULTILINE)
     assert has_figure(nb, "plot_accuracy_vs_keep(curves")
     # the paper's table stays beside our numbers
     assert any("ViT-Adapter-S, VPP" in c.source for c in nb.cells if c.cell_type == "markdown")

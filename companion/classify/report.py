@@ -292,6 +292,11 @@ class Claim:
         return True if low >= self.threshold else False if high < self.threshold else None
 
     @property
+    def within_noise(self) -> bool:
+        """The interval straddles the threshold: the sample cannot tell."""
+        return self.value is not None and self.interval is not None and self.holds is None
+
+    @property
     def verdict(self) -> str:
         if self.value is None:
             return "not computed"

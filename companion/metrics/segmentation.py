@@ -2,7 +2,9 @@
 
 Frame AP is pycocotools' ``segm`` evaluation on every frame as an image. Video AP runs the same
 COCO matching and 101-point precision averaging on whole tracks, with the spatio-temporal IoU
-Σ_t |P_t ∩ G_t| / Σ_t |P_t ∪ G_t| of the YouTube-VIS benchmark.
+Σ_t |P_t ∩ G_t| / Σ_t |P_t ∪ G_t| of the YouTube-VIS benchmark. Both keep COCO's per-item
+matches, so :meth:`APResult.resampled` recomputes the AP on any multiset of the items (a
+bootstrap over clips) without matching again.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,6 +40,25 @@ class APResult:
     ap75: float
     n_items: int
     n_objects: int
+    # per item, per category: COCO's matches (scores, matched (T, D), ignored (T, D), ground truth)
+    matches: tuple = field(default=(), repr=False, compare=False)
+
+    def resampled(self, items) -> APResult:
+        """The AP over ``items`` (item indices, repeats allowed), from the stored matches."""
+        if not self.matches:
+            raise ValueError("This APResult holds no per-item matches; compute it with mask_ap "
+                             "or video_ap.")
+        items = np.asarray(items, dtype=int).reshape(-1)
+        if len(items) and (items.min() < 0 or items.max() >= len(self.matches)):
+            raise ValueError(f"items must index the {len(self.matches)} items, got "
+                             f"{items.min()}..{items.max()}.")
+        cats = sorted({c for item in self.matches for c in item})
+        precision = np.full((len(_IOU_THRESHOLDS), len(_RECALL_THRESHOLDS), max(len(cats), 1)), -1.0)
+        for k, cat in enumerate(cats):
+            entries = [self.matches[i][cat] for i in items if cat in self.matches[i]]
+            precision[:, :, k] = _precision(entries)
+        return _ap_from_precision(precision, len(items), sum(
+            int(e[3]) for i in items for e in self.matches[i].values()))
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -57,6 +78,45 @@ def _categories(*label_lists) -> list[dict]:
     return [{"id": c + 1, "name": str(c)} for c in ids]
 
 
+_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+
+
+def _precision(entries: list) -> np.ndarray:
+    """COCO's interpolated precision (IoU thresholds, recall thresholds) of one category, from
+    per-item (scores, matched, ignored, ground truth) entries; −1 where there is no ground truth."""
+    n_gt = sum(int(e[3]) for e in entries)
+    out = np.full((len(_IOU_THRESHOLDS), len(_RECALL_THRESHOLDS)), -1.0)
+    if n_gt == 0:
+        return out
+    scores = np.concatenate([e[0] for e in entries]) if entries else np.zeros(0)
+    order = np.argsort(-scores, kind="mergesort")
+    matched = np.concatenate([e[1] for e in entries], axis=1)[:, order]
+    ignored = np.concatenate([e[2] for e in entries], axis=1)[:, order]
+    tp = np.cumsum(matched & ~ignored, axis=1).astype(float)
+    fp = np.cumsum(~matched & ~ignored, axis=1).astype(float)
+    out[:] = 0.0
+    for t in range(len(_IOU_THRESHOLDS)):
+        if tp.shape[1] == 0:
+            continue
+        recall = tp[t] / n_gt
+        prec = np.maximum.accumulate((tp[t] / (fp[t] + tp[t] + np.spacing(1)))[::-1])[::-1]
+        where = np.searchsorted(recall, _RECALL_THRESHOLDS, side="left")
+        ok = where < len(prec)
+        out[t, ok] = prec[where[ok]]
+    return out
+
+
+def _ap_from_precision(precision: np.ndarray, n_items: int, n_objects: int,
+                       matches: tuple = ()) -> APResult:
+    def mean(p: np.ndarray) -> float:
+        p = p[p > -1]
+        return float(p.mean()) if p.size else float("nan")
+
+    return APResult(mean(precision), mean(precision[0]), mean(precision[5]), n_items, n_objects,
+                    matches)
+
+
 def _summarise(evaluator: COCOeval, n_items: int, n_objects: int) -> APResult:
     evaluator.params.areaRng = [[0, 1e10]]
     evaluator.params.areaRngLbl = ["all"]
@@ -64,12 +124,18 @@ def _summarise(evaluator: COCOeval, n_items: int, n_objects: int) -> APResult:
         evaluator.evaluate()
         evaluator.accumulate()
     precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (IoU, recall, class) at maxDets 100
-
-    def mean(p: np.ndarray) -> float:
-        p = p[p > -1]
-        return float(p.mean()) if p.size else float("nan")
-
-    return APResult(mean(precision), mean(precision[0]), mean(precision[5]), n_items, n_objects)
+    p = evaluator.params
+    max_det = p.maxDets[-1]
+    matches = tuple({} for _ in p.imgIds)
+    for k, cat in enumerate(p.catIds):
+        for i in range(len(p.imgIds)):
+            e = evaluator.evalImgs[k * len(p.imgIds) + i]
+            if e is not None:
+                matches[i][cat] = (np.asarray(e["dtScores"][:max_det], dtype=float),
+                                   e["dtMatches"][:, :max_det] > 0,
+                                   e["dtIgnore"][:, :max_det].astype(bool),
+                                   int((e["gtIgnore"] == 0).sum()))
+    return _ap_from_precision(precision, n_items, n_objects, matches)
 
 
 def _coco(images: list[dict], annotations: list[dict], categories: list[dict]) -> COCO:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..batches import to_numpy
+from ..tables import Table
 
 EPS = 1e-6
 
@@ -104,12 +105,17 @@ class PearsonTable:
         i, j = (self.names.index(k) for k in key)
         return float(self.matrix[i, j])
 
-    def to_markdown(self, digits: int = 2) -> str:
-        """The table as GitHub markdown."""
-        head = "| | " + " | ".join(self.names) + " |\n|---" * 1 + "|---" * len(self.names) + "|\n"
-        rows = ["| " + n + " | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |"
+    def table(self, digits: int = 2) -> Table:
+        """The matrix as a table (HTML in Jupyter)."""
+        rows = [[n, *(f"{v:.{digits}f}" for v in row)]
                 for n, row in zip(self.names, self.matrix, strict=True)]
-        return head + "\n".join(rows)
+        return Table.of(["", *self.names], rows)
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table())
 
 
 def pearson_table(columns: Mapping[str, Sequence[float] | torch.Tensor]) -> PearsonTable:

@@ -80,47 +80,44 @@ def entropy_baselines(segmenters: Mapping[str, PromptableSegmenter], data: Ambig
 
     ``H_Std`` H(P_best); ``H_A`` H(Σ_j w_j P_j) (task); ``H_XP`` H(mean over the single clicks of
     ``prompts`` of P_best) (prompt); ``H_T`` H(mean over AUGMENTATIONS of P_best) (image);
-    ``H_Θ`` H(mean over all sizes of P_best) (model); ``H_Y`` H of the score-weighted mixture
-    over every run made here (predictive). "Best" is chosen with the ground truth, as in the paper.
+    ``H_Θ`` H(mean over all sizes of P_best) (model); ``H_Y`` H of the mean score-weighted
+    mixture over the product sizes × AUGMENTATIONS × single clicks, every run once, as in the
+    official code (predictive). "Best" is chosen with the ground truth, as in the paper.
     """
     if size not in segmenters:
         raise ValueError(f"Unknown size {size!r}: choose one of {', '.join(segmenters)}.")
     device = resolve_device(device)
     gen = torch.Generator().manual_seed(seed)
-    model = segmenters[size].eval().to(device)
     n_points = prompts.points.shape[1]
     out: dict[str, list[torch.Tensor]] = {k: [] for k in
                                           ("H_Std", "H_A", "H_XP", "H_T", "H_Θ", "H_Y")}
     for idx, images, masks in instance_batches(data, batch_size, device, progress,
                                                f"MC entropies ({size})"):
-        centre = prompts.centre[idx].to(device)
-        mixtures = []
-        # model: every size on the clean image and the centre click
-        best_theta = []
+        clicks = [prompts.single(j)[idx].to(device) for j in range(n_points)]
+        best_theta, best_t, best_p, mix_sum, n_runs = [], [], [], 0.0, 0
+        # the product θ × t × x_P, every run once, feeds H_Y; the other entropies read their
+        # slices: all sizes on the clean image and centre click (H_Θ), and for ``size`` the
+        # augmentations with the centre click (H_T) and the clicks on the clean image (H_XP)
         for name, m in segmenters.items():
-            o = m.eval().to(device)(images, centre)
-            best_theta.append(_best(o.mask_logits, masks))
-            if name != size:  # the clean run of ``size`` joins the mixture below
-                mixtures.append(mixture(o.mask_logits, o.scores))
-        # image: augmentations with the centre click (identity first gives H_Std and H_A)
-        embedding, best_t = None, []
-        for name, aug in AUGMENTATIONS.items():
-            emb = model.embed_image(aug(images, gen))
-            o = model.decode(emb, centre)
-            best_t.append(_best(o.mask_logits, masks))
-            mixtures.append(mixture(o.mask_logits, o.scores))
-            if name == "identity":
-                embedding = emb
-                out["H_Std"].append(mask_entropy(best_t[-1]))
-                out["H_A"].append(mask_entropy(mixtures[-1]))
-        # prompt: each click of the dense set alone, reusing the image embedding
-        best_p = []
-        for j in range(n_points):
-            o = model.decode(embedding, prompts.single(j)[idx].to(device))
-            best_p.append(_best(o.mask_logits, masks))
-            mixtures.append(mixture(o.mask_logits, o.scores))
+            m = m.eval().to(device)
+            for aug_name, aug in AUGMENTATIONS.items():
+                emb = m.embed_image(aug(images, gen))
+                for j, click in enumerate(clicks):
+                    o = m.decode(emb, click)
+                    mix = mixture(o.mask_logits, o.scores)
+                    mix_sum, n_runs = mix_sum + mix, n_runs + 1
+                    clean, best = aug_name == "identity", _best(o.mask_logits, masks)
+                    if clean and j == 0:
+                        best_theta.append(best)
+                    if name == size and j == 0:
+                        best_t.append(best)
+                    if name == size and clean:
+                        best_p.append(best)
+                    if name == size and clean and j == 0:
+                        out["H_Std"].append(mask_entropy(best))
+                        out["H_A"].append(mask_entropy(mix))
         out["H_XP"].append(mask_entropy(torch.stack(best_p).mean(0)))
         out["H_T"].append(mask_entropy(torch.stack(best_t).mean(0)))
         out["H_Θ"].append(mask_entropy(torch.stack(best_theta).mean(0)))
-        out["H_Y"].append(mask_entropy(torch.stack(mixtures).mean(0)))
+        out["H_Y"].append(mask_entropy(mix_sum / n_runs))
     return {k: torch.cat(v).cpu() for k, v in out.items()}

@@ -22,6 +22,7 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
     """Seconds per image of the segmenter alone and with each uncertainty method (the paper's Tab. 7).
 
     "USAM heads alone" times the heads on tokens already computed: the extra cost of USAM.
+    "+ H_Y" runs every size on every augmentation, decoding the clicks as one batch.
 
     ``image`` (3, S, S) and ``points`` (n_points, 2): the centre click first, the dense set after.
     """
@@ -52,6 +53,15 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
         return [mask_entropy(mixture(o.mask_logits, o.scores)) for o in
                 (m.eval().to(device)(image, centre) for m in segmenters.values())]
 
+    def with_all_runs():  # H_Y: every size × augmentation × single click
+        mixtures = []
+        for m in segmenters.values():
+            for aug in AUGMENTATIONS.values():
+                emb = m.eval().to(device).embed_image(aug(image, gen))
+                o = m.decode(emb.expand(len(points), -1, -1, -1), points[:, None])
+                mixtures.append(mixture(o.mask_logits, o.scores))
+        return mask_entropy(torch.cat(mixtures).mean(0, keepdim=True))
+
     tokens = forward()
 
     def heads_alone():
@@ -64,7 +74,9 @@ def method_costs(segmenters: Mapping[str, PromptableSegmenter], heads: USAMHeads
     calls = {"segmenter": forward, "+ entropy H_A": with_entropy,
              f"+ |T|={len(AUGMENTATIONS)} augmentations": with_augmentations,
              f"+ |X_P|={len(points)} prompts": with_prompts,
-             f"+ |Θ|={len(segmenters)} sizes": with_sizes, "+ USAM heads": with_usam,
+             f"+ |Θ|={len(segmenters)} sizes": with_sizes,
+             f"+ H_Y ({len(segmenters)}×{len(AUGMENTATIONS)}×{len(points)} runs)": with_all_runs,
+             "+ USAM heads": with_usam,
              "USAM heads alone": heads_alone}
     timing = time_interleaved(calls, repeats=repeats, progress=False, device=device)
     return {name: t.median for name, t in timing.items()}

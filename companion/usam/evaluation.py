@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from ..batches import to_numpy
+from ..metrics.bootstrap import Interval, bootstrap_interval
 from ..metrics.uncertainty import CorrectionCurve, correction_curve, oracle_curve, relative_auc
+from ..tables import Table
 from .heads import USAMHeads
 from .records import USAMRecords
 
@@ -20,17 +24,45 @@ class CorrectionResult:
 
     curves: dict[str, dict[str, CorrectionCurve]]
     relative_auc: dict[str, dict[str, float]]
+    # per panel: (current IoUs, refined IoUs, {method: ranking score}), for the bootstrap
+    inputs: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def table(self) -> str:
-        """Relative AUC (%) as a markdown table: methods as rows, panels as columns."""
+    def table(self) -> Table:
+        """Relative AUC (%): methods as rows, panels as columns (HTML in Jupyter)."""
         panels = list(self.relative_auc)
         methods = [m for m in next(iter(self.relative_auc.values())) if m != "oracle"]
-        rows = ["| method | " + " | ".join(panels) + " |", "|---" * (len(panels) + 1) + "|"]
-        for m in methods:
-            cells = [f"{100 * self.relative_auc[p][m]:.1f}" if m in self.relative_auc[p] else "–"
-                     for p in panels]
-            rows.append(f"| {m} | " + " | ".join(cells) + " |")
-        return "\n".join(rows)
+        rows = [[m] + [f"{100 * self.relative_auc[p][m]:.1f}" if m in self.relative_auc[p]
+                       else "–" for p in panels] for m in methods]
+        return Table.of(["method", *panels], rows, caption="relative AUC (%)")
+
+    def difference_interval(self, panel: str, method: str, other: str | None = None, *,
+                            groups=None, n_boot: int = 1000, seed: int = 0) -> Interval:
+        """Bootstrap interval of the relative AUC of ``method`` (minus ``other``'s) on ``panel``.
+
+        ``groups``: a group label per prediction (the scene of each instance), resampled whole;
+        None resamples the predictions one by one.
+        """
+        if panel not in self.inputs:
+            raise ValueError(f"No panel {panel!r} here: choose one of {', '.join(self.inputs)}.")
+        current, refined, rankings = self.inputs[panel]
+        unknown = [m for m in (method, other) if m is not None and m not in rankings]
+        if unknown:
+            raise ValueError(f"Unknown method(s) {unknown}: choose from {', '.join(rankings)}.")
+        ratios = self.curves[panel]["oracle"].ratios
+
+        def stat(items: np.ndarray) -> float:
+            oracle = oracle_curve(current[items], refined[items], ratios)
+            if oracle.miou[-1] <= oracle.miou[0]:
+                return float("nan")
+            value = relative_auc(correction_curve(current[items], refined[items],
+                                                  rankings[method][items], ratios), oracle)
+            if other is not None:
+                value -= relative_auc(correction_curve(current[items], refined[items],
+                                                       rankings[other][items], ratios), oracle)
+            return value
+
+        return bootstrap_interval(stat, len(current) if groups is None else to_numpy(groups),
+                                  n_boot=n_boot, seed=seed)
 
 
 def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
@@ -59,7 +91,7 @@ def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
         "segmentation": (own.iou_best, torch.ones(n), 1 - pred[f"iou_{size}"]),
     }
     random = torch.rand(n, generator=torch.Generator().manual_seed(seed))
-    curves, rel = {}, {}
+    curves, rel, inputs = {}, {}, {}
     for panel, (current, refined, usam) in panels.items():
         oracle = oracle_curve(current, refined, ratios)
         if oracle.miou[-1] <= oracle.miou[0]:
@@ -68,4 +100,6 @@ def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
         curves[panel] = {"oracle": oracle, **{k: correction_curve(current, refined, v, ratios)
                                               for k, v in rankings.items()}}
         rel[panel] = {k: relative_auc(c, oracle) for k, c in curves[panel].items()}
-    return CorrectionResult(curves, rel)
+        inputs[panel] = (to_numpy(current, dtype=float), to_numpy(refined, dtype=float),
+                         {k: to_numpy(v, dtype=float) for k, v in rankings.items()})
+    return CorrectionResult(curves, rel, inputs)

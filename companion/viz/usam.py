@@ -1,13 +1,16 @@
-"""Figures of the USAM chapter: the three uncertainties, correction curves, costs, a click's masks."""
+"""Figures of the USAM chapter: the method's diagram, the three uncertainties, prompts, correction
+curves, costs and a click's masks. Every figure is at most 7.5 in wide with at most three panels in
+a row, so its text stays legible in the book's 700 px column."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from ..metrics.segmentation import mask_iou
 from ..metrics.uncertainty import CorrectionCurve
@@ -25,7 +28,7 @@ def _mask_panel(ax, image: torch.Tensor, mask: torch.Tensor, title: str,
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], marker="*", s=90, c="white", edgecolors="black",
                    linewidths=0.8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.axis("off")
 
 
@@ -43,31 +46,39 @@ def plot_three_uncertainties(segmenters: Mapping[str, torch.nn.Module], image: t
         iou = mask_iou(out.mask_logits > 0, mask[None, None])[0]
         return out.mask_logits[0] > 0, out.scores[0], iou
 
-    fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
+    fig, axes = plt.subplots(3, 3, figsize=(6.6, 7.0))
     m_s, s_s, iou_s = run(small, points[:1])
     m_l, _, iou_l = run(large, points[:1])
     m_d, _, iou_d = run(small, points)
     best, chosen = int(iou_s.argmax()), int(s_s.argmax())
-    panels = [
-        (mask, "ground truth", points[:1]),
-        (m_s[best], f"{size}, 1 click: IoU {iou_s[best]:.2f}", points[:1]),
-        (m_l[int(iou_l.argmax())], f"{names[-1]}, 1 click: IoU {iou_l.max():.2f}", points[:1]),
-        (m_d[int(iou_d.argmax())], f"{size}, dense: IoU {iou_d.max():.2f}", points),
-        (m_s[chosen], f"chosen by score: IoU {iou_s[chosen]:.2f}", points[:1]),
-        *[(m_s[j], f"mask {j + 1}: score {s_s[j]:.2f}, IoU {iou_s[j]:.2f}", points[:1])
-          for j in range(3)],
-    ]
-    for ax, (m, title, pts) in zip(axes.flat, panels, strict=True):
-        _mask_panel(ax, image, m, title, pts)
+    rows = {
+        "model": [(mask, "ground truth", points[:1]),
+                  (m_s[best], f"{size}: IoU {iou_s[best]:.2f}", points[:1]),
+                  (m_l[int(iou_l.argmax())], f"{names[-1]}: IoU {iou_l.max():.2f}", points[:1])],
+        "prompt": [(mask, "ground truth", points),
+                   (m_s[best], f"1 click: IoU {iou_s[best]:.2f}", points[:1]),
+                   (m_d[int(iou_d.argmax())], f"{len(points)} clicks: IoU {iou_d.max():.2f}",
+                    points)],
+        "task": [(m_s[j], f"mask {j + 1}" + (" (chosen)" if j == chosen else "")
+                  + f"\ns {s_s[j]:.2f}, IoU {iou_s[j]:.2f}", points[:1]) for j in range(3)],
+    }
+    for ax_row, (gap, panels) in zip(axes, rows.items(), strict=True):
+        for ax, (m, title, pts) in zip(ax_row, panels, strict=True):
+            _mask_panel(ax, image, m, title, pts)
+        ax_row[0].text(-0.12, 0.5, f"{gap} gap", transform=ax_row[0].transAxes, rotation=90,
+                       ha="right", va="center", fontsize=10, weight="bold")
     fig.tight_layout()
     return fig
 
 
 def plot_correction_curves(panels: Mapping[str, Mapping[str, CorrectionCurve]]) -> Figure:
-    """One axis per panel; each method's mIoU against the corrected fraction (oracle dashed)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
-    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
-        others = [c for i, c in enumerate(PALETTE) if i != 3]
+    """Two panels a row; each method's mIoU against the corrected fraction (oracle dashed), one
+    legend below the panels."""
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 2.9 * nrows + 0.9), squeeze=False)
+    others = [c for i, c in enumerate(PALETTE) if i != 3]
+    for ax, (title, curves) in zip(axes.flat, panels.items(), strict=False):
         k = 0
         for name, curve in curves.items():
             if name == "oracle":
@@ -79,17 +90,82 @@ def plot_correction_curves(panels: Mapping[str, Mapping[str, CorrectionCurve]]) 
             else:
                 style, k = dict(c=others[k % len(others)], lw=1.1), k + 1
             ax.plot(curve.ratios, curve.miou, label=name, **style)
-        ax.set_title(title)
+        ax.set_title(f"{title} panel")
         ax.set_xlabel("fraction corrected r")
-    axes[0, 0].set_ylabel("mIoU")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+        ax.set_ylabel("mIoU")
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.9 / (2.9 * nrows + 0.9), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncols=5, fontsize=10,
+               bbox_to_anchor=(0.5, 0.0))
+    return fig
+
+
+def plot_prompts(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
+                 dense: Sequence[torch.Tensor], titles: Sequence[str]) -> Figure:
+    """Up to three instances: the mask's outline, its dense clicks and the centre click c."""
+    fig, axes = plt.subplots(1, len(images), figsize=(2.3 * len(images), 2.7), squeeze=False)
+    for ax, image, mask, pts, title in zip(axes[0], images, masks, dense, titles, strict=True):
+        ax.imshow(to_image(image))
+        ax.contour(torch.as_tensor(mask).numpy(), levels=[0.5], colors="white")
+        ax.scatter(*pts[1:].T, c="orange", s=14, label="extra clicks")
+        ax.scatter(*pts[:1].T, marker="*", c="red", s=110, label="centre click c")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncols=2)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str) -> None:
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04,rounding_size=0.12",
+                                fc=colour, ec="black", lw=0.8, alpha=0.9))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], colour: str = "black"
+           ) -> None:
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2, shrinkA=0, shrinkB=0))
+
+
+def plot_method() -> Figure:
+    """The method in one picture: a SAM-style segmenter (grey) and the USAM heads (orange) that
+    read its IoU token and the chosen mask's token."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.9))
+    ax.set(xlim=(0, 15), ylim=(0, 7.8))
+    ax.axis("off")
+    grey, blue, orange = "#e6e6e6", "#cfe3f3", "#f8d9b0"
+    _box(ax, 0.1, 5.0, 2.0, 1.2, "image $x_I$", grey)
+    _box(ax, 0.1, 1.2, 2.0, 1.2, "click $c$", grey)
+    _box(ax, 2.7, 5.0, 2.2, 1.2, "image\nencoder", grey)
+    _box(ax, 2.7, 1.2, 2.2, 1.2, "prompt\nencoder", grey)
+    _box(ax, 5.5, 6.6, 2.6, 1.1, "output tokens", grey)
+    _box(ax, 5.5, 1.2, 2.6, 5.0, "two-way\ntransformer\ndecoder", grey)
+    _box(ax, 8.7, 4.3, 2.4, 1.2, "IoU token", blue)
+    _box(ax, 8.7, 1.9, 2.4, 1.2, "mask token $j$", blue)
+    _box(ax, 8.7, 0.05, 2.4, 1.0, "mask $j$", grey)
+    _box(ax, 8.7, 6.4, 2.4, 1.0, "scores $s_j$", grey)
+    for a, b in [((2.1, 5.6), (2.7, 5.6)), ((2.1, 1.8), (2.7, 1.8)), ((4.9, 5.6), (5.5, 5.6)),
+                 ((4.9, 1.8), (5.5, 1.8)), ((6.8, 6.6), (6.8, 6.2)), ((8.1, 4.9), (8.7, 4.9)),
+                 ((8.1, 2.5), (8.7, 2.5)), ((9.9, 5.5), (9.9, 6.4)), ((9.9, 1.9), (9.9, 1.05))]:
+        _arrow(ax, a, b)
+    _box(ax, 11.7, 2.9, 1.5, 2.0, "$l = $\n[IoU ;\nmask $j$]", orange)
+    _arrow(ax, (11.1, 4.9), (11.7, 4.4), PALETTE[3])
+    _arrow(ax, (11.1, 2.5), (11.7, 3.4), PALETTE[3])
+    for label, y in [(r"$\Delta^*_\Theta$", 6.0), (r"$\Delta^*_{XP}$", 4.55),
+                     (r"$\Delta^*_A$", 3.1), (r"IoU$_\theta$", 1.65)]:
+        _box(ax, 13.8, y, 1.15, 1.0, label, orange)
+        _arrow(ax, (13.2, 3.9), (13.8, y + 0.5), PALETTE[3])
+    ax.text(13.3, 0.55, "one small MLP\nper target", ha="center", va="center", fontsize=10)
+    fig.tight_layout(pad=0.2)
     return fig
 
 
 def plot_costs(seconds: Mapping[str, float]) -> Figure:
     """Horizontal bars: milliseconds per image of each method."""
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(seconds) + 1))
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1))
     names = list(seconds)
     ax.barh(names, [1000 * seconds[n] for n in names], color=PALETTE[0])
     ax.invert_yaxis()
@@ -103,16 +179,17 @@ def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
     """Click (x, y) on ``image``: the three masks, their scores and USAM's predictions per mask."""
     out = segmenter(image[None], torch.tensor([[[float(x), float(y)]]]))
     pred = heads.predict(out.iou_token, out.mask_tokens)
-    fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
+    fig, axes = plt.subplots(2, 2, figsize=(5.6, 6.4))
+    axes = axes.ravel()
     axes[0].imshow(to_image(image))
     axes[0].scatter([x], [y], marker="*", s=120, c="white", edgecolors="black")
-    axes[0].set_title(f"click ({x}, {y})", fontsize=9)
+    axes[0].set_title(f"click ({x}, {y})", fontsize=10)
     axes[0].axis("off")
     chosen = int(out.scores[0].argmax())
     for j in range(3):
         lines = [f"score {out.scores[0, j]:.2f}" + ("  ← chosen" if j == chosen else "")]
-        lines += [f"{n} {pred[n][0, j]:+.2f}" for n in ("model_gap", "prompt_gap", "task_gap")
-                  if n in pred]
+        lines += [f"{n.replace('_', ' ')} {pred[n][0, j]:+.2f}"
+                  for n in ("model_gap", "prompt_gap", "task_gap") if n in pred]
         _mask_panel(axes[j + 1], image, out.mask_logits[0, j] > 0, "\n".join(lines),
                     torch.tensor([[x, y]]))
     fig.tight_layout()

@@ -1,4 +1,5 @@
-"""Figures of the VPP chapter: clips with ground truth, kept patches, the temporal prior, curves."""
+"""Figures of the VPP chapter: the method's diagram, clips with ground truth, kept patches, the
+temporal prior and curves. At most three panels a row, at most 7.5 in wide, legends outside."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
-from .figures import overlay_heatmap, to_image
-from .style import PALETTE
-from .widgets import interactive_figure, static_figure
+from .figures import resize_heatmap, to_image
+from .style import HEATMAP_CMAP, PALETTE
+from .widgets import Explorer, interactive_figure
 
 
 def instance_image(masks: torch.Tensor) -> np.ndarray:
@@ -24,10 +26,11 @@ def instance_image(masks: torch.Tensor) -> np.ndarray:
     return out
 
 
-def plot_clip(frames: torch.Tensor, masks: torch.Tensor, n: int = 6, title: str | None = None) -> Figure:
+def plot_clip(frames: torch.Tensor, masks: torch.Tensor, n: int = 3,
+              title: str | None = None) -> Figure:
     """Frames of a clip (top) and their instance masks coloured by track id (bottom)."""
     idx = np.linspace(0, frames.shape[0] - 1, min(n, frames.shape[0])).round().astype(int)
-    fig, axes = plt.subplots(2, len(idx), figsize=(1.7 * len(idx), 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(idx), figsize=(2.2 * len(idx), 4.8), squeeze=False)
     for j, t in enumerate(idx):
         axes[0, j].imshow(to_image(frames[t]))
         axes[1, j].imshow(instance_image(masks[t]))
@@ -55,15 +58,19 @@ def _draw_kept_patches(image: torch.Tensor, keep: torch.Tensor, grid: int, ax=No
 
 
 def plot_kept_patches(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], grid: int,
-                        title: str | None = None) -> Figure:
-    """One row per entry of ``rows`` (name → keep masks (T, N)), one column per frame."""
+                      title: str | None = None, times: Sequence[int] | None = None) -> Figure:
+    """One row per entry of ``rows`` (name → keep masks (T, N)), one column per frame of
+    ``times`` (default: the first, middle and last frame)."""
     T = frames.shape[0]
-    fig, axes = plt.subplots(len(rows), T, figsize=(1.5 * T, 1.65 * len(rows) + 0.3), squeeze=False)
+    times = list(times) if times is not None else sorted({0, T // 2, T - 1})
+    fig, axes = plt.subplots(len(rows), len(times),
+                             figsize=(2.2 * len(times), 2.6 * len(rows) + 0.8), squeeze=False)
     for i, (name, keep) in enumerate(rows.items()):
-        for t in range(T):
-            _draw_kept_patches(frames[t], keep[t], grid, axes[i, t])
+        for j, t in enumerate(times):
+            _draw_kept_patches(frames[t], keep[t], grid, axes[i, j],
+                               f"t = {t}, {float(keep[t].float().mean()):.0%} kept")
         axes[i, 0].text(-0.08, 0.5, name, transform=axes[i, 0].transAxes, rotation=90,
-                        ha="right", va="center", fontsize=9)
+                        ha="right", va="center", fontsize=10)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -71,31 +78,85 @@ def plot_kept_patches(frames: torch.Tensor, rows: Mapping[str, torch.Tensor], gr
 
 
 def plot_temporal_prior(previous: torch.Tensor, frame: torch.Tensor, deep_keep: torch.Tensor,
-                          scores: torch.Tensor, keep: torch.Tensor, grid: int) -> Figure:
+                        scores: torch.Tensor, keep: torch.Tensor, grid: int) -> Figure:
     """The temporal prior step by step: frame t−1 and its deep keep mask, frame t, the keep score
-    s computed from the copied deep features, and the patches Map-SM keeps."""
-    fig, axes = plt.subplots(1, 4, figsize=(9.6, 2.7))
+    s computed from the copied deep features (with a colour bar), and the patches Map-SM keeps."""
+    fig, axes = plt.subplots(2, 2, figsize=(5.6, 5.8))
+    axes = axes.ravel()
     _draw_kept_patches(previous, deep_keep, grid, axes[0], "t−1: kept at layer 6")
     axes[1].imshow(to_image(frame))
     axes[1].set_title("frame t")
     axes[1].axis("off")
-    overlay_heatmap(frame, torch.as_tensor(scores).reshape(grid, grid), axes[2], vmin=0, vmax=1,
-                    title="keep score s (from t−1)")
+    img = to_image(frame)
+    axes[2].imshow(img)
+    heat = axes[2].imshow(resize_heatmap(torch.as_tensor(scores).reshape(grid, grid), img.shape[:2]),
+                          cmap=HEATMAP_CMAP, alpha=0.55, vmin=0, vmax=1, interpolation="bilinear")
+    axes[2].set_title("keep score s (from t−1)")
     axes[2].axis("off")
-    _draw_kept_patches(frame, keep, grid, axes[3], f"kept at layer 2 ({float(keep.float().mean()):.0%})")
+    fig.colorbar(heat, ax=axes[2], fraction=0.046, pad=0.04)
+    _draw_kept_patches(frame, keep, grid, axes[3],
+                       f"kept at layer 2 ({float(keep.float().mean()):.0%})")
     fig.tight_layout()
+    return fig
+
+
+def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str) -> None:
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04,rounding_size=0.12",
+                                fc=colour, ec="black", lw=0.8))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
+
+
+def _arrow(ax, start, end, colour: str = "black", text: str = "") -> None:
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2, shrinkA=0, shrinkB=0))
+    if text:
+        ax.text((start[0] + end[0]) / 2 + 0.12, (start[1] + end[1]) / 2, text, fontsize=10,
+                ha="left", va="center", color=colour)
+
+
+def plot_method() -> Figure:
+    """VPP in one picture: frame t−1's deep features, carried to frame t by Map-SM, decide which
+    patches frame t computes from layer 2 on."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    ax.set(xlim=(-0.2, 15.2), ylim=(-0.2, 7.8))
+    ax.axis("off")
+    grey, blue, orange = "#e6e6e6", "#cfe3f3", "#f8d9b0"
+    # frame t−1, run before: its deep features and keep mask are the prior
+    _box(ax, 0.0, 6.1, 2.2, 1.4, "frame $t-1$", grey)
+    _box(ax, 2.8, 6.1, 2.6, 1.4, "blocks 1–6", grey)
+    _box(ax, 6.0, 6.1, 3.0, 1.4, "deep features\n$X_6^{t-1}$, mask $M_6^{t-1}$", blue)
+    _box(ax, 9.6, 6.1, 2.6, 1.4, "blocks 7–12,\nhead", grey)
+    for a, b in [((2.2, 6.8), (2.8, 6.8)), ((5.4, 6.8), (6.0, 6.8)), ((9.0, 6.8), (9.6, 6.8))]:
+        _arrow(ax, a, b)
+    # frame t
+    _box(ax, 0.0, 0.6, 2.2, 1.4, "frame $t$", grey)
+    _box(ax, 2.8, 0.6, 2.6, 1.4, "block 1\n(all patches)", grey)
+    _box(ax, 6.0, 0.6, 3.0, 1.4, "top-$K$ patches\nby score $s$", orange)
+    _box(ax, 9.6, 0.6, 2.6, 1.4, "blocks 2–12\non kept patches", grey)
+    _box(ax, 12.8, 0.6, 2.2, 1.4, "head on\nfull grid", grey)
+    for a, b in [((2.2, 1.3), (2.8, 1.3)), ((9.0, 1.3), (9.6, 1.3)), ((12.2, 1.3), (12.8, 1.3))]:
+        _arrow(ax, a, b)
+    # Map-SM between the rows
+    _box(ax, 3.6, 3.2, 7.8, 1.7, "Map-SM: for each patch of $t$, copy the deep\n"
+         "feature of the most similar patch of $t-1$\nand score it with a tiny MLP", orange)
+    _arrow(ax, (7.5, 6.1), (7.5, 4.9), PALETTE[3])
+    _arrow(ax, (4.1, 2.0), (4.8, 3.2), PALETTE[3])
+    _arrow(ax, (7.5, 3.2), (7.5, 2.0), PALETTE[3])
+    ax.text(12.4, 0.1, "dropped patches skip the blocks unchanged", ha="center",
+            va="center", fontsize=10)
+    fig.tight_layout(pad=0.2)
     return fig
 
 
 def plot_keep_per_layer(curves: Mapping[str, torch.Tensor]) -> Figure:
     """Kept-token ratio of every block for each method (name → (depth,))."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for name, ratios in curves.items():
         r = torch.as_tensor(ratios).float().numpy()
         ax.step(np.arange(1, len(r) + 1), r, where="mid", label=f"{name} (mean {r.mean():.2f})")
     ax.set(xlabel="layer", ylabel="kept-token ratio", ylim=(0, 1.05))
     ax.set_xticks(np.arange(1, len(r) + 1))
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -103,23 +164,23 @@ def plot_keep_per_layer(curves: Mapping[str, torch.Tensor]) -> Figure:
 def plot_accuracy_vs_keep(points: Mapping[str, Sequence[tuple[float, float]]], dense: float,
                             ylabel: str = "mask AP") -> Figure:
     """Accuracy against the patch keep ratio for each method, with the dense model as a line."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for name, pts in points.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.axhline(dense, color="k", ls="--", lw=1, label="dense")
     ax.set(xlabel="patch keep ratio (mean over layers)", ylabel=ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
 
-def keep_ratio_explorer(draw, keep_ratio: float = 0.7, minimum: float = 0.2):
-    """A slider for the Map-SM keep ratio ρ_map over ``draw(keep_ratio) -> Figure``; returns
-    (widget, static figure for the default value)."""
+def keep_ratio_explorer(draw, keep_ratio: float = 0.7, minimum: float = 0.2) -> Explorer:
+    """A slider for the Map-SM keep ratio ρ_map over ``draw(keep_ratio) -> Figure`` (live in
+    Jupyter, its first figure a picture in the book)."""
     slider = widgets.FloatSlider(value=keep_ratio, min=minimum, max=1.0, step=0.05,
                                  description="ρ_map", continuous_update=False)
-    return interactive_figure(draw, keep_ratio=slider), static_figure(draw, keep_ratio=keep_ratio)
+    return interactive_figure(draw, keep_ratio=slider)
 
 
 def plot_kept_clip(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
@@ -133,5 +194,5 @@ def plot_kept_clip(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
     rows = {f"layer {first + 1}": keep[:, first], f"layer {sched.depth}": keep[:, -1]}
     pkr = float(keep[1:].float().mean()) if len(keep) > 1 else float(keep.float().mean())
     return plot_kept_patches(frames, rows, model.segmenter.config.grid,
-                               title=f"ρ_map = {keep_ratio:.2f}: patch keep ratio {pkr:.2f} "
-                                     "(frames after the first)")
+                             title=f"ρ_map = {keep_ratio:.2f}: patch keep ratio {pkr:.2f}\n"
+                                   "(frames after the first)")

@@ -7,6 +7,7 @@ import torch
 from companion.classify.report import (
     Cited,
     Claim,
+    ClaimsTable,
     compare,
     contrastive_pairs,
     contrastiveness,
@@ -118,6 +119,9 @@ def test_a_claim_with_an_interval_is_within_noise_when_it_straddles_the_threshol
     assert Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).holds is None
     assert Claim("x", 0.4, 0.5, "r", interval=(0.3, 0.49)).verdict == "fails"
     assert "[0.450, 0.700]" in Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).shown
+    assert Claim("x", 0.6, 0.5, "r", interval=(0.45, 0.7)).within_noise
+    assert not Claim("x", 0.6, 0.5, "r", interval=(0.55, 0.7)).within_noise
+    assert not Claim("x", 0.6, 0.5, "r").within_noise
 
 
 def test_bootstrap_interval_of_a_coin_matches_the_normal_approximation():
@@ -126,9 +130,9 @@ def test_bootstrap_interval_of_a_coin_matches_the_normal_approximation():
     from companion.metrics import bootstrap_interval
 
     flips = np.random.default_rng(1).random(400) < 0.5
-    low, high = bootstrap_interval(lambda idx: flips[idx].mean(), len(flips), n_boot=2000)
+    low, high = bootstrap_interval(lambda idx: flips[idx].mean(), len(flips), n_boot=2000).bounds
     half = 1.96 * np.sqrt(flips.mean() * (1 - flips.mean()) / len(flips))
     assert low < flips.mean() < high
     assert high - low == pytest.approx(2 * half, rel=0.15)
     constant = np.ones(50)
-    assert bootstrap_interval(lambda idx: constant[idx].mean(), 50, n_boot=20) == (1.0, 1.0)
+    assert bootstrap_interval(lambda idx: constant[idx].mean(), 50, n_boot=20).bounds == (1.0, 1.0)

@@ -1,5 +1,6 @@
 """USAM: token pairing, targets, fused heads against plain MLPs, training, baselines, costs."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -152,5 +153,25 @@ def test_method_costs_names_every_method(small_world):
     heads = USAMHeads(["task_gap"], D)
     costs = method_costs(segs, heads, data.images[0], prompts.dense[0], "tiny", repeats=1,
                               device="cpu")
-    assert list(costs)[0] == "segmenter" and "USAM heads alone" in costs and len(costs) == 7
+    assert list(costs)[0] == "segmenter" and "USAM heads alone" in costs and len(costs) == 8
+    assert any(k.startswith("+ H_Y") for k in costs)
     assert all(v > 0 for v in costs.values())
+
+
+def test_relative_auc_interval_of_the_oracle_ranking_is_exactly_one():
+    from companion.metrics.uncertainty import oracle_curve
+    from companion.usam.evaluation import CorrectionResult
+
+    rng = np.random.default_rng(0)
+    current = rng.uniform(0, 1, 200)
+    refined = np.clip(current + rng.normal(0.1, 0.2, 200), 0, 1)
+    gain = refined - current
+    result = CorrectionResult({"task": {"oracle": oracle_curve(current, refined)}}, {},
+                              {"task": (current, refined, {"good": gain, "bad": -gain})})
+    exact = result.difference_interval("task", "good", n_boot=50)
+    assert (exact.estimate, exact.low, exact.high) == (1.0, 1.0, 1.0)
+    apart = result.difference_interval("task", "good", "bad", groups=np.arange(200) // 4,
+                                       n_boot=50)
+    assert apart.low > 1.0  # the reversed ranking loses area: its relative AUC is negative
+    with pytest.raises(ValueError, match="Unknown method"):
+        result.difference_interval("task", "USAM")

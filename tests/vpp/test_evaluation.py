@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.vpp.evaluation import evaluate_clips
+from companion.vpp.evaluation import ap_difference_interval, evaluate_clips
 from companion.vpp.pruning import PrunedSegmenter
 from companion.vpp.schedule import KeepRatioSchedule
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
@@ -60,3 +60,21 @@ def test_evaluate_clips_passes_pruning_options_only_to_pruned_models(models):
     assert evaluate_clips(models["dense"], data, progress=False).pkr == 1.0
     with pytest.raises(TypeError):
         evaluate_clips(models["dense"], data, topk=True, progress=False)
+
+
+def test_ap_difference_interval_of_a_model_with_itself_is_zero(models):
+    data = make_moving_shapes(n_videos=3, n_frames=3, image_size=32, seed=0)
+    ev = evaluate_clips(models["dense"], data, class_agnostic=True, progress=False)
+    assert ev.clip_of_frame.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    same = ap_difference_interval(ev, ev, n_boot=20)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    alone = ap_difference_interval(ev, n_boot=20)
+    assert alone.estimate == pytest.approx(ev.frame_ap.ap)
+    assert alone.low <= ev.frame_ap.ap <= alone.high
+    video = ap_difference_interval(ev, video=True, n_boot=20)
+    assert video.estimate == pytest.approx(ev.video_ap.ap)
+    other = evaluate_clips(models["dense"], make_moving_shapes(n_videos=2, n_frames=3,
+                                                               image_size=32, seed=0),
+                           class_agnostic=True, progress=False)
+    with pytest.raises(ValueError, match="different clips"):
+        ap_difference_interval(ev, other)

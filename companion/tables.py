@@ -1,0 +1,52 @@
+"""A small table that renders as HTML in Jupyter and the book, and as aligned text elsewhere."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Table"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of cells under a header; the first column names the row."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+
+    def __post_init__(self):
+        bad = [i for i, r in enumerate(self.rows) if len(r) != len(self.header)]
+        if bad:
+            raise ValueError(f"Every row needs {len(self.header)} cells (one per header "
+                             f"column); rows {bad} do not.")
+
+    @classmethod
+    def of(cls, header: Sequence[str], rows: Sequence[Sequence[object]],
+           caption: str = "") -> Table:
+        """A table from any cell values (turned into text)."""
+        return cls(tuple(map(str, header)), tuple(tuple(map(str, r)) for r in rows), caption)
+
+    def _repr_html_(self) -> str:
+        def cell(tag: str, text: str, first: bool) -> str:
+            align = "left" if first else "right"
+            return (f"<{tag} style='text-align:{align};padding:0.15em 0.6em'>"
+                    f"{html.escape(text)}</{tag}>")
+
+        head = "".join(cell("th", h, j == 0) for j, h in enumerate(self.header))
+        body = "".join("<tr>" + "".join(cell("th" if j == 0 else "td", c, j == 0)
+                                        for j, c in enumerate(r)) + "</tr>"
+                       for r in self.rows)
+        cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self) -> str:
+        cols = list(zip(self.header, *self.rows, strict=True))
+        widths = [max(len(c) for c in col) for col in cols]
+        lines = [self.caption] if self.caption else []
+        for r in (self.header, *self.rows):
+            lines.append("  ".join(c.rjust(w) if j else c.ljust(w)
+                                   for j, (c, w) in enumerate(zip(r, widths, strict=True))))
+        return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""The HTML/text table of result objects."""
+
+from companion.tables import Table
+
+
+def test_table_renders_every_cell_escaped_and_aligned():
+    t = Table.of(["method", "AUC"], [["USAM", 0.5], ["<b>", 12]], caption="relative AUC")
+    html = t._repr_html_()
+    assert html.count("<tr>") == 3 and "&lt;b&gt;" in html and "<caption>relative AUC" in html
+    assert ">0.5</td>" in html and ">12</td>" in html
+    lines = repr(t).splitlines()
+    assert lines[0] == "relative AUC" and lines[1].startswith("method")
+    assert len({len(line) for line in lines[1:]}) == 1  # columns padded to one width
