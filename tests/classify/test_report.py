@@ -7,7 +7,6 @@ import torch
 from companion.classify.report import (
     Cited,
     Claim,
-    ClaimsTable,
     compare,
     contrastive_pairs,
     contrastiveness,
