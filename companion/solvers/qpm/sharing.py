@@ -108,6 +108,74 @@ class ForcedSharing(QPMExtension):
         return list(groups.values())
 
 
+class IdealisedSharing(QPMExtension):
+    """CHiQPM's "idealise shares": the selection fixed, any ``target`` of ``pairs`` share ≥ ``shared``.
+
+    After the forced solve, ``pairs`` are all class pairs that share at least k − 1 features;
+    the forced equalities are dropped and at least ``target`` of these pairs must keep sharing
+    k − 1 (one binary indicator u_p per pair: Σ_j z_j ≥ shared · u_p, Σ_p u_p ≥ target), with
+    the selection s fixed to ``selection``. ``fallback`` (the forced solution, which meets all
+    this) is the repair, so the solver starts from it.
+    """
+
+    def __init__(self, pairs: Iterable[Sequence[int]], target: int, selection: Sequence[int],
+                 shared: int | None = None, fallback: np.ndarray | None = None):
+        self.sharing = ForcedSharing(pairs, shared)
+        self.pairs = self.sharing.pairs
+        if isinstance(target, bool) or int(target) != target or not 0 <= target <= len(self.pairs):
+            raise ValueError(f"target must be an integer in [0, {len(self.pairs)}] (the number of "
+                             f"pairs); got {target!r}.")
+        self.target, self.shared = int(target), shared
+        self.selection = np.sort(np.asarray(selection, dtype=int))
+        self.fallback = None if fallback is None else np.asarray(fallback)
+
+    def __repr__(self) -> str:
+        return f"IdealisedSharing({len(self.pairs)} pairs, target={self.target})"
+
+    def exact_classes(self, n_classes: int) -> list[int]:
+        return self.sharing.exact_classes(n_classes)
+
+    def constraints(self, model: ModelVariables) -> list:
+        import cvxpy as cp
+
+        pos = np.searchsorted(model.features, self.selection)
+        if (pos >= len(model.features)).any() or (model.features[np.minimum(pos, len(model.features)
+                                                                             - 1)] != self.selection).any():
+            raise ValueError("IdealisedSharing: a fixed selected feature is not among the solver's "
+                             "candidate features; solve with n_candidates=None.")
+        shared = self.sharing._shared(model.per_class)
+        cons = [model.s[pos] == 1]
+        if not self.pairs:
+            return cons
+        keep = cp.Variable(len(self.pairs), boolean=True)
+        for p, (a, b) in enumerate(self.pairs):
+            wa, wb = model.rows[a], model.rows[b]
+            z = cp.Variable(wa.shape[0], nonneg=True)
+            cons += [z <= wa, z <= wb, z >= wa + wb - 1, cp.sum(z) >= shared * keep[p]]
+        return cons + [cp.sum(keep) >= self.target]
+
+    def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
+        W = np.asarray(assignment)
+        if not np.array_equal(np.sort(np.asarray(selected)), self.selection):
+            raise ValueError("Idealised sharing violated: the selection differs from the fixed one.")
+        shared = self.sharing._shared(int(W[0].sum()) if len(W) else 0)
+        kept = sum(int(W[a] @ W[b]) >= shared for a, b in self.pairs)
+        if kept < self.target:
+            raise ValueError(f"Idealised sharing violated: {kept} of the pairs share {shared} "
+                             f"features, at least {self.target} must.")
+
+    def repair(self, assignment: np.ndarray, selected: np.ndarray,
+               similarity: np.ndarray) -> np.ndarray | None:
+        """The forced solution, where the selection is the fixed one."""
+        if self.fallback is None or not np.array_equal(np.sort(selected), self.selection):
+            return None
+        try:
+            self.check(self.fallback, selected)
+        except ValueError:
+            return None
+        return self.fallback.copy()
+
+
 def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
     return all(int(W[a] @ W[b]) == shared for a, b in pairs)
 
