@@ -23,20 +23,23 @@ Public API
 
 from __future__ import annotations
 
+import html
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..batches import to_numpy
 from .hierarchy import Hierarchy, decision_hierarchy, shared_depth
 
-__all__ = ["BASELINES", "HierarchicalConformal", "average_size", "baseline_sets",
-           "check_alpha", "check_calibration", "conformal_quantile", "coverage",
+__all__ = ["BASELINES", "ConformalTable", "HierarchicalConformal", "average_size", "baseline_sets",
+           "check_alpha", "check_calibration", "compare_methods", "conformal_quantile", "coverage",
            "hierarchical_scores", "set_coherence", "stratified_splits"]
 
 BASELINES = {"LAC": "lac", "APS": "aps", "RAPS": "raps"}  # our names → MAPIE's
+RAPS_TUNING = 0.2  # MAPIE's RAPS: the share of calibration images that tunes k* and λ
 
 
 def check_alpha(alpha: float, n: int | None = None) -> float:
@@ -100,11 +103,14 @@ class HierarchicalConformal:
     computed from them (``explain``).
     """
 
-    def __init__(self, weight):
-        self.weight = to_numpy(weight, float)
+    def __init__(self, weight=None):
+        self.weight = None if weight is None else to_numpy(weight, float)
 
     def explain(self, features, logits=None) -> Hierarchy:
         """The decision hierarchy of every image (see :func:`decision_hierarchy`)."""
+        if self.weight is None:
+            raise ValueError("HierarchicalConformal() without W takes only Hierarchy objects; pass "
+                             "weight=W to explain features.")
         return decision_hierarchy(features, self.weight, logits)
 
     def _hierarchy(self, features) -> Hierarchy:
@@ -186,8 +192,9 @@ def baseline_sets(probs_cal, labels_cal, probs_test, method: str,
                   alphas: float | Sequence[float], seed: int = 0) -> np.ndarray:
     """(B, C, len(alphas)) boolean sets of a standard method, calibrated with MAPIE.
 
-    ``method`` is ``"LAC"`` (THR: 1 − p_y), ``"APS"`` or ``"RAPS"`` (MAPIE's defaults: the last
-    label is included, RAPS tunes k* and λ on 20 % of the calibration images, drawn with ``seed``).
+    ``method`` is ``"LAC"`` (THR: 1 − p_y), ``"APS"`` or ``"RAPS"``; APS and RAPS are the
+    randomised versions of their papers (the last label enters at random, drawn with ``seed``),
+    and RAPS tunes k* and λ on 20 % of the calibration images (MAPIE's default).
     """
     from mapie.classification import SplitConformalClassifier
 
@@ -197,15 +204,20 @@ def baseline_sets(probs_cal, labels_cal, probs_test, method: str,
     pc = _probabilities(probs_cal, "calibration probabilities")
     pt = _probabilities(probs_test, "test probabilities", pc.shape[1])
     y = check_calibration(labels_cal, pc.shape[1])
-    n = len(y) if method != "RAPS" else int(len(y) * 0.8)
-    levels = [1 - check_alpha(a, n) for a in alphas]
+    levels = [1 - check_alpha(a, len(y)) for a in alphas]
+    tuning = math.floor(len(y) * RAPS_TUNING)
+    if method == "RAPS" and tuning <= 1 / min(alphas):
+        raise ValueError(f"RAPS tunes k* and λ on {RAPS_TUNING:.0%} of the calibration images: "
+                         f"{tuning} of {len(y)}, and it needs more than 1/alpha = {1 / min(alphas):.0f}. "
+                         "Calibrate on more images or raise alpha.")
     model = SplitConformalClassifier(_Probabilities(pc.shape[1]), confidence_level=levels,
                                      conformity_score=BASELINES[method], prefit=True,
                                      random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MAPIE's notes on small calibration sets
         model.conformalize(pc, y)
-        return model.predict_set(pt)[1].astype(bool)
+        params = None if method == "LAC" else {"include_last_label": "randomized"}
+        return model.predict_set(pt, conformity_score_params=params)[1].astype(bool)
 
 
 def coverage(sets, labels) -> float:
@@ -246,3 +258,81 @@ def stratified_splits(labels, cal_fraction: float, n_splits: int, seed: int = 0
         cal = np.sort(np.concatenate(cal))
         out.append((cal, np.setdiff1d(np.arange(len(y)), cal)))
     return out
+
+
+@dataclass(frozen=True)
+class ConformalTable:
+    """Coverage, set size and coherence per method and α, as mean and spread over splits.
+
+    ``rows`` holds one dict per (method, alpha) with keys coverage, size, coherence (means),
+    their ``_sd`` (standard deviation over splits) and level (CHiQPM's mean L, else NaN).
+    """
+
+    rows: tuple[dict, ...]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(r["method"] for r in self.rows))
+
+    @property
+    def alphas(self) -> list[float]:
+        return sorted({r["alpha"] for r in self.rows})
+
+    def get(self, method: str, alpha: float, key: str = "size") -> float:
+        """One number: ``key`` of ``method`` at ``alpha``."""
+        for r in self.rows:
+            if r["method"] == method and np.isclose(r["alpha"], alpha):
+                return float(r[key])
+        raise KeyError(f"no row for method {method!r} at alpha={alpha}; methods "
+                       f"{self.methods}, alphas {self.alphas}.")
+
+    def column(self, key: str, method: str | None = None) -> np.ndarray:
+        """``key`` over all rows (or one method's rows, in α order)."""
+        rows = [r for r in self.rows if method is None or r["method"] == method]
+        return np.array([r[key] for r in sorted(rows, key=lambda r: r["alpha"])], float)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>α = {a:g}</th>" for a in self.alphas)
+        body = ""
+        for key, fmt in (("coverage", "{:.3f}"), ("size", "{:.2f}"), ("coherence", "{:.2f}")):
+            for m in self.methods:
+                cells = "".join(f"<td>{fmt.format(self.get(m, a, key))} ± "
+                                f"{fmt.format(self.get(m, a, key + '_sd'))}</td>"
+                                for a in self.alphas)
+                body += f"<tr><td>{key}</td><td>{html.escape(m)}</td>{cells}</tr>"
+        return (f"<table><thead><tr><th>metric</th><th>method</th>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+
+
+def compare_methods(h: Hierarchy, probs, labels, alphas: Sequence[float],
+                    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+                    methods: Sequence[str] = ("LAC", "APS", "RAPS")) -> ConformalTable:
+    """CHiQPM's sets against the baselines on the same images and splits.
+
+    One row per method and α: mean and standard deviation over ``splits`` of coverage, average
+    set size and set coherence, and (CHiQPM) the mean level L. ``h`` is the hierarchy of the
+    images, ``probs`` their softmax probabilities (for the baselines), ``labels`` the truth.
+    """
+    y = to_numpy(labels, int).reshape(-1)
+    cp = HierarchicalConformal()
+    runs: dict[tuple[str, float], list] = {}
+    for s, (cal, test) in enumerate(splits):
+        cp.calibrate(h[cal], y[cal])
+        for a in alphas:
+            S = cp.predict_sets(h[test], a)
+            runs.setdefault(("CHiQPM", a), []).append(
+                (coverage(S, y[test]), average_size(S), set_coherence(S, h[test]), cp.level(a)))
+        for m in methods:
+            sets = baseline_sets(probs[cal], y[cal], probs[test], m, alphas, seed=s)
+            for i, a in enumerate(alphas):
+                S = sets[:, :, i]
+                runs.setdefault((m, a), []).append(
+                    (coverage(S, y[test]), average_size(S), set_coherence(S, h[test]), np.nan))
+    rows = []
+    for (m, a), v in runs.items():
+        v = np.asarray(v, float)
+        mean, sd = v.mean(0), v.std(0, ddof=1) if len(v) > 1 else np.zeros(4)
+        rows.append({"method": m, "alpha": a, "coverage": mean[0], "coverage_sd": sd[0],
+                     "size": mean[1], "size_sd": sd[1], "coherence": mean[2],
+                     "coherence_sd": sd[2], "level": mean[3]})
+    return ConformalTable(tuple(rows))
