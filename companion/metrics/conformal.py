@@ -90,7 +90,7 @@ def hierarchical_scores(h: Hierarchy) -> np.ndarray:
     for L in range(k + 1):
         on_path = h.depth >= L
         span = (steps >= L) & (steps <= h.depth[:, :, None])  # steps L+1 .. i_div
-        out[L] = np.where(on_path, -(h.values * span).sum(2), np.inf)
+        out[L] = np.where(on_path, 0.0 - (h.values * span).sum(2), np.inf)
     return out
 
 
