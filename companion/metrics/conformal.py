@@ -234,12 +234,10 @@ def average_size(sets) -> float:
 def set_coherence(sets, h: Hierarchy) -> float:
     """Share of sets that are exactly one subtree of their image's hierarchy (empty: no)."""
     S = np.asarray(sets, bool)
-    k = h.per_class
-    ok = np.zeros(len(S), bool)
-    for b in np.flatnonzero(S.any(1)):
-        depth = shared_depth(h.paths[b][None], int(np.flatnonzero(S[b])[0]))[0]
-        ok[b] = any(((depth >= j) == S[b]).all() for j in range(k + 1))
-    return float(ok.mean())
+    depth = shared_depth(h.paths, S.argmax(1))  # against the set's first class
+    levels = np.arange(h.per_class + 1)[:, None, None]
+    subtree = ((depth[None] >= levels) == S[None]).all(2).any(0)  # some node's leaves = S
+    return float((subtree & S.any(1)).mean())
 
 
 def stratified_splits(labels, cal_fraction: float, n_splits: int, seed: int = 0
@@ -292,11 +290,11 @@ class ConformalTable:
         return np.array([r[key] for r in sorted(rows, key=lambda r: r["alpha"])], float)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>α = {a:g}</th>" for a in self.alphas)
+        head = "".join(f"<th style='padding:0 10px'>α = {a:g}</th>" for a in self.alphas)
         body = ""
         for key, fmt in (("coverage", "{:.3f}"), ("size", "{:.2f}"), ("coherence", "{:.2f}")):
             for m in self.methods:
-                cells = "".join(f"<td>{fmt.format(self.get(m, a, key))} ± "
+                cells = "".join(f"<td style='padding:0 10px'>{fmt.format(self.get(m, a, key))} ± "
                                 f"{fmt.format(self.get(m, a, key + '_sd'))}</td>"
                                 for a in self.alphas)
                 body += f"<tr><td>{key}</td><td>{html.escape(m)}</td>{cells}</tr>"

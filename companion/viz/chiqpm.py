@@ -34,7 +34,14 @@ def plot_decision_tree(h: Hierarchy, index: int = 0, *, class_names: Sequence[st
     x_leaf = {int(c): i for i, c in enumerate(keep)}
     label = (lambda j: f"f{j}") if feature_ids is None else (lambda j: f"f{feature_ids[j]}")
     chosen = np.zeros(len(paths), bool) if in_set is None else np.asarray(in_set, bool)
-    fig, ax = plt.subplots(figsize=(8.5, 4.6), layout="constrained")
+    if image is None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    else:
+        fig, (pic, ax) = plt.subplots(1, 2, figsize=(7.5, 4.2), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 6]})
+        pic.imshow(to_image(image))
+        pic.set_title("test image", fontsize=9)
+        pic.axis("off")
     nodes: dict[tuple, list[int]] = {}
     for c in keep:
         for j in range(k + 1):
@@ -67,10 +74,6 @@ def plot_decision_tree(h: Hierarchy, index: int = 0, *, class_names: Sequence[st
     ax.grid(False)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    if image is not None:
-        inset = ax.inset_axes([0.0, 0.72, 0.16, 0.28])
-        inset.imshow(to_image(image))
-        inset.axis("off")
     return fig
 
 
@@ -94,7 +97,7 @@ def plot_class_affinity(affinity: np.ndarray, *, class_names: Sequence[str],
 
 def plot_conformal_comparison(table: ConformalTable) -> Figure:
     """Coverage and average set size against α, one line per method (mean ± standard deviation)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), layout="constrained")
     alphas = np.array(table.alphas)
     for i, method in enumerate(table.methods):
         for ax, col in zip(axes, ("coverage", "size"), strict=True):
@@ -103,7 +106,7 @@ def plot_conformal_comparison(table: ConformalTable) -> Figure:
                         label=method, color=PALETTE[i % len(PALETTE)])
     axes[0].plot(alphas, 1 - alphas, "k--", lw=1, label="1 − α (target)")
     axes[0].set(xlabel="α", ylabel="empirical coverage")
-    axes[1].set(xlabel="α", ylabel="average set size")
+    axes[1].set(xlabel="α", ylabel="average set size", ylim=(0, None))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=9)
     return fig

@@ -144,3 +144,15 @@ def test_hierarchy_recovery_on_a_known_tree():
     A = class_affinity(shared_depth(paths, y), y, 4)
     assert sibling_recovery(A, [0, 0, 1, 1]) == (1.0, pytest.approx(1 / 3))
     assert sibling_recovery(A, [0, 1, 0, 1])[0] == 0.0
+
+
+def test_coherence_agrees_with_the_subtrees_of_each_image():
+    W, f, y = synthetic(300, C=6, k=2, n_f=6)
+    h = decision_hierarchy(f, W)
+    rng = np.random.default_rng(2)
+    sets = rng.random((300, 6)) < 0.3
+    sets[:100] = subtrees(h.paths[0], 0)[rng.integers(0, 3, 100)]  # some true subtrees
+    want = [s.any() and (subtrees(h.paths[b], int(np.argmax(s))) == s).all(1).any()
+            for b, s in enumerate(sets)]
+    assert set_coherence(sets, h) == pytest.approx(np.mean(want))
+    assert 0 < np.mean(want) < 1

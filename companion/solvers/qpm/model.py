@@ -126,6 +126,7 @@ def _solve(problem: cp.Problem, s: cp.Variable, parts: list[tuple[np.ndarray, cp
         with warnings.catch_warnings():  # a time limit is reported by the result
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             if solver == "HIGHS":
+                _quiet_banner()
                 # the gap is ours (relative to the full objective): HiGHS sees it as absolute,
                 # because its own objective leaves out cvxpy's constant
                 opts = dict(mip_rel_gap=0.0, mip_abs_gap=abs_gap, output_flag=verbose)
@@ -183,10 +184,32 @@ _HIGHS_PROVE_ONLY = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": Fals
 
 
 @functools.cache
+def _quiet_banner() -> None:
+    """Build the process's first HiGHS object with stdout closed: it prints a banner, once."""
+    import ctypes
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+            ctypes.CDLL(None).fflush(None)  # what C buffered goes to /dev/null as well
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@functools.cache
 def _highs_has(name: str) -> bool:
     """Whether the installed HiGHS knows option ``name`` (older releases lack some)."""
     import highspy
 
+    _quiet_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     try:
