@@ -31,8 +31,12 @@ GROUNDING_WEIGHT = 3.0  # λ of 𝓛_feat (the paper's lambda_feat)
 GROUNDING_SHARE = 60 / 70  # λ is on for 60 of the paper's 70 fine-tuning epochs (10/10/10/40)
 
 
-def forced_pairs(similarity, rho: float) -> list[tuple[int, int]]:
-    """The int(C·ρ) class pairs with the closest rows of A (Euclidean, A divided by max |A|)."""
+def forced_pairs(similarity, rho: float, *, acyclic: bool = False) -> list[tuple[int, int]]:
+    """The int(C·ρ) class pairs with the closest rows of A (Euclidean, A divided by max |A|).
+
+    ``acyclic`` skips a pair that would close a cycle among the pairs taken so far (the pairs
+    then form a forest, which a constructive repair can always satisfy); the paper has no skip.
+    """
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
         raise ValueError(f"rho (the share of classes that get a forced partner pair) must lie "
                          f"in [0, 1]; got {rho!r}. The paper uses 0.5.")
@@ -47,8 +51,26 @@ def forced_pairs(similarity, rho: float) -> list[tuple[int, int]]:
     A = A / peak if peak > 0 else A
     rows, cols = np.tril_indices(C, -1)
     dist = np.linalg.norm(A[rows] - A[cols], axis=1)
-    order = np.argsort(dist, kind="stable")[:n]
-    return [(int(cols[i]), int(rows[i])) for i in order]
+    order = np.argsort(dist, kind="stable")
+    if not acyclic:
+        return [(int(cols[i]), int(rows[i])) for i in order[:n]]
+    root = list(range(C))
+
+    def find(c: int) -> int:
+        while root[c] != c:
+            root[c] = root[root[c]]
+            c = root[c]
+        return c
+
+    pairs = []
+    for i in order:
+        a, b = find(int(cols[i])), find(int(rows[i]))
+        if len(pairs) == n:
+            break
+        if a != b:
+            root[a] = b
+            pairs.append((int(cols[i]), int(rows[i])))
+    return pairs
 
 
 def sharing_pairs(assignment, shared: int) -> list[tuple[int, int]]:
@@ -112,7 +134,9 @@ def finetune_chiqpm(model: nn.Module, layer: nn.Module, data: Any, *, epochs: in
 class CHiQPM(QPM):
     """CHiQPM's last layer: QPM's program with forced sharing (ρ), idealised shares, ReLU layer.
 
-    Fitted state beyond QPM's: ``pairs_`` (the forced pairs), ``forced_result_`` (the solve with
+    Fitted state beyond QPM's: ``pairs_`` (the forced pairs), ``pair_rule_`` (how they were
+    chosen: the paper's closest pairs, or, where no assignment meeting them is found within the
+    time limit, the closest pairs that close no cycle), ``forced_result_`` (the solve with
     forced sharing), ``result_`` (after idealising, or the forced one) and ``shared_pairs_``
     (pairs that share k − 1 features in the final W).
     """
@@ -126,8 +150,14 @@ class CHiQPM(QPM):
     def _solve(self, extension: QPMExtension | None = None) -> AssignmentResult:
         k = self.per_class
         self.pairs_ = forced_pairs(self.problem_.raw_similarity, self.rho)
+        self.pair_rule_ = "closest pairs (the paper's rule)"
         try:
-            forced = super()._solve(ForcedSharing(self.pairs_))
+            try:
+                forced = super()._solve(ForcedSharing(self.pairs_))
+            except RuntimeError:  # no assignment found in time: the closest pairs, cycle-free
+                self.pairs_ = forced_pairs(self.problem_.raw_similarity, self.rho, acyclic=True)
+                self.pair_rule_ = "closest pairs closing no cycle (fallback)"
+                forced = super()._solve(ForcedSharing(self.pairs_))
         except ValueError as err:
             if "no feasible assignment" not in str(err):
                 raise

@@ -106,3 +106,42 @@ def test_infeasible_forced_sharing_names_the_constraint():
     X[y == 5, 1] += 3
     with pytest.raises(ValueError, match="forced sharing is infeasible.*k − 1 = 1"):
         CHiQPM(4, 2, rho=1.0, progress=False, time_limit=30).fit(X, y)
+
+
+def test_acyclic_pairs_skip_a_pair_that_closes_a_cycle():
+    A = np.array([[0.0, 0.0], [0.1, 0.0], [0.05, 0.05], [3.0, 3.0], [3.0, 2.0]])
+    # closest: (0,2) 0.07, (1,2) 0.07, (0,1) 0.1 closes the triangle, then (3,4) ...
+    assert forced_pairs(A, 0.6) == [(0, 2), (1, 2), (0, 1)]
+    assert forced_pairs(A, 0.6, acyclic=True) == [(0, 2), (1, 2), (3, 4)]
+
+
+def test_without_an_assignment_in_time_the_pairs_fall_back_to_a_forest(monkeypatch):
+    X, y = make_features()
+    calls = []
+    solve = QPM._solve
+
+    def first_times_out(self, extension=None):
+        calls.append(extension)
+        if len(calls) == 1:
+            raise RuntimeError("No assignment meeting the extension's constraints was found")
+        return solve(self, extension)
+
+    monkeypatch.setattr(QPM, "_solve", first_times_out)
+    model = CHiQPM(8, 3, rho=1.0, progress=False, time_limit=30).fit(X, y)
+    assert model.pair_rule_.endswith("(fallback)")
+    assert model.pairs_ == forced_pairs(model.problem_.raw_similarity, 1.0, acyclic=True)
+    W = model.forced_result_.assignment
+    assert all(int(W[a] @ W[b]) == 2 for a, b in model.pairs_)
+
+
+def test_repair_gives_siblings_distinct_rows():
+    from companion.solvers.qpm import ForcedSharing
+
+    # a star: five children of class 0 must each share 2 of its 3 features, all rows unique
+    A = np.random.default_rng(0).normal(size=(6, 8))
+    W = np.zeros((6, 8), np.int8)
+    W[:, :3] = 1
+    fs = ForcedSharing([(0, c) for c in range(1, 6)])
+    fixed = fs.repair(W, np.arange(8), A)
+    assert fixed is not None and len({r.tobytes() for r in fixed}) == 6
+    assert all(int(fixed[0] @ fixed[c]) == 2 for c in range(1, 6))

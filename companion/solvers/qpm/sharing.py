@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .extension import ModelVariables, QPMExtension
+
+W_DTYPE = np.int8  # the repaired rows' dtype (as the solver's W)
 
 
 class ForcedSharing(QPMExtension):
@@ -181,25 +184,49 @@ def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
 
 
 def _fit_tree(W, group, pairs, A, sel, k, shared) -> np.ndarray | None:
-    """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it."""
+    """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it.
+
+    A child keeps ``shared`` of its parent's features and adds k − shared others, the best such
+    row (by the child's A) whose signature no other class of the group has yet.
+    """
     near: dict[int, list[int]] = {c: [] for c in group}
     for a, b in pairs:
         near[a].append(b)
         near[b].append(a)
     seen, queue = {group[0]}, [group[0]]
+    used = {W[group[0]].tobytes()}
     for parent in queue:
         for child in near[parent]:
             if child in seen:
                 continue
             own, other = sel[W[parent, sel] == 1], sel[W[parent, sel] == 0]
-            if len(own) < shared or len(other) < k - shared:
+            row = _best_unused_row(A[child], own, other, shared, k, used, W.shape[1])
+            if row is None:
                 return None
-            W[child] = 0
-            W[child, own[np.argsort(-A[child, own], kind="stable")[:shared]]] = 1
-            W[child, other[np.argsort(-A[child, other], kind="stable")[:k - shared]]] = 1
+            W[child] = row
+            used.add(row.tobytes())
             seen.add(child)
             queue.append(child)
     return W
+
+
+def _best_unused_row(a, own, other, shared, k, used, n, tries: int = 200) -> np.ndarray | None:
+    """A 0/1 row with ``shared`` of ``own`` and k − shared of ``other``, best by ``a``, not in ``used``."""
+    if len(own) < shared or len(other) < k - shared:
+        return None
+    keeps = sorted(itertools.combinations(own.tolist(), shared), key=lambda s: -a[list(s)].sum())
+    ranked = other[np.argsort(-a[other], kind="stable")]
+    base, extra = ranked[:max(k - shared - 1, 0)], ranked[max(k - shared - 1, 0):]
+    for keep in keeps[:tries]:
+        for last in (extra if k > shared else [None]):
+            row = np.zeros(n, dtype=W_DTYPE)
+            row[list(keep)] = 1
+            row[base] = 1
+            if last is not None:
+                row[last] = 1
+            if row.tobytes() not in used:
+                return row
+    return None
 
 
 def _fit_core(W, group, A, sel, k, shared) -> np.ndarray | None:
