@@ -79,13 +79,15 @@ class ForcedSharing(QPMExtension):
         sel = np.asarray(selected)
         k = int(W[0].sum())
         shared = self._shared(k)
+        taken: set[bytes] = set()  # rows of the groups fitted so far: frozen, so keep them unique
         for group, pairs in self._groups():
-            fitted = _fit_tree(W.copy(), group, pairs, A, sel, k, shared)
+            fitted = _fit_tree(W.copy(), group, pairs, A, sel, k, shared, taken)
             if fitted is None or not _holds(fitted, pairs, shared):
                 fitted = _fit_core(W.copy(), group, A, sel, k, shared)
             if fitted is None:
                 return None
             W = fitted
+            taken.update(W[c].tobytes() for c in group)
         try:
             self.check(W, sel)
         except ValueError:
@@ -183,18 +185,20 @@ def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
     return all(int(W[a] @ W[b]) == shared for a, b in pairs)
 
 
-def _fit_tree(W, group, pairs, A, sel, k, shared) -> np.ndarray | None:
+def _fit_tree(W, group, pairs, A, sel, k, shared, taken=frozenset()) -> np.ndarray | None:
     """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it.
 
     A child keeps ``shared`` of its parent's features and adds k − shared others, the best such
-    row (by the child's A) whose signature no other class of the group has yet.
+    row (by the child's A) whose signature no class of the group, nor any row in ``taken``, has.
     """
     near: dict[int, list[int]] = {c: [] for c in group}
     for a, b in pairs:
         near[a].append(b)
         near[b].append(a)
     seen, queue = {group[0]}, [group[0]]
-    used = {W[group[0]].tobytes()}
+    if W[group[0]].tobytes() in taken:
+        return None
+    used = {W[group[0]].tobytes(), *taken}
     for parent in queue:
         for child in near[parent]:
             if child in seen:
