@@ -289,6 +289,14 @@ class ConformalTable:
         rows = [r for r in self.rows if method is None or r["method"] == method]
         return np.array([r[key] for r in sorted(rows, key=lambda r: r["alpha"])], float)
 
+    def __repr__(self) -> str:
+        lines = [f"{'method':8s} {'alpha':>5s} {'coverage':>15s} {'size':>13s} {'coherence':>13s}"]
+        for r in self.rows:
+            lines.append(f"{r['method']:8s} {r['alpha']:5.2f} {r['coverage']:8.3f} ± "
+                         f"{r['coverage_sd']:.3f} {r['size']:6.2f} ± {r['size_sd']:.2f} "
+                         f"{r['coherence']:6.2f} ± {r['coherence_sd']:.2f}")
+        return "\n".join(lines)
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th style='padding:0 10px'>α = {a:g}</th>" for a in self.alphas)
         body = ""

@@ -53,6 +53,7 @@ def test_comparison_draws_every_method_and_the_target():
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert sorted(labels) == ["1 − α (target)", "CHiQPM", "LAC"]
     assert "<table>" in table._repr_html_() and "0.800 ± 0.010" in table._repr_html_()
+    assert "0.800 ± 0.010" in repr(table) and "nan" not in repr(table)
     with pytest.raises(KeyError, match="no row for method 'APS'"):
         table.get("APS", 0.1)
 
