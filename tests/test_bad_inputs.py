@@ -24,6 +24,7 @@ from davis_fixture import write_tiny_davis  # noqa: E402
 import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
+from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -34,6 +35,11 @@ from companion.features import extract_features  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
 from companion.metrics.bootstrap import bootstrap_interval  # noqa: E402
+from companion.metrics.conformal import (  # noqa: E402
+    HierarchicalConformal,
+    baseline_sets,
+    conformal_quantile,
+)
 from companion.metrics.segmentation import mask_ap  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import (
@@ -349,6 +355,28 @@ def amp_nan_data_in_fit(tmp, mp):
                        batch_size=2, progress=False, device="cpu")
 
 
+
+def chiqpm_infeasible(tmp, mp):
+    # four near-identical classes force a K4 of pairs sharing one of two features: infeasible
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(6), 40)
+    X = rng.random((240, 4))
+    X[y == 4, 0] += 3
+    X[y == 5, 1] += 3
+    return lambda: CHiQPM(4, 2, rho=1.0, progress=False, time_limit=30).fit(X, y)
+
+
+CP_W = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]])
+CP_F = np.random.default_rng(0).random((30, 3))
+
+
+def calibrated(n=30, labels=None):
+    y = np.arange(n) % 3 if labels is None else labels
+    return HierarchicalConformal(CP_W).calibrate(CP_F[:n], y)
+
+
+CP_P = np.full((30, 3), 1 / 3)
+
 CASES = [
     # item 5
     ("cache is a file", cache_is_a_file, NotADirectoryError,
@@ -501,6 +529,37 @@ CASES = [
     ("concept-parts grid four wide",
      lambda tmp, mp: lambda: show_concept_parts(make_concept_parts(2, image_size=32), ncols=4), ValueError,
      r"ncols must lie in \[1, 3\].*got 4"),
+    ("conformal alpha=1.5", call(conformal_quantile, scores=np.arange(10.0), alpha=1.5),
+     ValueError, r"alpha \(the miscoverage rate\) must lie strictly between 0 and 1; got 1\.5"),
+    ("conformal alpha=0", lambda tmp, mp: lambda: calibrated().predict_sets(CP_F, 0.0),
+     ValueError, r"strictly between 0 and 1; got 0\.0"),
+    ("conformal calibration too small for alpha",
+     call(conformal_quantile, scores=np.arange(10.0), alpha=0.05), ValueError,
+     r"10 calibration images are too few for alpha=0\.05.*n ≥ 1/alpha − 1 = 19"),
+    ("conformal NaN scores", call(conformal_quantile, scores=[0.1, math.nan, 0.3], alpha=0.5),
+     ValueError, r"1 calibration scores are NaN"),
+    ("conformal NaN features", lambda tmp, mp: lambda: calibrated().explain(CP_F * math.nan),
+     ValueError, r"features contain NaN"),
+    ("conformal class absent from calibration",
+     lambda tmp, mp: lambda: calibrated(labels=np.arange(30) % 2), ValueError,
+     r"classes \[2\] are absent from the calibration set"),
+    ("baseline class absent from calibration",
+     call(baseline_sets, probs_cal=CP_P, labels_cal=np.arange(30) % 2, probs_test=CP_P,
+          method="APS", alphas=0.2), ValueError, r"classes \[2\] are absent"),
+    ("baseline NaN probabilities",
+     call(baseline_sets, probs_cal=CP_P * math.nan, labels_cal=np.arange(30) % 3,
+          probs_test=CP_P, method="LAC", alphas=0.2), ValueError, r"contain NaN"),
+    ("baseline RAPS calibration too small",
+     call(baseline_sets, probs_cal=CP_P, labels_cal=np.arange(30) % 3, probs_test=CP_P,
+          method="RAPS", alphas=0.1), ValueError, r"RAPS tunes k\* and λ on 20% .*6 of 30"),
+    ("CHiQPM rho=1.5", call(CHiQPM, rho=1.5), ValueError, r"rho .* must lie in \[0, 1\]; got 1\.5"),
+    ("CHiQPM rho=-0.1", call(forced_pairs, similarity=np.eye(4), rho=-0.1), ValueError,
+     r"must lie in \[0, 1\]"),
+    ("CHiQPM more pairs than classes have", call(forced_pairs, similarity=np.eye(2), rho=1.0),
+     ValueError, r"asks for 2 forced pairs but 2 classes have only 1"),
+    ("CHiQPM infeasible forced sharing", chiqpm_infeasible, ValueError,
+     r"forced sharing is infeasible: 6 class pairs \(rho=1\.0\) must each share exactly "
+     r"k − 1 = 1.*Lower rho"),
 ]
 
 

@@ -8,6 +8,7 @@
 """
 
 from .base import LastLayer, NotFittedError, check_labels
+from .chiqpm import CHiQPM, finetune_chiqpm
 from .data import ClassificationData, load_data
 from .dense import DenseModel, DenseRecipe, backbone_options, dense_model, prepare
 from .finetune import finetune
@@ -16,7 +17,7 @@ from .report import Cited, Claim, ClaimsTable, Report, compare, evaluate, glue_n
 from .sldd import SLDD
 from .sparse import SparseLayer
 
-__all__ = ["QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
+__all__ = ["CHiQPM", "QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
            "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
            "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
-           "glue_numbers", "load_data", "prepare"]
+           "finetune_chiqpm", "glue_numbers", "load_data", "prepare"]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..batches import to_numpy
 from ..features import FeatureSet
-from ..solvers.qpm import AssignmentResult, solve_assignment
+from ..solvers.qpm import AssignmentResult, QPMExtension, solve_assignment
 from .base import LastLayer
 from .sparse import SparseLayer
 
@@ -248,10 +248,14 @@ class QPM(LastLayer):
         self.problem_ = qpm_problem(pooled, labels, maps, n_features=self.n_features,
                                     per_class=self.per_class, n_classes=self.n_classes_,
                                     map_features=map_features)
-        self.result_ = solve_assignment(
+        self.result_ = self._solve()
+        self.assignment_ = np.asarray(self.result_.assignment)
+        self.layer_ = binary_layer(self.result_, pooled, relu=self.relu)
+
+    def _solve(self, extension: QPMExtension | None = None) -> AssignmentResult:
+        """The assignment for ``problem_`` (CHiQPM adds its constraints through ``extension``)."""
+        return solve_assignment(
             self.problem_.similarity, self.problem_.redundancy, self.problem_.bias,
             n_features=self.n_features, per_class=self.per_class, penalty=self.penalty,
             unique=self.unique, solver=self.solver, n_candidates=self.n_candidates,
-            time_limit=self.time_limit, progress=self.progress)
-        self.assignment_ = np.asarray(self.result_.assignment)
-        self.layer_ = binary_layer(self.result_, pooled, relu=self.relu)
+            time_limit=self.time_limit, progress=self.progress, extension=extension)

@@ -95,7 +95,11 @@ class SparseLayer(nn.Module):
             raise ValueError(f"SparseLayer expects pooled features (B, D) with D > "
                              f"{int(self.selection.max())} (the largest selected index), got "
                              f"{tuple(pooled.shape)}.")
-        z = (pooled[:, self.selection] - self.mean) / self.std.clamp_min(STD_FLOOR)
+        return self.normalize_selected(pooled[:, self.selection])
+
+    def normalize_selected(self, selected: Tensor) -> Tensor:
+        """(f_sel − μ)/σ (then ReLU where ``relu``) of features already restricted to the selection."""
+        z = (selected - self.mean) / self.std.clamp_min(STD_FLOOR)
         return torch.relu(z) if self.relu else z
 
     def select_maps(self, maps: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 CUB-200-2011 as written by ``write_real_shapes_cub`` (200 classes, 5,994 training and 5,794 test
 images in class order, 32-pixel JPEGs, every annotation file), the chapters' real settings (SLDD:
-n_f = 50, k = 5, 100 points on the path; QPM: n_f = 50, k = 5, 256 candidate features) with the
+n_f = 50, k = 5, 100 points on the path; QPM and CHiQPM: n_f = 50, k = 5, 256 candidate features) with the
 solver's time limit scaled down, a tiny timm backbone with random weights and one epoch.
 Run it with ``pytest -m rehearsal tests/rehearsal`` (see book/contributing.md).
 """
@@ -145,6 +145,27 @@ def test_qpm_rehearsal(rehearse):
     assert rows and all(v in ("holds", "fails", "not computed") for v in rows.values())
     assert re.search(r"^features used\s+96\s+\d+\s+2048 \[1\]\s+50 \[1\]$", text, re.M)
     assert re.search(r"heuristic \S+ \(bound .*\) vs exact", text)
+
+
+def test_chiqpm_rehearsal(rehearse):
+    text, _ = rehearse("chiqpm", ("N_FEATURES = P.pick", {"SOLVER_SECONDS": SOLVER_SECONDS}))
+    assert f"{REAL_N_CLASSES} classes, {REAL_N_TRAIN} training and {REAL_N_TEST} test images" in text
+    assert "n_f = 50, k = 5, rho = 0.5" in text
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    # each solve says honestly what it proved
+    for name in ("QPM", "CHiQPM forced", "CHiQPM idealised"):
+        status = re.search(rf"^{name}\s+(\w+), objective -?[\d.]+, gap [\d.]+%", text, re.M)
+        assert status and status.group(1) in ("optimal", "time_limit"), name
+    # CHiQPM's 100 forced pairs (int(200 · 0.5)) are kept after idealising
+    assert int(re.search(r"\| CHiQPM (\d+)$", text, re.M).group(1)) >= 100
+    # the paper's calibration share of CUB's test set, about 36 %
+    n_cal = int(re.search(r"^(\d+) calibration, \d+ test images per split$", text, re.M).group(1))
+    assert abs(n_cal / REAL_N_TEST - 10 / 28) < 0.02
+    assert "closest class is a true sibling" not in text  # CUB has no superclasses here
+    rows = dict((claim, v) for v, claim in verdicts(text))
+    assert rows and all(v in ("holds", "fails", "not computed") for v in rows.values())
+    assert [v for claim, v in rows.items() if claim.startswith("sibling recovery")] == \
+        ["not computed"]
 
 
 def test_the_davis_fixture_has_davis_real_shapes(real_davis):

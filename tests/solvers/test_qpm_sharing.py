@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from companion.solvers.qpm import (
     ForcedSharing,
+    IdealisedSharing,
     NotProvenOptimalWarning,
     QPMExtension,
     assignment_objective,
@@ -232,3 +233,61 @@ def test_the_base_extension_adds_nothing():
                               extension=QPMExtension())
     assert hooked.objective == pytest.approx(plain.objective, abs=1e-12)
     assert (hooked.assignment == plain.assignment).all()
+
+
+def brute_force_idealised(A, R, b, sel, k, penalty, unique, pairs, shared, target):
+    """Optimum over every W on the fixed selection with ≥ target pairs sharing ≥ shared."""
+    C = A.shape[0]
+    base = b[list(sel)].sum() - penalty * np.triu(R, 1)[np.ix_(sel, sel)].sum()
+    subsets = [frozenset(S) for S in itertools.combinations(sel, k)]
+    best = -math.inf
+    for choice in itertools.product(range(len(subsets)), repeat=C):
+        if unique and len(set(choice)) < C:
+            continue
+        if sum(len(subsets[choice[a]] & subsets[choice[c]]) >= shared for a, c in pairs) < target:
+            continue
+        best = max(best, base + sum(A[c, list(subsets[i])].sum() for c, i in enumerate(choice)))
+    return best
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(forced_instances(), st.data())
+def test_idealised_sharing_matches_exhaustive_search(inst, data):
+    A, R, b, n_features, k, penalty, unique, pairs, shared = inst
+    want = k - 1 if shared is None else shared
+    sel = sorted(data.draw(st.lists(st.integers(0, A.shape[1] - 1), min_size=n_features,
+                                    max_size=n_features, unique=True)))
+    target = data.draw(st.integers(0, len(pairs)))
+    ext = IdealisedSharing(pairs, target, sel, shared)
+    opt = brute_force_idealised(A, R, b, sel, k, penalty, unique, pairs, want, target)
+    kwargs = dict(n_features=n_features, per_class=k, penalty=penalty, unique=unique,
+                  time_limit=20, mip_gap=1e-9, progress=False, extension=ext)
+    if opt == -math.inf:
+        event("infeasible")
+        with pytest.raises(ValueError, match="no feasible assignment"):
+            solve_assignment(A, R, b, **kwargs)
+        return
+    res = solve_assignment(A, R, b, **kwargs)
+    assert res.selected.tolist() == sel
+    assert (res.assignment.sum(1) == k).all() and res.assignment[:, np.setdiff1d(
+        np.arange(A.shape[1]), sel)].sum() == 0
+    if unique:
+        assert len({tuple(r) for r in res.assignment}) == A.shape[0]
+    W = res.assignment
+    assert sum(int(W[a] @ W[c]) >= want for a, c in pairs) >= target
+    assert res.status == "optimal" and res.objective == pytest.approx(opt, abs=1e-6)
+
+
+def test_idealised_sharing_starts_from_the_forced_solution_and_never_loses():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(5, 7))
+    pairs = [(0, 1), (2, 3)]
+    kw = dict(n_features=5, per_class=3, progress=False, time_limit=20)
+    forced = solve_assignment(A, **kw, extension=ForcedSharing(pairs))
+    W = forced.assignment
+    found = [(a, c) for a, c in itertools.combinations(range(5), 2) if W[a] @ W[c] >= 2]
+    ideal = solve_assignment(A, **kw, extension=IdealisedSharing(
+        found, len(pairs), forced.selected, fallback=W))
+    assert ideal.objective >= forced.objective - 1e-9
+    assert ideal.selected.tolist() == forced.selected.tolist()
+    assert sum(ideal.assignment[a] @ ideal.assignment[c] >= 2 for a, c in found) >= len(pairs)

@@ -32,9 +32,9 @@ from .problem import (
                       assignment_objective,
                       check_assignment,
 )
-from .sharing import ForcedSharing
+from .sharing import ForcedSharing, IdealisedSharing
 from .solve import solve_assignment
 
-__all__ = ["SOLVERS", "AssignmentResult", "ForcedSharing", "ModelVariables",
+__all__ = ["SOLVERS", "AssignmentResult", "ForcedSharing", "IdealisedSharing", "ModelVariables",
            "NotProvenOptimalWarning", "QPMExtension", "assignment_objective", "check_assignment",
            "lagrangian_bound", "solve_assignment"]
