@@ -52,9 +52,9 @@ def quantise_ternary(weight: Tensor, per_class: float) -> Ternary:
 
     τ is the midpoint between the (k·n_c)-th and (k·n_c + 1)-th largest |w| (0 when k·n_c is
     every entry). Exactly k·n_c entries are kept (all non-zero ones where W^d has fewer: then
-    τ = 0, as the paper's rule gives, and a class may have fewer than k): where |w| ties across τ (so that the midpoint
-    falls on the tied value), the tied entries are taken in row-major order until the count is
-    reached, and ``n_tied`` says how many tied entries were dropped. Every kept entry keeps its
+    τ = 0, as the paper's rule gives). Where |w| ties across τ (the midpoint then falls on the
+    tied value), the tied entries are taken in row-major order until the count is reached, and
+    ``n_tied`` says how many tied entries were dropped. Every kept entry keeps its
     sign; m is the mean |w| of the kept entries, so m > 0.
     """
     if not isinstance(weight, Tensor) or weight.ndim != 2 or weight.numel() == 0:

@@ -37,7 +37,7 @@ def test_accuracy_chance_and_interval():
     acc = naming_accuracy(named, fires, n_parts=4, n_boot=500)
     assert acc.n_features == 4 and acc.accuracy == pytest.approx(0.75)
     assert acc.chance == pytest.approx(0.25) and acc.lift == pytest.approx(3.0)
-    assert acc.low <= acc.accuracy <= acc.high and 0 <= acc.low and acc.high <= 1
+    assert acc.low <= acc.accuracy <= acc.high and acc.low >= 0 and acc.high <= 1
     assert acc.correct.tolist() == [True, True, False, True]
 
 
