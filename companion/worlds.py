@@ -51,6 +51,9 @@ COSTS: dict[str, WorldCost] = {
     "qpm": WorldCost(
         "QPM", "about an hour on one GPU (less when the SLDD chapter trained the dense model)",
         (CUB, RESNET50), "about 3 minutes"),
+    "qsenn": WorldCost(
+        "Q-SENN", "about an hour on one GPU (less when the SLDD chapter trained the dense model)",
+        (CUB, RESNET50), "about 2 minutes"),
     "usam": WorldCost(
         "UncertainSAM", "about an hour on one GPU",
         (Download("SAM 2.1 tiny and large checkpoints", "about 150 MB and 900 MB"),

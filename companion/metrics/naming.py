@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 import torch
@@ -38,15 +39,17 @@ __all__ = ["CUB_PARTS", "FeatureNames", "NamingAccuracy", "cub_attribute_parts",
 class FeatureNames:
     """Per feature: the concept it is named by (−1: no class uses it) and the score matrix."""
 
-    concept: Tensor  # (n_f,) int64
+    concept: Tensor  # (n_f,) int64, the first of the best-scoring concepts
     score: Tensor  # (n_f, n_concepts): s_ja
-    runner_up: Tensor  # (n_f,) the second best concept (−1 where unnamed)
+    tied: Tensor  # (n_f, n_concepts) bool: the concepts that share the best score (the name)
 
     def names(self, concept_names: Sequence[str]) -> list[str | None]:
-        """The names as text (None for a feature no class uses)."""
+        """The names as text, tied concepts joined by " / " (None for a feature no class uses)."""
         if len(concept_names) != self.score.shape[1]:
             raise ValueError(f"need {self.score.shape[1]} concept names, got {len(concept_names)}.")
-        return [None if int(a) < 0 else concept_names[int(a)] for a in self.concept]
+        return [None if int(a) < 0 else " / ".join(concept_names[int(i)]
+                                                    for i in torch.nonzero(row).flatten())
+                for a, row in zip(self.concept, self.tied, strict=True)]
 
 
 def name_features(weight: Tensor, class_concepts: Tensor) -> FeatureNames:
@@ -54,8 +57,9 @@ def name_features(weight: Tensor, class_concepts: Tensor) -> FeatureNames:
 
     Uses class-level knowledge only: ``class_concepts`` is (n_c × n_concepts), e.g. 0/1 parts or
     CUB's percentages. Positive weights count a class's concepts for the feature, negative ones
-    against it, in proportion to |w| (for a ternary W: every assigned class equally). Ties go to
-    the concept listed first.
+    against it, in proportion to |w| (for a ternary W: every assigned class equally). Where
+    several concepts share the best score (a feature of one class with four parts, say), the
+    name is all of them (``tied``); ``concept`` holds the first.
     """
     weight = torch.as_tensor(weight).double()
     concepts = torch.as_tensor(class_concepts).double()
@@ -69,13 +73,12 @@ def name_features(weight: Tensor, class_concepts: Tensor) -> FeatureNames:
     centred = concepts - concepts.mean(dim=0)
     mass = weight.abs().sum(dim=0)
     score = (weight.T @ centred) / mass.clamp_min(1e-12)[:, None]
-    # ties (up to rounding) go to the lower concept index
-    top = torch.argsort(-torch.round(score * 1e9), dim=1, stable=True)[:, :2]
+    rounded = torch.round(score * 1e9)  # ties up to rounding
     used = mass > 0
-    concept = torch.where(used, top[:, 0], -1)
-    runner_up = torch.where(used, top[:, 1], -1)
+    tied = (rounded == rounded.max(dim=1, keepdim=True).values) & used[:, None]
+    concept = torch.where(used, tied.double().argmax(dim=1), -1)
     score[~used] = 0.0
-    return FeatureNames(concept, score.float(), runner_up)
+    return FeatureNames(concept, score.float(), tied)
 
 
 @dataclass(frozen=True)
@@ -98,35 +101,50 @@ class NamingAccuracy:
 def naming_accuracy(named: Tensor, fires_on: Tensor, concept_part: Tensor | None = None,
                     n_parts: int | None = None, *, level: float = 0.95, n_boot: int = 2000,
                     seed: int = 0) -> NamingAccuracy:
-    """Share of named features whose name's part is the part the feature fires on.
+    """Share of named features whose name names the part the feature fires on.
 
-    ``named`` (n_f,) concept indices (−1: unnamed), ``fires_on`` (n_f,) part indices (−1:
-    unknown); ``concept_part`` maps a concept to its part (−1: none; default: concept = part).
-    Chance is the share of the vocabulary's concepts (those with a part) naming the right part.
-    The interval resamples the counted features ``n_boot`` times.
+    ``named`` is (n_f,) concept indices (−1: unnamed) or (n_f, n_concepts) bool, a set of
+    concepts per feature (``FeatureNames.tied``; empty: unnamed); ``fires_on`` (n_f,) part
+    indices (−1: unknown); ``concept_part`` maps a concept to its part (−1: none; default:
+    concept = part). A name is right when one of its concepts (with a part) is that part.
+    Chance is what a set of as many concepts drawn at random from the vocabulary (the concepts
+    with a part) would score. The interval resamples the counted features ``n_boot`` times.
     """
-    named, fires_on = torch.as_tensor(named).long(), torch.as_tensor(fires_on).long()
-    if named.ndim != 1 or named.shape != fires_on.shape:
-        raise ValueError(f"named and fires_on need one entry per feature, got "
-                         f"{tuple(named.shape)} and {tuple(fires_on.shape)}.")
+    named, fires_on = torch.as_tensor(named), torch.as_tensor(fires_on).long()
     if concept_part is None:
         if n_parts is None:
             raise ValueError("give n_parts when concepts are the parts themselves.")
         concept_part = torch.arange(int(n_parts))
     concept_part = torch.as_tensor(concept_part).long()
+    n_concepts = len(concept_part)
+    if named.ndim == 1 and not named.dtype == torch.bool:
+        if len(named) and int(named.max()) >= n_concepts:
+            raise ValueError(f"named must index the {n_concepts} concepts.")
+        sets = torch.zeros(len(named), n_concepts, dtype=torch.bool)
+        sets[named >= 0, named[named >= 0]] = True
+        named = sets
+    if named.ndim != 2 or named.shape != (len(fires_on), n_concepts) or fires_on.ndim != 1:
+        raise ValueError(f"named and fires_on need one entry per feature (named: one index or "
+                         f"a set of the {n_concepts} concepts), got {tuple(named.shape)} and "
+                         f"{tuple(fires_on.shape)}.")
     n_parts = int(concept_part.max()) + 1 if n_parts is None else int(n_parts)
-    if int(named.max()) >= len(concept_part) or int(fires_on.max()) >= n_parts:
-        raise ValueError(f"named must index the {len(concept_part)} concepts and fires_on the "
-                         f"{n_parts} parts.")
-    vocabulary = concept_part[concept_part >= 0]
-    if len(vocabulary) == 0:
+    if int(fires_on.max()) >= n_parts:
+        raise ValueError(f"fires_on must index the {n_parts} parts.")
+    has_part = concept_part >= 0
+    if not has_part.any():
         raise ValueError("no concept belongs to a part: nothing can be checked.")
-    counted = (named >= 0) & (fires_on >= 0)
-    counted &= concept_part[named.clamp_min(0)] >= 0
+    sets = named.bool() & has_part[None, :]
+    size = sets.sum(dim=1)
+    counted = (size > 0) & (fires_on >= 0)
     if not counted.any():
         raise ValueError("no feature has both a name with a part and a known part it fires on.")
-    correct = concept_part[named[counted]] == fires_on[counted]
-    chance = float((vocabulary[None, :] == fires_on[counted][:, None]).double().mean())
+    sets, size, truth = sets[counted], size[counted], fires_on[counted]
+    parts = concept_part.clamp_min(0)
+    correct = (sets & (parts[None, :] == truth[:, None])).any(dim=1)
+    vocabulary = int(has_part.sum())
+    right = ((concept_part[None, :] == truth[:, None]).sum(dim=1))  # concepts of the true part
+    chance = float(np.mean([1 - comb(vocabulary - int(r), int(s)) / comb(vocabulary, int(s))
+                            for r, s in zip(right, size, strict=True)]))
     gen = np.random.default_rng(seed)
     hits = correct.numpy().astype(float)
     boot = hits[gen.integers(0, len(hits), size=(int(n_boot), len(hits)))].mean(axis=1)

@@ -21,7 +21,19 @@ def test_a_feature_is_named_by_what_its_positive_classes_share_and_negatives_lac
     names = name_features(W, concepts)
     assert names.concept.tolist() == [2, 3, -1]  # feature 2: no class uses it
     assert names.names(list("abcd")) == ["c", "d", None]
-    assert names.runner_up[2] == -1
+    assert not names.tied[2].any() and names.tied.sum(1).tolist() == [1, 1, 0]
+
+
+def test_tied_concepts_form_the_name_and_raise_chance_accordingly():
+    # one positive class with two concepts: the name is both
+    concepts = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.float)
+    W = torch.tensor([[1.0], [0.0], [0.0]])
+    names = name_features(W, concepts)
+    assert names.tied[0].tolist() == [True, True, False, False]
+    assert names.names(list("abcd")) == ["a / b"]
+    acc = naming_accuracy(names.tied, torch.tensor([1]), n_parts=4)
+    # right (b is in the name); a random pair of 4 concepts holds the true one with p = 1/2
+    assert acc.accuracy == 1.0 and acc.chance == pytest.approx(0.5)
 
 
 def test_naming_is_invariant_to_the_scale_of_the_ternary_weight():
@@ -61,6 +73,8 @@ def test_a_constant_name_scores_chance_on_average():
     (lambda: name_features(torch.ones(3, 2), torch.ones(3, 1)), r"at least two concepts"),
     (lambda: naming_accuracy(torch.tensor([0]), torch.tensor([0, 1]), n_parts=2),
      r"one entry per feature"),
+    (lambda: naming_accuracy(torch.tensor([5]), torch.tensor([0]), n_parts=2),
+     r"named must index the 2 concepts"),
     (lambda: naming_accuracy(torch.tensor([-1]), torch.tensor([0]), n_parts=2),
      r"no feature has both a name"),
     (lambda: naming_accuracy(torch.tensor([0]), torch.tensor([0])), r"give n_parts"),
