@@ -117,7 +117,7 @@ def naming_accuracy(named: Tensor, fires_on: Tensor, concept_part: Tensor | None
         concept_part = torch.arange(int(n_parts))
     concept_part = torch.as_tensor(concept_part).long()
     n_concepts = len(concept_part)
-    if named.ndim == 1 and not named.dtype == torch.bool:
+    if named.ndim == 1 and named.dtype != torch.bool:
         if len(named) and int(named.max()) >= n_concepts:
             raise ValueError(f"named must index the {n_concepts} concepts.")
         sets = torch.zeros(len(named), n_concepts, dtype=torch.bool)
