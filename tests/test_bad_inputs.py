@@ -24,6 +24,7 @@ from davis_fixture import write_tiny_davis  # noqa: E402
 import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
+from companion.classify.qsenn import quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
 from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
@@ -334,6 +335,25 @@ def qpm(**kwargs):
                                      "solver": "heuristic", "progress": False, **kwargs})
 
 
+def qsenn_fit(n_features, per_class, constant_selected=False):
+    """QSENN on 4 informative features of 12; optionally refit with a selected one made constant."""
+    def make(tmp, mp):
+        from companion.classify import QSENN
+
+        g = torch.Generator().manual_seed(0)
+        y = torch.arange(200) % 4
+        x = torch.rand(200, 12, generator=g)
+        for j, col in enumerate((2, 5, 7, 9)):
+            x[:, col] += 1.0 * (y == j).float() - 0.5 * (y == (j + 1) % 4).float()
+        if not constant_selected:
+            return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
+        first = QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
+        x[:, first.selected_[0]] = 0.5
+        return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(
+            x, y, selection=first.selection_)
+    return make
+
+
 LOWER_R = np.tril(np.full((4, 4), 0.5), -1)
 
 
@@ -482,6 +502,15 @@ CASES = [
      r"entries below the diagonal.*upper-triangular"),
     ("NaN data in fit under AMP", amp_nan_data_in_fit, FloatingPointError,
      r"non-finite \(nan\) for 5 consecutive steps in epoch 1 under mixed precision.*amp=False"),
+    ("Q-SENN n_f < k", qsenn_fit(2, 3), ValueError,
+     r"per_class \(k\) must lie in \[1, n_features=2\].*cannot use more features"),
+    ("Q-SENN k·n_c > number of weights",
+     call(quantise_ternary, weight=torch.ones(2, 3), per_class=4), ValueError,
+     r"k·n_c = 4·2 = 8 weights to keep, but the matrix has only 6 entries.*lower per_class"),
+    ("Q-SENN all-zero path entry", call(quantise_ternary, weight=torch.zeros(3, 4), per_class=1),
+     ValueError, r"the solution is all zero, so there is nothing to quantise.*smaller epsilon"),
+    ("Q-SENN constant selected feature", qsenn_fit(4, 2, constant_selected=True), ValueError,
+     r"selected features \[\d+\] are constant over these samples.*select features again"),
 ]
 
 

@@ -21,22 +21,21 @@ BOX = {"fc": "#E8F1FA", "ec": "#0072B2"}
 def plot_qsenn_loop() -> Figure:
     """Q-SENN in one picture: the path's solution quantised to ±m, fine-tuned, and again."""
     fig, ax = plt.subplots(figsize=(7.0, 2.6), layout="constrained")
-    steps = [("dense model\nCE + diversity", 0.0), ("features f\n(current model)", 1.0),
-             ("elastic-net path\nleast regularised W", 2.0), ("quantise\nW ∈ {−m, 0, +m}\n+ bias rule",
-                                                             3.0),
-             ("fine-tune\nunder frozen W", 4.0)]
-    for text, x in steps:
-        ax.add_patch(FancyBboxPatch((x - 0.42, -0.3), 0.84, 0.6, boxstyle="round,pad=0.02", **BOX))
+    steps = ["dense model\nCE + diversity", "features f\nof the\ncurrent model",
+             "path: least\nregularised\nsolution $W^d$", "quantise to\n{−m, 0, +m},\nbias rule",
+             "fine-tune\nunder the\nfrozen layer"]
+    for x, text in enumerate(steps):
+        ax.add_patch(FancyBboxPatch((x - 0.4, -0.32), 0.8, 0.64, boxstyle="round,pad=0.02", **BOX))
         ax.text(x, 0, text, ha="center", va="center", fontsize=9)
     for x in range(4):
-        ax.annotate("", xy=(x + 0.56, 0), xytext=(x + 0.44, 0), arrowprops={"arrowstyle": "->"})
-    ax.add_patch(FancyArrowPatch((4.0, -0.33), (1.0, -0.33), connectionstyle="arc3,rad=-0.35",
+        ax.annotate("", xy=(x + 0.58, 0), xytext=(x + 0.42, 0), arrowprops={"arrowstyle": "->"})
+    ax.add_patch(FancyArrowPatch((4.0, -0.36), (1.0, -0.36), connectionstyle="arc3,rad=-0.35",
                                  arrowstyle="->", mutation_scale=12, color="#D55E00"))
-    ax.text(2.5, -0.95, "re-extract features and repeat: 4 iterations, 10/10/10/40 epochs",
+    ax.text(2.5, -0.98, "re-extract the features and repeat: 4 iterations (10, 10, 10, 40 epochs)",
             ha="center", va="center", fontsize=9, color="#D55E00")
-    ax.text(1.5, 0.5, "n_f features selected once (iteration 0)", ha="center", fontsize=9,
+    ax.text(1.0, 0.48, "n_f features selected\nonce, in iteration 0", ha="center", fontsize=9,
             color="#555555")
-    ax.set(xlim=(-0.5, 4.5), ylim=(-1.15, 0.7))
+    ax.set(xlim=(-0.5, 4.5), ylim=(-1.15, 0.8))
     ax.axis("off")
     return fig
 
@@ -58,6 +57,9 @@ def plot_quantisation(weight, ternary, threshold: float, m: float) -> Figure:
     axes[1].text(len(mags) - 1, m, "m", color="#009E73", ha="right", va="bottom", fontsize=10)
     image = draw_weight_matrix(axes[2], ternary, title="ternary W")
     fig.colorbar(image, ax=axes[2], shrink=0.8)
+    for ax in (axes[0], axes[2]):
+        ax.set_xticks(range(w.shape[1]))
+        ax.set_yticks(range(w.shape[0]))
     return fig
 
 
