@@ -335,8 +335,9 @@ def qpm(**kwargs):
                                      "solver": "heuristic", "progress": False, **kwargs})
 
 
-def qsenn_fit(n_features, per_class, constant_selected=False):
-    """QSENN on 4 informative features of 12; optionally refit with a selected one made constant."""
+def qsenn_fit(n_features, per_class, constant=False, constant_selected=False):
+    """QSENN on 4 informative features of 12; with ``constant`` all but 3 columns constant; with
+    ``constant_selected`` a refit on features whose selected columns are all constant."""
     def make(tmp, mp):
         from companion.classify import QSENN
 
@@ -345,10 +346,12 @@ def qsenn_fit(n_features, per_class, constant_selected=False):
         x = torch.rand(200, 12, generator=g)
         for j, col in enumerate((2, 5, 7, 9)):
             x[:, col] += 1.0 * (y == j).float() - 0.5 * (y == (j + 1) % 4).float()
+        if constant:
+            x[:, 3:] = 1.0
         if not constant_selected:
             return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
         first = QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
-        x[:, first.selected_[0]] = 0.5
+        x[:, first.selected_] = 0.5
         return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(
             x, y, selection=first.selection_)
     return make
@@ -509,8 +512,10 @@ CASES = [
      r"k·n_c = 4·2 = 8 weights to keep, but the matrix has only 6 entries.*lower per_class"),
     ("Q-SENN all-zero path entry", call(quantise_ternary, weight=torch.zeros(3, 4), per_class=1),
      ValueError, r"the solution is all zero, so there is nothing to quantise.*smaller epsilon"),
-    ("Q-SENN constant selected feature", qsenn_fit(4, 2, constant_selected=True), ValueError,
-     r"selected features \[\d+\] are constant over these samples.*select features again"),
+    ("Q-SENN features with constant columns", qsenn_fit(4, 2, constant=True), ValueError,
+     r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
+    ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
+     ValueError, r"all 4 selected features are constant over these samples.*without selection"),
 ]
 
 

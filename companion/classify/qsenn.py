@@ -133,8 +133,9 @@ class QSENN(LastLayer):
 
     Fitted state: ``selection_`` (the group path and order of entry; reused when ``fit`` is given
     ``selection``), ``path_``, ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
-    m, τ), ``mean_`` and ``std_`` and ``layer_`` (the frozen ``SparseLayer``); after ``iterate``,
-    ``iterations_``.
+    m, τ), ``mean_`` and ``std_``, ``constant_`` (selected features that no longer vary, e.g. a
+    map that stopped firing during fine-tuning: they keep z = 0 and no weight) and ``layer_``
+    (the frozen ``SparseLayer``); after ``iterate``, ``iterations_``.
     """
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
@@ -162,17 +163,22 @@ class QSENN(LastLayer):
                              f"{int(selection.indices.max())}.")
         self.selection_ = selection
         chosen = pooled[:, selection.indices]
-        flat = torch.nonzero(constant_columns(chosen)).flatten()
-        if len(flat):
-            raise ValueError(f"selected features {selection.indices[flat].tolist()} are constant "
-                             "over these samples (a map that no longer fires after fine-tuning); "
-                             "they cannot be standardised: select features again (fit without "
-                             "selection) or use more samples.")
-        z, self.mean_, self.std_ = standardize(chosen)
+        # a selected map that stopped firing after fine-tuning: it keeps z = 0 and gets no weight
+        constant = constant_columns(chosen)
+        if constant.all():
+            raise ValueError(f"all {len(constant)} selected features are constant over these "
+                             "samples; they carry no information: check the model and data, or "
+                             "fit without selection to select features again.")
+        self.constant_ = selection.indices[constant.to(selection.indices.device)]
+        z, mean, std = standardize(chosen[:, ~constant])
+        self.mean_, self.std_ = chosen.mean(dim=0), torch.ones(len(constant))
+        self.mean_[~constant], self.std_[~constant] = mean, std
+        # the path on the varying ones (path_.weights has their columns only)
         self.path_: ElasticNetPath = elastic_net_path(z, labels, alpha=self.alpha,
                                                       num_classes=self.n_classes_, **opts)
-        self.dense_weight_ = self.path_.weights[-1].float()
-        self.dense_bias_ = self.path_.biases[-1].float()
+        self.dense_weight_ = torch.zeros(self.n_classes_, len(constant))
+        self.dense_weight_[:, ~constant] = self.path_.weights[-1].float().cpu()
+        self.dense_bias_ = self.path_.biases[-1].float().cpu()
         self.ternary_ = quantise_ternary(self.dense_weight_, self.per_class)
         bias = qsenn_bias(self.ternary_.weight, self.dense_bias_)
         self.layer_ = SparseLayer(selection.indices, self.ternary_.weight, self.mean_, self.std_,

@@ -127,7 +127,7 @@ def test_qsenn_fit_gives_a_ternary_layer_on_the_informative_features():
         assert W[c, j] > 0
     assert float((q.predict(x) == y).float().mean()) > 0.95
     # the least regularised path entry, quantised
-    assert torch.equal(q.dense_weight_, q.path_.weights[-1].float())
+    assert torch.equal(q.dense_weight_, q.path_.weights[-1].float()) and len(q.constant_) == 0
     # refit with the same selection (as later iterations do) reuses it
     again = QSENN(4, 2, n_lambdas=20, progress=False).fit(x, y, selection=q.selection_)
     assert again.selection_ is q.selection_ and torch.equal(again.weight_, W)
@@ -137,10 +137,26 @@ def test_qsenn_bad_inputs():
     x, y = informative_data()
     with pytest.raises(ValueError, match=r"per_class \(k\) must lie in \[1, n_features=2\]"):
         QSENN(2, 3, progress=False).fit(x, y)
+    with pytest.raises(ValueError, match=r"Only 3 of the 12 features vary.*fewer than n_features=4"):
+        flat = x.clone()
+        flat[:, 3:] = 1.0
+        QSENN(4, 2, progress=False).fit(flat, y)
+
+
+def test_a_selected_feature_that_stops_varying_gets_no_weight():
+    """After fine-tuning a selected map can die: refitting keeps it with z = 0 and no weight."""
+    x, y = informative_data()
     q = QSENN(4, 2, n_lambdas=10, progress=False).fit(x, y)
+    dead = q.selected_[1]
     flat = x.clone()
-    flat[:, q.selected_[1]] = 1.0
-    with pytest.raises(ValueError, match=r"selected features \[\d+\] are constant"):
+    flat[:, dead] = 0.5
+    again = QSENN(4, 2, n_lambdas=10, progress=False).fit(flat, y, selection=q.selection_)
+    assert again.constant_.tolist() == [int(dead)]
+    assert (again.weight_[:, 1] == 0).all() and 1 <= int((again.weight_ != 0).sum()) <= 8
+    z = again.layer_.normalize(flat)
+    assert torch.isfinite(z).all() and (z[:, 1] == 0).all()
+    flat[:, q.selected_] = 0.5
+    with pytest.raises(ValueError, match=r"all 4 selected features are constant"):
         QSENN(4, 2, n_lambdas=10, progress=False).fit(flat, y, selection=q.selection_)
 
 
