@@ -208,7 +208,7 @@ class QSENN(LastLayer):
             start = evaluate(current, data.test)["accuracy"]
             finetune(current, current.head, data.train, epochs=int(epochs), lr=float(lr),
                      checkpoint=None if checkpoint is None else f"{checkpoint}_it{i}",
-                     progress=self.progress, **finetune_kwargs)
+                     **{"progress": self.progress, **finetune_kwargs})
             records.append(Iteration(i, int(epochs), float(lr), self.ternary_, self.layer_.bias,
                                      start, evaluate(current, data.test)["accuracy"]))
         self.iterations_ = tuple(records)
