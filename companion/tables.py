@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Table"]
@@ -28,6 +28,15 @@ class Table:
            caption: str = "") -> Table:
         """A table from any cell values (turned into text)."""
         return cls(tuple(map(str, header)), tuple(tuple(map(str, r)) for r in rows), caption)
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[str, Mapping[str, object]], corner: str = "",
+                  caption: str = "") -> Table:
+        """A table from ``{row name: {column: value}}``; a cell missing in a row is left empty."""
+        columns = list(dict.fromkeys(c for cells in rows.values() for c in cells))
+        return cls.of([corner, *columns],
+                      [[name, *(cells.get(c, "") for c in columns)] for name, cells in rows.items()],
+                      caption)
 
     def _repr_html_(self) -> str:
         def cell(tag: str, text: str, first: bool) -> str:

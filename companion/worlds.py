@@ -54,6 +54,9 @@ COSTS: dict[str, WorldCost] = {
     "chiqpm": WorldCost(
         "CHiQPM", "about 90 minutes on one GPU (less when the SLDD chapter trained the dense model)",
         (CUB, RESNET50), "about a minute and a half"),
+    "qsenn": WorldCost(
+        "Q-SENN", "about an hour on one GPU (less when the SLDD chapter trained the dense model)",
+        (CUB, RESNET50), "about 2 minutes"),
     "usam": WorldCost(
         "UncertainSAM", "about an hour on one GPU",
         (Download("SAM 2.1 tiny and large checkpoints", "about 150 MB and 900 MB"),

@@ -25,6 +25,7 @@ import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
+from companion.classify.qsenn import quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -345,6 +346,28 @@ def qpm(**kwargs):
                                      "solver": "heuristic", "progress": False, **kwargs})
 
 
+def qsenn_fit(n_features, per_class, constant=False, constant_selected=False):
+    """QSENN on 4 informative features of 12; with ``constant`` all but 3 columns constant; with
+    ``constant_selected`` a refit on features whose selected columns are all constant."""
+    def make(tmp, mp):
+        from companion.classify import QSENN
+
+        g = torch.Generator().manual_seed(0)
+        y = torch.arange(200) % 4
+        x = torch.rand(200, 12, generator=g)
+        for j, col in enumerate((2, 5, 7, 9)):
+            x[:, col] += 1.0 * (y == j).float() - 0.5 * (y == (j + 1) % 4).float()
+        if constant:
+            x[:, 3:] = 1.0
+        if not constant_selected:
+            return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
+        first = QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(x, y)
+        x[:, first.selected_] = 0.5
+        return lambda: QSENN(n_features, per_class, n_lambdas=5, progress=False).fit(
+            x, y, selection=first.selection_)
+    return make
+
+
 LOWER_R = np.tril(np.full((4, 4), 0.5), -1)
 
 
@@ -560,6 +583,17 @@ CASES = [
     ("CHiQPM infeasible forced sharing", chiqpm_infeasible, ValueError,
      r"forced sharing is infeasible: 6 class pairs \(rho=1\.0\) must each share exactly "
      r"k − 1 = 1.*Lower rho"),
+    ("Q-SENN n_f < k", qsenn_fit(2, 3), ValueError,
+     r"per_class \(k\) must lie in \[1, n_features=2\].*cannot use more features"),
+    ("Q-SENN k·n_c > number of weights",
+     call(quantise_ternary, weight=torch.ones(2, 3), per_class=4), ValueError,
+     r"k·n_c = 4·2 = 8 weights to keep, but the matrix has only 6 entries.*lower per_class"),
+    ("Q-SENN all-zero path entry", call(quantise_ternary, weight=torch.zeros(3, 4), per_class=1),
+     ValueError, r"the solution is all zero, so there is nothing to quantise.*smaller epsilon"),
+    ("Q-SENN features with constant columns", qsenn_fit(4, 2, constant=True), ValueError,
+     r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
+    ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
+     ValueError, r"all 4 selected features are constant over these samples.*without selection"),
 ]
 
 

@@ -11,3 +11,9 @@ def test_table_renders_every_cell_escaped_and_aligned():
     lines = repr(t).splitlines()
     assert lines[0] == "relative AUC" and lines[1].startswith("method")
     assert len({len(line) for line in lines[1:]}) == 1  # columns padded to one width
+
+
+def test_table_from_named_rows_fills_missing_cells():
+    t = Table.from_rows({"SLDD": {"acc": "95%", "k": 4}, "Q-SENN": {"acc": "94%"}}, corner="model")
+    assert t.header == ("model", "acc", "k")
+    assert t.rows == (("SLDD", "95%", "4"), ("Q-SENN", "94%", ""))

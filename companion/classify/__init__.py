@@ -2,7 +2,7 @@
 
     data, dense = prepare(image_folder=None)         # the data and its cached dense model
     train_fs = extract_features(dense.model, data.eval_train)
-    sldd = SLDD(n_features=16, per_class=4).fit(train_fs)   # or QPM(...): one interface
+    sldd = SLDD(n_features=16, per_class=4).fit(train_fs)   # or QPM, QSENN: one interface
     model = sldd.attach(dense.model); finetune(model, model.head, data.train, epochs=3)
     report = evaluate(model, test_fs, k=4, **data.ground_truth())
 """
@@ -13,11 +13,13 @@ from .data import ClassificationData, load_data
 from .dense import DenseModel, DenseRecipe, backbone_options, dense_model, prepare
 from .finetune import finetune
 from .qpm import QPM
+from .qsenn import QSENN
 from .report import Cited, Claim, ClaimsTable, Report, compare, evaluate, glue_numbers
 from .sldd import SLDD
 from .sparse import SparseLayer
 
-__all__ = ["CHiQPM", "QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
+__all__ = ["CHiQPM", "QPM", "QSENN", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData",
+           "DenseModel",
            "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
            "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
            "finetune_chiqpm", "glue_numbers", "load_data", "prepare"]
