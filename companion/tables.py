@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Table"]
+
+NUMERIC = re.compile(r"^[\s\d.,:%×+\-−–±\[\]()]*$")  # numbers, percentages, intervals, "–"
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,21 @@ class Table:
                       [[name, *(cells.get(c, "") for c in columns)] for name, cells in rows.items()],
                       caption)
 
+    def _right_aligned(self) -> list[bool]:
+        """Columns of numbers are aligned right; the row names and columns of words, left."""
+        return [j > 0 and all(NUMERIC.match(r[j]) for r in self.rows)
+                for j in range(len(self.header))]
+
     def _repr_html_(self) -> str:
-        def cell(tag: str, text: str, first: bool) -> str:
-            align = "left" if first else "right"
+        right = self._right_aligned()
+
+        def cell(tag: str, text: str, j: int) -> str:
+            align = "right" if right[j] else "left"
             return (f"<{tag} style='text-align:{align};padding:0.15em 0.6em'>"
                     f"{html.escape(text)}</{tag}>")
 
-        head = "".join(cell("th", h, j == 0) for j, h in enumerate(self.header))
-        body = "".join("<tr>" + "".join(cell("th" if j == 0 else "td", c, j == 0)
+        head = "".join(cell("th", h, j) for j, h in enumerate(self.header))
+        body = "".join("<tr>" + "".join(cell("th" if j == 0 else "td", c, j)
                                         for j, c in enumerate(r)) + "</tr>"
                        for r in self.rows)
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
@@ -55,7 +65,8 @@ class Table:
         cols = list(zip(self.header, *self.rows, strict=True))
         widths = [max(len(c) for c in col) for col in cols]
         lines = [self.caption] if self.caption else []
+        right = self._right_aligned()
         for r in (self.header, *self.rows):
-            lines.append("  ".join(c.rjust(w) if j else c.ljust(w)
+            lines.append("  ".join(c.rjust(w) if right[j] else c.ljust(w)
                                    for j, (c, w) in enumerate(zip(r, widths, strict=True))))
         return "\n".join(lines)

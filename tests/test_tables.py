@@ -17,3 +17,10 @@ def test_table_from_named_rows_fills_missing_cells():
     t = Table.from_rows({"SLDD": {"acc": "95%", "k": 4}, "Q-SENN": {"acc": "94%"}}, corner="model")
     assert t.header == ("model", "acc", "k")
     assert t.rows == (("SLDD", "95%", "4"), ("Q-SENN", "94%", ""))
+
+
+def test_numbers_align_right_and_words_left():
+    t = Table.of(["model", "acc", "names"], [["SLDD", "95.1%", "red / blue"], ["Q-SENN", "[1, 2]", "x"]])
+    html = t._repr_html_()
+    assert "text-align:right;padding:0.15em 0.6em'>95.1%" in html
+    assert "text-align:left;padding:0.15em 0.6em'>red / blue" in html
