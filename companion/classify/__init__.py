@@ -7,6 +7,7 @@
     report = evaluate(model, test_fs, k=4, **data.ground_truth())
 """
 
+from . import dino_qpm
 from .base import LastLayer, NotFittedError, check_labels
 from .data import ClassificationData, load_data
 from .dense import DenseModel, DenseRecipe, backbone_options, dense_model, prepare
@@ -18,5 +19,5 @@ from .sparse import SparseLayer
 
 __all__ = ["QPM", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData", "DenseModel",
            "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
-           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
+           "backbone_options", "check_labels", "dino_qpm", "compare", "dense_model", "evaluate", "finetune",
            "glue_numbers", "load_data", "prepare"]
