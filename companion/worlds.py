@@ -61,6 +61,9 @@ COSTS: dict[str, WorldCost] = {
         (Download("DAVIS 2017 480p", "about 0.8 GB"),
          Download("DINOv2 ViT-S/14 weights", "about 90 MB")),
         "about 2 minutes"),
+    "dino_qpm": WorldCost(
+        "DINO-QPM", "about an hour on one GPU, token caching included",
+        (CUB, Download("DINOv2 ViT-S/14 weights", "about 90 MB")), "about 90 seconds"),
 }
 
 

@@ -24,6 +24,7 @@ from davis_fixture import write_tiny_davis  # noqa: E402
 import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
+from companion.classify.dino_qpm import frozen_vit  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
 from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
@@ -32,6 +33,7 @@ from companion.download import DownloadError, download  # noqa: E402
 from companion.features import extract_features  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
+from companion.metrics.plausibility import plausibility  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import (
     cache_dir,  # noqa: E402
@@ -482,6 +484,17 @@ CASES = [
      r"entries below the diagonal.*upper-triangular"),
     ("NaN data in fit under AMP", amp_nan_data_in_fit, FloatingPointError,
      r"non-finite \(nan\) for 5 consecutive steps in epoch 1 under mixed precision.*amp=False"),
+    ("DINO-QPM backbone timm does not know",
+     call(frozen_vit, name="timm:vit_no_such_dinov2", pretrained=False), ValueError,
+     r"timm has no model 'vit_no_such_dinov2'; see timm\.list_models"),
+    ("DINO-QPM image size not a multiple of the patch", lambda tmp, mp: lambda: frozen_vit(
+        "timm:vit_tiny_patch16_224", image_size=20, pretrained=False, patch_size=8, embed_dim=16,
+        depth=1, num_heads=2)(torch.rand(1, 3, 20, 20)), ValueError,
+     r"height and width divisible by the patch size \(8, 8\), got \(20, 20\)"),
+    ("Plausibility masks of the wrong size",
+     call(plausibility, maps=torch.rand(2, 3, 6, 6), weight=torch.rand(4, 3),
+          predicted=torch.tensor([0, 1]), masks=torch.ones(2, 40, 48)), ValueError,
+     r"masks of size 40x48 do not fit the 6x6 patch grid"),
 ]
 
 

@@ -35,8 +35,9 @@ from .qpm import QPM
 from .sparse import SparseLayer
 
 __all__ = ["AdaptedViT", "DinoQPMRecipe", "FrozenViT", "TokenAdapter", "Tokens", "adapter_widths",
-           "assign", "fine_tune_adapter", "frozen_tokens", "frozen_vit", "image_classifier",
-           "sparsity_losses", "token_cache_key", "train_dense_adapter"]
+           "assign", "concept_object_masks", "cub_object_masks", "fine_tune_adapter",
+           "frozen_tokens", "frozen_vit", "image_classifier", "sparsity_losses", "token_cache_key",
+           "train_dense_adapter"]
 
 DINOV2 = "timm:vit_small_patch14_dinov2.lvd142m"
 
@@ -296,3 +297,33 @@ def fine_tune_adapter(dense: Classifier, layer: SparseLayer, tokens: Tokens,
                        progress=progress, extra_losses=extra)
     return model.eval(), history
 
+
+
+def concept_object_masks(parts: Any) -> Tensor:
+    """Object masks (N, H, W) of concept-parts images: the pixels of the image's own class parts.
+
+    Distractor parts and the background are outside the object.
+    """
+    own = parts.class_parts[parts.labels]  # (N, P): the parts of each image's class
+    part_map = parts.part_map.long()
+    inside = torch.zeros(part_map.shape, dtype=torch.bool)
+    for p in range(parts.n_parts):
+        inside |= (part_map == p + 1) & own[:, p, None, None]
+    return inside
+
+
+def cub_object_masks(root: Any = None, *, image_size: int = 224, download: bool = True,
+                     progress: bool = True) -> Tensor:
+    """CUB-200-2011 test segmentations (N, S, S) in [0, 1], resized and cropped as the test images."""
+    from torchvision import transforms as T
+    from tqdm.auto import tqdm
+
+    from ..data.cub import CUB200
+    from ..runtime import cache_dir
+
+    root = cache_dir("cub") if root is None else root
+    resize = round(int(image_size) * 8 / 7)  # as companion.data.transforms.image_transforms
+    geometry = T.Compose([T.Resize(resize), T.CenterCrop(int(image_size)), T.ToTensor()])
+    test = CUB200(root, "test", segmentations=True, download=download, mask_transform=geometry)
+    return torch.stack([test[i][2][0]  # (image, label, mask (1, S, S))
+                        for i in tqdm(range(len(test)), desc="masks", disable=not progress)])
