@@ -61,7 +61,7 @@ def evidence_maps(maps: Tensor, weight: Tensor, predicted: Tensor) -> Tensor:
     if predicted.shape != (maps.shape[0],):
         raise ValueError(f"predicted must hold one class per image ({maps.shape[0]}), got shape "
                          f"{tuple(predicted.shape)}.")
-    g = torch.einsum("nf,nfhw->nhw", weight[predicted].to(maps.dtype), maps)
+    g = torch.einsum("nf,nfhw->nhw", weight.detach()[predicted].to(maps.dtype), maps.detach())
     return g - g.flatten(1).amin(1)[:, None, None]
 
 
