@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -126,6 +128,7 @@ def _solve(problem: cp.Problem, s: cp.Variable, parts: list[tuple[np.ndarray, cp
         with warnings.catch_warnings():  # a time limit is reported by the result
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             if solver == "HIGHS":
+                _silence_highs_banner()
                 # the gap is ours (relative to the full objective): HiGHS sees it as absolute,
                 # because its own objective leaves out cvxpy's constant
                 opts = dict(mip_rel_gap=0.0, mip_abs_gap=abs_gap, output_flag=verbose)
@@ -180,6 +183,22 @@ _HIGHS_FEASIBLE = 2  # HiGHS's kSolutionStatusFeasible
 _HIGHS_PROVE_ONLY = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
                      "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
                      "mip_heuristic_run_feasibility_jump": False, "mip_allow_restart": False}
+
+
+@functools.cache
+def _silence_highs_banner() -> None:
+    """Create HiGHS once with the process's stdout closed: it prints its banner on first creation."""
+    import highspy
+
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 @functools.cache
