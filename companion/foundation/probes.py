@@ -53,6 +53,7 @@ def probe_scores(train_x, train_y, test_x, test_y, *, shots: int = 10, draws: in
     if xa.shape[1] != xb.shape[1] or len(xa) != len(ya) or len(xb) != len(yb):
         raise ValueError(f"train and test features must have the same width and one label per "
                          f"sample; got {xa.shape}, {len(ya)} labels and {xb.shape}, {len(yb)}.")
+    k = min(int(k), len(xa))
     linear = float((_linear(xa, ya, xb) == yb).mean())
     few = [float((_linear(xa[i], ya[i], xb) == yb).mean())
            for i in (few_shot_indices(ya, shots, seed + d) for d in range(draws))]
