@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["Table"]
 
 
 class Table:
-    """Rows ``{row name: {column: value}}``; missing cells show as "–", floats with ``precision``."""
+    """Rows ``{row name: {column: value}}`` (``columns``: their order); missing cells show as "–"."""
 
-    def __init__(self, rows: Mapping[str, Mapping[str, Any]], precision: int = 3):
+    def __init__(self, rows: Mapping[str, Mapping[str, Any]], precision: int = 3,
+                 columns: Sequence[str] | None = None):
         self.rows = {str(k): dict(v) for k, v in rows.items()}
-        self.columns = list(dict.fromkeys(c for row in self.rows.values() for c in row))
+        found = list(dict.fromkeys(c for row in self.rows.values() for c in row))
+        self.columns = found if columns is None else list(columns)
+        missing = set(found) - set(self.columns)
+        if missing:
+            raise ValueError(f"columns leaves out {sorted(missing)}, which rows hold.")
         self.precision = int(precision)
 
     def cell(self, value: Any) -> str:

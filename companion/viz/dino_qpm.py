@@ -52,7 +52,7 @@ def _heat_panel(fig: Figure, ax, image: torch.Tensor, heat: torch.Tensor, title:
 
 def plot_token_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor]) -> Figure:
     """The image, then one heat map per entry of ``maps`` (each (h, w)), at most two."""
-    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(3.0 * (1 + len(maps)), 3.0),
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(2.4 * (1 + len(maps)), 2.5),
                              layout="constrained")
     axes[0].imshow(to_image(image))
     axes[0].set_title("image", fontsize=10)
@@ -89,7 +89,7 @@ def _outline(ax, grid_mask: torch.Tensor, size: int) -> None:
 def plot_plausibility_by_hand(image: torch.Tensor, evidence: torch.Tensor,
                               grid_mask: torch.Tensor) -> Figure:
     """The image with the dilated object mask, and G with its value in every patch."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.6), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.4), layout="constrained")
     axes[0].imshow(to_image(image))
     _outline(axes[0], grid_mask, image.shape[-1])
     axes[0].set_title("object patches (dilated)", fontsize=10)
@@ -99,7 +99,7 @@ def plot_plausibility_by_hand(image: torch.Tensor, evidence: torch.Tensor,
     for (i, j), v in np.ndenumerate(g):
         colour = "black" if v > 0.6 * g.max() else "white"
         weight = "bold" if bool(grid_mask[i, j]) else "normal"
-        axes[1].text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color=colour,
+        axes[1].text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9, color=colour,
                      fontweight=weight)
     for i, j in torch.nonzero(grid_mask).tolist():
         axes[1].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="cyan",
