@@ -9,9 +9,13 @@ with the labels of *other* classes (same part vocabulary, different part sets, d
 a transfer stand-in for self-supervised pretraining, which the chapter says plainly.
 
 The committed checkpoint ``companion/foundation/checkpoints/vit_smoke.pt`` (about 1 MB, half
-precision) was made on one CPU thread with::
+precision) was made on one CPU thread, in 272 CPU-seconds (10 epochs of 10,000 images), with::
 
     OMP_NUM_THREADS=1 python -m companion.foundation.pretrain --seed 0
+
+On the chapter's data (64 px, 2,000 / 1,000 images) its tokens beat the same ViT with random
+weights on every probe: average-pooled tokens 0.931 / 0.877 / 0.911 (linear / 10-shot / 20-NN)
+against 0.904 / 0.591 / 0.619, raw pixels 0.873 / 0.257 / 0.307 (the chapter prints them).
 
 :func:`load_or_train` loads it when present and trains the same ViT otherwise.
 """
