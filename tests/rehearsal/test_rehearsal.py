@@ -252,8 +252,26 @@ DINO_KNOBS = {"backbone": "timm:test_vit", "pretrained": False, "image_size": 32
               "dense_epochs": 1, "ft_epochs": 1}
 
 
+def write_segmentations(root: Path) -> None:
+    """A segmentation PNG (the central half of the image) beside every image of the fixture."""
+    from PIL import Image
+
+    folder = root / "CUB_200_2011"
+    for line in (folder / "images.txt").read_text().splitlines():
+        rel = Path(line.split()[1])
+        target = root / "segmentations" / rel.with_suffix(".png")
+        if target.exists():
+            continue
+        width, height = Image.open(folder / "images" / rel).size
+        mask = Image.new("L", (width, height), 0)
+        mask.paste(255, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(target)
+
+
 def test_dino_qpm_rehearsal(real_cub, tmp_path):
     """DINO-QPM at CUB's real shape, a tiny random timm ViT (2 x 2 patches) standing in for DINOv2."""
+    write_segmentations(real_cub)  # Plausibility reads CUB's segmentations
     nb = with_parameters(jupytext.read(BOOK / "dino_qpm.md"), profile="full",
                          cub_root=str(real_cub), **DINO_KNOBS)
     nb = with_constants(nb, "N_FEATURES = P.pick", SOLVER_SECONDS=SOLVER_SECONDS)
