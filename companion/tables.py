@@ -34,11 +34,25 @@ class Table:
 
     @classmethod
     def from_rows(cls, rows: Mapping[str, Mapping[str, object]], corner: str = "",
-                  caption: str = "") -> Table:
-        """A table from ``{row name: {column: value}}``; a cell missing in a row is left empty."""
-        columns = list(dict.fromkeys(c for cells in rows.values() for c in cells))
+                  caption: str = "", *, columns: Sequence[str] | None = None,
+                  precision: int = 3) -> Table:
+        """A table from ``{row name: {column: value}}`` (``columns``: their order).
+
+        Floats are shown with ``precision`` decimals; a missing cell or None shows as "–".
+        """
+        found = list(dict.fromkeys(c for cells in rows.values() for c in cells))
+        columns = found if columns is None else list(columns)
+        left_out = set(found) - set(columns)
+        if left_out:
+            raise ValueError(f"columns leaves out {sorted(left_out)}, which rows hold.")
+
+        def text(value: object) -> str:
+            if value is None:
+                return "–"
+            return f"{value:.{precision}f}" if isinstance(value, float) else str(value)
+
         return cls.of([corner, *columns],
-                      [[name, *(cells.get(c, "") for c in columns)] for name, cells in rows.items()],
+                      [[name, *(text(cells.get(c)) for c in columns)] for name, cells in rows.items()],
                       caption)
 
     def _right_aligned(self) -> list[bool]:

@@ -67,6 +67,10 @@ COSTS: dict[str, WorldCost] = {
         (Download("DAVIS 2017 480p", "about 0.8 GB"),
          Download("DINOv2 ViT-S/14 weights", "about 90 MB")),
         "about 2 minutes"),
+    "dino_qpm": WorldCost(
+        "DINO-QPM", "about an hour on one GPU, token caching included",
+        (CUB, Download("CUB-200-2011 segmentations", "about 40 MB"),
+         Download("DINOv2 ViT-S/14 weights", "about 90 MB")), "about 90 seconds"),
 }
 
 

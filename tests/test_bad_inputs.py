@@ -25,6 +25,7 @@ import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
+from companion.classify.dino_qpm import frozen_vit  # noqa: E402
 from companion.classify.qsenn import quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
@@ -41,6 +42,7 @@ from companion.metrics.conformal import (  # noqa: E402
     baseline_sets,
     conformal_quantile,
 )
+from companion.metrics.plausibility import plausibility  # noqa: E402
 from companion.metrics.segmentation import mask_ap  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
 from companion.runtime import (
@@ -594,6 +596,17 @@ CASES = [
      r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
     ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
      ValueError, r"all 4 selected features are constant over these samples.*without selection"),
+    ("DINO-QPM backbone timm does not know",
+     call(frozen_vit, name="timm:vit_no_such_dinov2", pretrained=False), ValueError,
+     r"timm has no model 'vit_no_such_dinov2'; see timm\.list_models"),
+    ("DINO-QPM image size not a multiple of the patch", lambda tmp, mp: lambda: frozen_vit(
+        "timm:vit_tiny_patch16_224", image_size=20, pretrained=False, patch_size=8, embed_dim=16,
+        depth=1, num_heads=2)(torch.rand(1, 3, 20, 20)), ValueError,
+     r"height and width divisible by the patch size \(8, 8\), got \(20, 20\)"),
+    ("Plausibility masks of the wrong size",
+     call(plausibility, maps=torch.rand(2, 3, 6, 6), weight=torch.rand(4, 3),
+          predicted=torch.tensor([0, 1]), masks=torch.ones(2, 40, 48)), ValueError,
+     r"masks of size 40x48 do not fit the 6x6 patch grid"),
 ]
 
 

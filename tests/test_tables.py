@@ -1,5 +1,7 @@
 """The HTML/text table of result objects."""
 
+import pytest
+
 from companion.tables import Table
 
 
@@ -16,7 +18,16 @@ def test_table_renders_every_cell_escaped_and_aligned():
 def test_table_from_named_rows_fills_missing_cells():
     t = Table.from_rows({"SLDD": {"acc": "95%", "k": 4}, "Q-SENN": {"acc": "94%"}}, corner="model")
     assert t.header == ("model", "acc", "k")
-    assert t.rows == (("SLDD", "95%", "4"), ("Q-SENN", "94%", ""))
+    assert t.rows == (("SLDD", "95%", "4"), ("Q-SENN", "94%", "–"))
+
+
+def test_table_from_rows_formats_cells_and_keeps_the_column_order():
+    t = Table.from_rows({"a": {"x": 0.12345, "y": "text"}, "b": {"y": 3, "z": None}},
+                        columns=["z", "y", "x"])
+    assert t.header == ("", "z", "y", "x")
+    assert t.rows == (("a", "–", "text", "0.123"), ("b", "–", "3", "–"))
+    with pytest.raises(ValueError, match=r"leaves out \['x'\]"):
+        Table.from_rows({"a": {"x": 1.0, "y": 2.0}}, columns=["y"])
 
 
 def test_numbers_align_right_and_words_left():

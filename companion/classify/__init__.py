@@ -7,6 +7,7 @@
     report = evaluate(model, test_fs, k=4, **data.ground_truth())
 """
 
+from . import dino_qpm
 from .base import LastLayer, NotFittedError, check_labels
 from .chiqpm import CHiQPM, finetune_chiqpm
 from .data import ClassificationData, load_data
@@ -19,7 +20,6 @@ from .sldd import SLDD
 from .sparse import SparseLayer
 
 __all__ = ["CHiQPM", "QPM", "QSENN", "SLDD", "Cited", "Claim", "ClaimsTable", "ClassificationData",
-           "DenseModel",
-           "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
-           "backbone_options", "check_labels", "compare", "dense_model", "evaluate", "finetune",
-           "finetune_chiqpm", "glue_numbers", "load_data", "prepare"]
+           "DenseModel", "DenseRecipe", "LastLayer", "NotFittedError", "Report", "SparseLayer",
+           "backbone_options", "check_labels", "compare", "dense_model", "dino_qpm", "evaluate",
+           "finetune", "finetune_chiqpm", "glue_numbers", "load_data", "prepare"]

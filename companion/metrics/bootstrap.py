@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap_interval"]
+__all__ = ["Interval", "bootstrap_interval", "mean_interval"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,11 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float],
         raise ValueError("The statistic was NaN on every resample.")
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return Interval(float(statistic(np.sort(everything))), float(low), float(high), level)
+
+
+def mean_interval(values: Sequence[float] | np.ndarray, *, n_boot: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> Interval:
+    """The bootstrap interval of the mean of per-sample ``values`` (per test image, per clip)."""
+    x = np.asarray(values, dtype=float).reshape(-1)
+    return bootstrap_interval(lambda idx: float(x[idx].mean()), len(x), n_boot=n_boot,
+                              level=level, seed=seed)

@@ -295,3 +295,45 @@ def test_contrastiveness_of_2048_features_is_not_computed_never_a_false_verdict(
                      re.M)
     claim = Claim("contrastiveness minus the dense features'", None, -0.02, "noise")
     assert "not computed: contrastiveness" in repr(ClaimsTable({"contrast": claim}))
+
+
+DINO_KNOBS = {"backbone": "timm:test_vit", "pretrained": False, "image_size": 32,
+              "dense_epochs": 1, "ft_epochs": 1}
+
+
+def write_segmentations(root: Path) -> None:
+    """A segmentation PNG (the central half of the image) beside every image of the fixture."""
+    from PIL import Image
+
+    folder = root / "CUB_200_2011"
+    for line in (folder / "images.txt").read_text().splitlines():
+        rel = Path(line.split()[1])
+        target = root / "segmentations" / rel.with_suffix(".png")
+        if target.exists():
+            continue
+        width, height = Image.open(folder / "images" / rel).size
+        mask = Image.new("L", (width, height), 0)
+        mask.paste(255, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(target)
+
+
+def test_dino_qpm_rehearsal(real_cub, tmp_path):
+    """DINO-QPM at CUB's real shape, a tiny random timm ViT (2 x 2 patches) standing in for DINOv2."""
+    write_segmentations(real_cub)  # Plausibility reads CUB's segmentations
+    nb = with_parameters(jupytext.read(BOOK / "dino_qpm.md"), profile="full",
+                         cub_root=str(real_cub), **DINO_KNOBS)
+    nb = with_constants(nb, "N_FEATURES = P.pick", SOLVER_SECONDS=SOLVER_SECONDS)
+    try:
+        execute_full_world(nb, tmp_path, timeout=900)
+    finally:
+        (tmp_path / "dino_qpm.txt").write_text(text_of(nb))
+    text = text_of(nb)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    assert f"{REAL_N_CLASSES} classes, {REAL_N_TRAIN} training and {REAL_N_TEST} test images" in text
+    assert "n_f = 50, k = 5" in text and "adapter widths (2048, 2048, 2048, 512)" in text
+    assert f"train tokens ({REAL_N_TRAIN}, 64, 2, 2), CLS ({REAL_N_TRAIN}, 64)" in text
+    assert (f"features per class: [5] | distinct class signatures: {REAL_N_CLASSES} of "
+            f"{REAL_N_CLASSES}") in text
+    assert "backbone unchanged: True | no gradient reached it: True" in text
+    assert re.search(r"^DINO-QPM: \d\.\d{3}$", text, re.M)  # Plausibility on CUB's masks

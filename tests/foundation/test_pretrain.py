@@ -1,0 +1,76 @@
+"""The smoke world's ViT: the pretraining script on a reduced budget, the checkpoint, the probes."""
+
+import numpy as np
+import pytest
+import torch
+
+from companion.data.concept_parts import make_concept_parts
+from companion.foundation.pretrain import (
+    CHECKPOINT,
+    PretrainConfig,
+    disjoint_classes,
+    load,
+    load_or_train,
+    pretraining_data,
+)
+from companion.foundation.probes import few_shot_indices, probe_scores
+from companion.io import CorruptFileError
+
+SMALL = PretrainConfig(image_size=32, dim=32, depth=1, heads=2, n_images=300, n_classes=6,
+                       siblings=3, epochs=10, batch_size=30, lr=3e-3)
+
+
+def test_pretraining_script_learns_on_a_small_budget_and_round_trips(tmp_path):
+    done = load_or_train(tmp_path / "vit.pt", config=SMALL, progress=False)
+    loss = done.history.train_loss
+    assert done.history.epochs == 10 and loss[-1] < 0.9 * loss[0]
+    assert all(not p.requires_grad for p in done.vit.parameters())
+    again = load_or_train(tmp_path / "vit.pt", config=SMALL, progress=False)  # loaded, not trained
+    assert again.config == SMALL and again.history.train_loss == loss
+    x = torch.rand(2, 3, 32, 32)
+    # saved in half precision: tokens agree to half-precision accuracy
+    assert torch.allclose(again.vit(x), done.vit(x), atol=0.05)
+
+
+def test_pretraining_classes_are_disjoint_from_the_chapters():
+    a = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1]], dtype=torch.bool)
+    b = torch.tensor([[0, 1, 1, 0]], dtype=torch.bool)
+    assert disjoint_classes(a, b).tolist() == [True, False, True]
+    # excluding the pretraining classes themselves leaves nothing
+    same = PretrainConfig(n_images=100, n_classes=10, siblings=3, data_seed=0)
+    assert len(pretraining_data(same)) == 0
+    data = pretraining_data(PretrainConfig(n_images=200))
+    chapter = make_concept_parts(10, image_size=48, n_classes=10, seed=0)
+    used = make_concept_parts(10, image_size=48, n_classes=24, siblings=6, seed=1234)
+    assert disjoint_classes(used.class_parts, chapter.class_parts).all()
+    assert int(data.tensors[1].max()) == 23
+
+
+def test_committed_checkpoint_loads():
+    done = load()
+    assert done.config == PretrainConfig() and done.seed == 0
+    assert done.vit(torch.rand(1, 3, 64, 64)).shape == (1, 96, 8, 8)
+
+
+def test_bad_checkpoints_name_the_file_and_the_remedy(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No checkpoint at .*missing.pt"):
+        load(tmp_path / "missing.pt")
+    path = tmp_path / "vit_smoke.pt"
+    path.write_bytes(CHECKPOINT.read_bytes()[:10_000])
+    with pytest.raises(CorruptFileError, match=r"vit_smoke.pt is truncated .*retrain=True"):
+        load(path)
+
+
+def test_probes_separate_informative_from_random_features():
+    rng = np.random.default_rng(0)
+    y = np.arange(400) % 4
+    informative = np.eye(4)[y] * 3 + rng.normal(size=(400, 4))
+    noise = rng.normal(size=(400, 4))
+    good = probe_scores(informative[:200], y[:200], informative[200:], y[200:], k=5)
+    bad = probe_scores(noise[:200], y[:200], noise[200:], y[200:], k=5)
+    assert set(good) == {"linear", "10-shot", "5-NN"}
+    assert min(good.values()) > 0.8 and max(bad.values()) < 0.45
+    idx = few_shot_indices(y[:200], 10)
+    assert np.bincount(y[idx]).tolist() == [10, 10, 10, 10]
+    with pytest.raises(ValueError, match="fewer than shots=60"):
+        few_shot_indices(y[:200], 60)
