@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
 
 from ..metrics.segmentation import mask_iou
 from ..metrics.uncertainty import CorrectionCurve
+from .diagram import diagram_arrow, diagram_box
 from .figures import to_image
 from .style import PALETTE
 
@@ -118,18 +118,6 @@ def plot_prompts(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
     return fig
 
 
-def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str) -> None:
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04,rounding_size=0.12",
-                                fc=colour, ec="black", lw=0.8, alpha=0.9))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
-
-
-def _arrow(ax, start: tuple[float, float], end: tuple[float, float], colour: str = "black"
-           ) -> None:
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2, shrinkA=0, shrinkB=0))
-
-
 def plot_method() -> Figure:
     """The method in one picture: a SAM-style segmenter (grey) and the USAM heads (orange) that
     read its IoU token and the chosen mask's token."""
@@ -137,27 +125,27 @@ def plot_method() -> Figure:
     ax.set(xlim=(0, 15), ylim=(0, 7.8))
     ax.axis("off")
     grey, blue, orange = "#e6e6e6", "#cfe3f3", "#f8d9b0"
-    _box(ax, 0.1, 5.0, 2.0, 1.2, "image $x_I$", grey)
-    _box(ax, 0.1, 1.2, 2.0, 1.2, "click $c$", grey)
-    _box(ax, 2.7, 5.0, 2.2, 1.2, "image\nencoder", grey)
-    _box(ax, 2.7, 1.2, 2.2, 1.2, "prompt\nencoder", grey)
-    _box(ax, 5.5, 6.6, 2.6, 1.1, "output tokens", grey)
-    _box(ax, 5.5, 1.2, 2.6, 5.0, "two-way\ntransformer\ndecoder", grey)
-    _box(ax, 8.7, 4.3, 2.4, 1.2, "IoU token", blue)
-    _box(ax, 8.7, 1.9, 2.4, 1.2, "mask token $j$", blue)
-    _box(ax, 8.7, 0.05, 2.4, 1.0, "mask $j$", grey)
-    _box(ax, 8.7, 6.4, 2.4, 1.0, "scores $s_j$", grey)
+    diagram_box(ax, 0.1, 5.0, 2.0, 1.2, "image $x_I$", grey)
+    diagram_box(ax, 0.1, 1.2, 2.0, 1.2, "click $c$", grey)
+    diagram_box(ax, 2.7, 5.0, 2.2, 1.2, "image\nencoder", grey)
+    diagram_box(ax, 2.7, 1.2, 2.2, 1.2, "prompt\nencoder", grey)
+    diagram_box(ax, 5.5, 6.6, 2.6, 1.1, "output tokens", grey)
+    diagram_box(ax, 5.5, 1.2, 2.6, 5.0, "two-way\ntransformer\ndecoder", grey)
+    diagram_box(ax, 8.7, 4.3, 2.4, 1.2, "IoU token", blue)
+    diagram_box(ax, 8.7, 1.9, 2.4, 1.2, "mask token $j$", blue)
+    diagram_box(ax, 8.7, 0.05, 2.4, 1.0, "mask $j$", grey)
+    diagram_box(ax, 8.7, 6.4, 2.4, 1.0, "scores $s_j$", grey)
     for a, b in [((2.1, 5.6), (2.7, 5.6)), ((2.1, 1.8), (2.7, 1.8)), ((4.9, 5.6), (5.5, 5.6)),
                  ((4.9, 1.8), (5.5, 1.8)), ((6.8, 6.6), (6.8, 6.2)), ((8.1, 4.9), (8.7, 4.9)),
                  ((8.1, 2.5), (8.7, 2.5)), ((9.9, 5.5), (9.9, 6.4)), ((9.9, 1.9), (9.9, 1.05))]:
-        _arrow(ax, a, b)
-    _box(ax, 11.7, 2.9, 1.5, 2.0, "$l = $\n[IoU ;\nmask $j$]", orange)
-    _arrow(ax, (11.1, 4.9), (11.7, 4.4), PALETTE[3])
-    _arrow(ax, (11.1, 2.5), (11.7, 3.4), PALETTE[3])
+        diagram_arrow(ax, a, b)
+    diagram_box(ax, 11.7, 2.9, 1.5, 2.0, "$l = $\n[IoU ;\nmask $j$]", orange)
+    diagram_arrow(ax, (11.1, 4.9), (11.7, 4.4), PALETTE[3])
+    diagram_arrow(ax, (11.1, 2.5), (11.7, 3.4), PALETTE[3])
     for label, y in [(r"$\Delta^*_\Theta$", 6.0), (r"$\Delta^*_{XP}$", 4.55),
                      (r"$\Delta^*_A$", 3.1), (r"IoU$_\theta$", 1.65)]:
-        _box(ax, 13.8, y, 1.15, 1.0, label, orange)
-        _arrow(ax, (13.2, 3.9), (13.8, y + 0.5), PALETTE[3])
+        diagram_box(ax, 13.8, y, 1.15, 1.0, label, orange)
+        diagram_arrow(ax, (13.2, 3.9), (13.8, y + 0.5), PALETTE[3])
     ax.text(13.3, 0.55, "one small MLP\nper target", ha="center", va="center", fontsize=10)
     fig.tight_layout(pad=0.2)
     return fig

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
 
+from .diagram import diagram_arrow, diagram_box
 from .figures import resize_heatmap, to_image
 from .style import HEATMAP_CMAP, PALETTE
 from .widgets import Explorer, interactive_figure
@@ -100,20 +100,6 @@ def plot_temporal_prior(previous: torch.Tensor, frame: torch.Tensor, deep_keep: 
     return fig
 
 
-def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str) -> None:
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04,rounding_size=0.12",
-                                fc=colour, ec="black", lw=0.8))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10)
-
-
-def _arrow(ax, start, end, colour: str = "black", text: str = "") -> None:
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2, shrinkA=0, shrinkB=0))
-    if text:
-        ax.text((start[0] + end[0]) / 2 + 0.12, (start[1] + end[1]) / 2, text, fontsize=10,
-                ha="left", va="center", color=colour)
-
-
 def plot_method() -> Figure:
     """VPP in one picture: frame t−1's deep features, carried to frame t by Map-SM, decide which
     patches frame t computes from layer 2 on."""
@@ -122,26 +108,26 @@ def plot_method() -> Figure:
     ax.axis("off")
     grey, blue, orange = "#e6e6e6", "#cfe3f3", "#f8d9b0"
     # frame t−1, run before: its deep features and keep mask are the prior
-    _box(ax, 0.0, 6.1, 2.2, 1.4, "frame $t-1$", grey)
-    _box(ax, 2.8, 6.1, 2.6, 1.4, "blocks 1–6", grey)
-    _box(ax, 6.0, 6.1, 3.0, 1.4, "deep features\n$X_6^{t-1}$, mask $M_6^{t-1}$", blue)
-    _box(ax, 9.6, 6.1, 2.6, 1.4, "blocks 7–12,\nhead", grey)
+    diagram_box(ax, 0.0, 6.1, 2.2, 1.4, "frame $t-1$", grey)
+    diagram_box(ax, 2.8, 6.1, 2.6, 1.4, "blocks 1–6", grey)
+    diagram_box(ax, 6.0, 6.1, 3.0, 1.4, "deep features\n$X_6^{t-1}$, mask $M_6^{t-1}$", blue)
+    diagram_box(ax, 9.6, 6.1, 2.6, 1.4, "blocks 7–12,\nhead", grey)
     for a, b in [((2.2, 6.8), (2.8, 6.8)), ((5.4, 6.8), (6.0, 6.8)), ((9.0, 6.8), (9.6, 6.8))]:
-        _arrow(ax, a, b)
+        diagram_arrow(ax, a, b)
     # frame t
-    _box(ax, 0.0, 0.6, 2.2, 1.4, "frame $t$", grey)
-    _box(ax, 2.8, 0.6, 2.6, 1.4, "block 1\n(all patches)", grey)
-    _box(ax, 6.0, 0.6, 3.0, 1.4, "top-$K$ patches\nby score $s$", orange)
-    _box(ax, 9.6, 0.6, 2.6, 1.4, "blocks 2–12\non kept patches", grey)
-    _box(ax, 12.8, 0.6, 2.2, 1.4, "head on\nfull grid", grey)
+    diagram_box(ax, 0.0, 0.6, 2.2, 1.4, "frame $t$", grey)
+    diagram_box(ax, 2.8, 0.6, 2.6, 1.4, "block 1\n(all patches)", grey)
+    diagram_box(ax, 6.0, 0.6, 3.0, 1.4, "top-$K$ patches\nby score $s$", orange)
+    diagram_box(ax, 9.6, 0.6, 2.6, 1.4, "blocks 2–12\non kept patches", grey)
+    diagram_box(ax, 12.8, 0.6, 2.2, 1.4, "head on\nfull grid", grey)
     for a, b in [((2.2, 1.3), (2.8, 1.3)), ((9.0, 1.3), (9.6, 1.3)), ((12.2, 1.3), (12.8, 1.3))]:
-        _arrow(ax, a, b)
+        diagram_arrow(ax, a, b)
     # Map-SM between the rows
-    _box(ax, 3.6, 3.2, 7.8, 1.7, "Map-SM: for each patch of $t$, copy the deep\n"
+    diagram_box(ax, 3.6, 3.2, 7.8, 1.7, "Map-SM: for each patch of $t$, copy the deep\n"
          "feature of the most similar patch of $t-1$\nand score it with a tiny MLP", orange)
-    _arrow(ax, (7.5, 6.1), (7.5, 4.9), PALETTE[3])
-    _arrow(ax, (4.1, 2.0), (4.8, 3.2), PALETTE[3])
-    _arrow(ax, (7.5, 3.2), (7.5, 2.0), PALETTE[3])
+    diagram_arrow(ax, (7.5, 6.1), (7.5, 4.9), PALETTE[3])
+    diagram_arrow(ax, (4.1, 2.0), (4.8, 3.2), PALETTE[3])
+    diagram_arrow(ax, (7.5, 3.2), (7.5, 2.0), PALETTE[3])
     ax.text(12.4, 0.1, "dropped patches skip the blocks unchanged", ha="center",
             va="center", fontsize=10)
     fig.tight_layout(pad=0.2)
