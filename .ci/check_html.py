@@ -57,6 +57,9 @@ ANNOTATE = """async () => {
   for (const output of document.querySelectorAll('div.cell_output > *')) {
     const height = output.getBoundingClientRect().height;
     if (height > 0 && !shows(output)) output.setAttribute('data-blank-gap', String(Math.round(height)));
+    const [inner] = [output, ...output.querySelectorAll('*')]
+      .filter((el) => el.scrollWidth > el.clientWidth + 2 && el.clientWidth > 0);
+    if (inner) output.setAttribute('data-overflow', String(inner.scrollWidth - inner.clientWidth));
   }
   return document.documentElement.outerHTML;
 }"""

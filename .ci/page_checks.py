@@ -21,6 +21,7 @@ from bs4 import BeautifulSoup, Tag
 
 MAX_LINE = 80  # characters a code or output block shows in the content column without a scrollbar
 MIN_GAP_PX = 20  # an output at least this tall that shows nothing is a blank gap
+MIN_OVERFLOW_PX = 4  # an output at least this much wider than the column is cut off
 ERROR_TEXTS = ("Traceback (most recent call last)", "Error displaying widget",
                "Error rendering Jupyter widget")
 WARNING_TEXT = re.compile(r"\b[A-Z]\w*Warning\b|\bwarnings\.warn\b|^\s*warn(ing)?:", re.M | re.I)
@@ -276,6 +277,18 @@ def check_blank_gaps(page: Page) -> list[Problem]:
     return problems
 
 
+def check_overflow(page: Page) -> list[Problem]:
+    """No output wider than the page's column (a table or figure cut off behind a scroll bar)."""
+    problems = []
+    for node in page.content.find_all(attrs={"data-overflow": True}):
+        wider = int(float(node["data-overflow"]))
+        if wider >= MIN_OVERFLOW_PX:
+            problems.append(Problem(page.name, locate(node, page),
+                                    f"an output is {wider} px wider than the page: a reader sees it "
+                                    "cut off (fewer or narrower columns?)"))
+    return problems
+
+
 def check_equations(page: Page) -> list[Problem]:
     """Every equation Sphinx wrote was typeset by MathJax."""
     maths = page.content.select("span.math, div.math")
@@ -286,7 +299,8 @@ def check_equations(page: Page) -> list[Problem]:
 
 CHECKS: tuple[Callable[[Page], list[Problem]], ...] = (
     check_title, check_errors, check_clean_outputs, check_markdown_tables, check_line_width,
-    check_figures, check_repeated_figures, check_widgets, check_blank_gaps, check_equations)
+    check_figures, check_repeated_figures, check_widgets, check_blank_gaps, check_overflow,
+    check_equations)
 
 
 def check(page: Page) -> list[Problem]:

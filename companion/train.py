@@ -105,6 +105,14 @@ class NonFiniteStreak:
 
 # --------------------------------------------------------------------------------- checkpoints
 
+BAR_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what the bar shows; History has all
+
+
+def _postfix(values: Mapping[str, float]) -> dict[str, str]:
+    """The few numbers a progress bar shows, short enough that the bar fits a page's width."""
+    return {k: f"{values[k]:.3g}" for k in BAR_METRICS if k in values}
+
+
 def _rng_state(device: torch.device, generator: torch.Generator) -> dict:
     """Python, NumPy, torch (CPU and CUDA) and data-order generator states, loadable with weights_only."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -284,7 +292,7 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                 for k, v in {"loss": loss_value, **logs}.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * n
                 bar.update(1)
-                bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+                bar.set_postfix(_postfix({k: v / count for k, v in sums.items()}), refresh=False)
             if sched is not None:
                 sched.step()
             keys = sorted(sums)
@@ -298,8 +306,8 @@ def fit(model: nn.Module, train_data: Any, *, epochs: int, loss: LossFn | None =
                                                        collate_fn=collate_fn)
             train_loss = means.pop("loss")
             history = history.appended(train_loss, means, val, time.perf_counter() - t0)
-            bar.set_postfix({"loss": f"{train_loss:.4g}", **{k: f"{v:.4g}" for k, v in means.items()},
-                             **{f"val_{k}": f"{v:.4g}" for k, v in val.items()}})
+            bar.set_postfix(_postfix({"loss": train_loss, **means,
+                                      **{f"val_{k}": v for k, v in val.items()}}))
             if path is not None:
                 rng = [_rng_state(device, generator)]
                 if world_size > 1:

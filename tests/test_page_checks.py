@@ -143,6 +143,14 @@ def test_a_widget_the_javascript_did_not_render_fails() -> None:
     assert len(pc.check_widgets(page(FIGURE, cell("w()", VIEW)))) == 1
 
 
+def test_an_output_wider_than_the_column_is_cut_off() -> None:
+    wide = page(FIGURE, cell("table", '<div data-overflow="120"><table></table></div>'))
+    assert [p.where for p in pc.check_overflow(wide)] == ["cell 1 (§1. First)"]
+    assert "120 px wider" in pc.check_overflow(wide)[0].message
+    fits = page(FIGURE, cell("table", '<div data-overflow="1"><table></table></div>'))
+    assert pc.check_overflow(fits) == []
+
+
 def test_an_output_that_shows_nothing_is_a_blank_gap() -> None:
     gap = page(FIGURE, cell("train()", '<div class="widget-subarea" data-blank-gap="64"></div>'))
     assert [p.where for p in pc.check_blank_gaps(gap)] == ["cell 1 (§1. First)"]
