@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 __all__ = ["Table"]
 
+WIDE_COLUMNS = 8  # more columns than this: compact cells, upright column names
 NUMERIC = re.compile(r"^[\s\d.,:%×+\-−–±\[\]()]*$")  # numbers, percentages, intervals, "–"
 
 
@@ -62,18 +63,24 @@ class Table:
 
     def _repr_html_(self) -> str:
         right = self._right_aligned()
+        # a wide table (a correlation matrix, one column per layer) is set compactly, with its
+        # column names turned upright, so that it fits the page's column
+        wide = len(self.header) > WIDE_COLUMNS
+        pad = "0.1em 0.25em" if wide else "0.15em 0.6em"
 
-        def cell(tag: str, text: str, j: int) -> str:
+        def cell(tag: str, text: str, j: int, head: bool = False) -> str:
             align = "right" if right[j] else "left"
-            return (f"<{tag} style='text-align:{align};padding:0.15em 0.6em'>"
+            turn = ";writing-mode:vertical-rl;transform:rotate(180deg)" if wide and head and j else ""
+            return (f"<{tag} style='text-align:{align};padding:{pad}{turn}'>"
                     f"{html.escape(text)}</{tag}>")
 
-        head = "".join(cell("th", h, j) for j, h in enumerate(self.header))
+        head = "".join(cell("th", h, j, head=True) for j, h in enumerate(self.header))
         body = "".join("<tr>" + "".join(cell("th" if j == 0 else "td", c, j)
                                         for j, c in enumerate(r)) + "</tr>"
                        for r in self.rows)
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
-        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        size = " style='font-size:0.85em'" if wide else ""
+        return f"<table{size}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     def __repr__(self) -> str:
         cols = list(zip(self.header, *self.rows, strict=True))

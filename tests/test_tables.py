@@ -35,3 +35,10 @@ def test_numbers_align_right_and_words_left():
     html = t._repr_html_()
     assert "text-align:right;padding:0.15em 0.6em'>95.1%" in html
     assert "text-align:left;padding:0.15em 0.6em'>red / blue" in html
+
+
+def test_a_wide_table_is_set_compactly_with_upright_column_names():
+    wide = Table.of(["layer", *range(1, 13)], [["kept", *(["0.50"] * 12)]])._repr_html_()
+    assert "font-size:0.85em" in wide and wide.count("writing-mode:vertical-rl") == 12
+    narrow = Table.of(["a", "b"], [["x", "1"]])._repr_html_()
+    assert "writing-mode" not in narrow and "font-size" not in narrow
