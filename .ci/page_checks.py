@@ -265,28 +265,28 @@ def check_widgets(page: Page) -> list[Problem]:
     return problems
 
 
+def _marked(page: Page, attribute: str, minimum: int, message: str) -> list[Problem]:
+    """Outputs the browser marked with ``attribute`` (a size in px) of at least ``minimum`` px."""
+    problems = []
+    for node in page.content.find_all(attrs={attribute: True}):
+        size = int(float(node[attribute]))
+        if size >= minimum:
+            problems.append(Problem(page.name, locate(node, page), message.format(size)))
+    return problems
+
+
 def check_blank_gaps(page: Page) -> list[Problem]:
     """No output that takes room and shows nothing (e.g. a hidden progress bar)."""
-    problems = []
-    for node in page.content.find_all(attrs={"data-blank-gap": True}):
-        height = int(float(node["data-blank-gap"]))
-        if height >= MIN_GAP_PX:
-            problems.append(Problem(page.name, locate(node, page),
-                                    f"an output leaves a blank gap of {height} px (a hidden widget, "
-                                    "e.g. a finished progress bar?)"))
-    return problems
+    return _marked(page, "data-blank-gap", MIN_GAP_PX,
+                   "an output leaves a blank gap of {} px (a hidden widget, e.g. a finished "
+                   "progress bar?)")
 
 
 def check_overflow(page: Page) -> list[Problem]:
     """No output wider than the page's column (a table or figure cut off behind a scroll bar)."""
-    problems = []
-    for node in page.content.find_all(attrs={"data-overflow": True}):
-        wider = int(float(node["data-overflow"]))
-        if wider >= MIN_OVERFLOW_PX:
-            problems.append(Problem(page.name, locate(node, page),
-                                    f"an output is {wider} px wider than the page: a reader sees it "
-                                    "cut off (fewer or narrower columns?)"))
-    return problems
+    return _marked(page, "data-overflow", MIN_OVERFLOW_PX,
+                   "an output is {} px wider than the page: a reader sees it cut off (fewer or "
+                   "narrower columns?)")
 
 
 def check_equations(page: Page) -> list[Problem]:

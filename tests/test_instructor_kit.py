@@ -36,13 +36,13 @@ def test_committed_map_is_what_the_script_draws():
 
 
 def test_parameters_table_is_generated_from_the_cells():
-    assert book_tables.write_or_check(book_tables.GENERATED / "chapter_parameters.md",
+    assert book_tables.write_or_check(book_tables.GENERATED / "chapter_parameters.txt",
                                       book_tables.parameters_table(), check=True)
     assert book_tables.knobs(PRESENT["sldd"])[0][:2] + ("",) == ("profile", "None", "")
 
 
 def test_prerequisites_table_is_generated_from_the_chapter_list():
-    assert book_tables.write_or_check(book_tables.GENERATED / "chapter_prerequisites.md",
+    assert book_tables.write_or_check(book_tables.GENERATED / "chapter_prerequisites.txt",
                                       book_tables.prerequisites_table(), check=True)
 
 
@@ -75,7 +75,7 @@ def test_costs_command_writes_the_table_and_ci_requires_every_chapter(tmp_path, 
     runs = {name: {"seconds": 12.0, "peak_mib": 512, "passed": True, "cpus": 2} for name in PRESENT}
     measured.write_text(json.dumps(runs))
     assert book_tables.main(["costs", "--measured", str(measured), "--require-all"]) == 0
-    assert "| 12 s | 0.5 GiB | " in (tmp_path / "chapter_costs.md").read_text()
+    assert "| 12 s | 0.5 GiB | " in (tmp_path / "chapter_costs.txt").read_text()
     assert book_tables.main(["costs", "--measured", str(measured), "--check"]) == 0
     measured.write_text(json.dumps({"vpp": runs["vpp"]}))
     assert book_tables.main(["costs", "--measured", str(measured), "--check"]) == 1

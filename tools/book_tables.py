@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ok = True
     if "parameters" in args.tables:
-        ok &= write_or_check(GENERATED / "chapter_parameters.md", parameters_table(), args.check)
+        ok &= write_or_check(GENERATED / "chapter_parameters.txt", parameters_table(), args.check)
     if "prerequisites" in args.tables:
-        ok &= write_or_check(GENERATED / "chapter_prerequisites.md", prerequisites_table(),
+        ok &= write_or_check(GENERATED / "chapter_prerequisites.txt", prerequisites_table(),
                              args.check)
     if "costs" in args.tables:
         if not args.measured.is_file():
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.require_all and unmeasured:
                 print(f"no measurement for the chapters {unmeasured} in {args.measured}")
                 return 1
-            ok &= write_or_check(GENERATED / "chapter_costs.md", costs_table(measured), args.check)
+            ok &= write_or_check(GENERATED / "chapter_costs.txt", costs_table(measured), args.check)
     return 0 if ok else 1
 
 
