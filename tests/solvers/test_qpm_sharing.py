@@ -161,7 +161,7 @@ def test_repair_fits_children_to_parents_along_a_tree():
     assert fixed[2].tolist() == [0, 0, 0, 1, 1]  # best of row 1 (4) + best other (3)
 
 
-def test_repair_falls_back_to_a_common_core_on_a_cycle():
+def test_repair_gives_a_cycle_one_common_core():
     # along the tree, 1 and 2 each share one feature with 0 but none with each other
     A = np.array([[1.0, 1, 0, 0, 0], [5.0, 0, 4, 0, 0], [0.0, 5, 0, 4, 0]])
     W = np.zeros((3, 5), dtype=np.int8)
@@ -169,14 +169,64 @@ def test_repair_falls_back_to_a_common_core_on_a_cycle():
     triangle = ForcedSharing([(0, 1), (1, 2), (0, 2)], shared=1)
     fixed = triangle.repair(W, np.arange(5), A)
     triangle.check(fixed, np.arange(5))
-    assert (fixed[:, 0] == 1).all()  # the core: the group's best feature
-    assert fixed[1].tolist() == [1, 0, 1, 0, 0] and fixed[2].tolist() == [1, 1, 0, 0, 0]
+    assert (fixed[:, 0] == 1).all()  # the core: the group's best feature of the first class
+    assert fixed[0].tolist() == [1, 1, 0, 0, 0]  # the first class keeps its row
+    # the others add their best features that neither the first class nor the other holds
+    assert fixed[1].tolist() == [1, 0, 1, 0, 0] and fixed[2].tolist() == [1, 0, 0, 1, 0]
     # four classes pairwise sharing one of three features is impossible: None, never a violator
     A4 = np.vstack([A, A[0]])[:, :3]
     W4 = np.zeros((4, 3), dtype=np.int8)
     W4[:, [0, 1]] = 1
     clique = ForcedSharing(itertools.combinations(range(4), 2), shared=1)
     assert clique.repair(W4, np.arange(3), A4) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4), st.integers(1, 40))
+def test_repair_meets_any_pair_graph_that_leaves_features_to_spare(seed, k, n_pairs):
+    """Random pair graphs (cycles, chords, cut classes) on 30 classes, 20 of 24 features selected:
+    where every block can have its private features, the repair meets every pair and keeps the
+    paired classes' rows unique; otherwise it says None, never a violator."""
+    import networkx as nx
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(30, 24))
+    sel = np.sort(rng.choice(24, 20, replace=False))
+    shared = int(rng.integers(0, k))
+    pairs = {tuple(sorted(rng.choice(30, 2, replace=False).tolist())) for _ in range(n_pairs)}
+    order = np.argsort(-A[:, sel], axis=1)[:, :k]
+    W = np.zeros((30, 24), dtype=np.int8)
+    W[np.arange(30)[:, None], sel[order]] = 1
+    fixed = ForcedSharing(sorted(pairs), shared=shared).repair(W, sel, A)
+    largest = max(len(b) for b in nx.biconnected_components(nx.Graph(sorted(pairs))))
+    if (largest - 1) * (k - shared) <= len(sel) - k - 2 * (k - shared):  # room, and some slack
+        event("room for every block")
+        assert fixed is not None
+    if fixed is not None:
+        ForcedSharing(sorted(pairs), shared=shared).check(fixed, sel)
+        paired = sorted({c for p in pairs for c in p})  # the solver deduplicates the others
+        assert len({fixed[c].tobytes() for c in paired}) == len(paired)
+        assert (fixed.sum(1) == k).all()
+        assert not fixed[:, np.setdiff1d(np.arange(24), sel)].any()
+
+
+def test_repair_meets_the_closest_pairs_of_200_classes():
+    """CUB's shape: the 100 closest of 200 classes' pairs form long cycles with chords; fitting
+    children to parents along a tree cannot close them, the blocks' cores can."""
+    from companion.classify.chiqpm import forced_pairs
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(200, 96)) * 0.05 + rng.normal(size=(1, 96)) * 0.02
+    pairs = forced_pairs(A, 0.5)
+    sel = np.sort(rng.choice(96, 50, replace=False))
+    order = np.argsort(-A[:, sel], axis=1)[:, :5]
+    W = np.zeros(A.shape, dtype=np.int8)
+    W[np.arange(200)[:, None], sel[order]] = 1
+    sharing = ForcedSharing(pairs)
+    fixed = sharing.repair(W, sel, A)
+    check_assignment(fixed, sel, n_features=50, per_class=5, unique=False, extension=sharing)
+    paired = sorted({c for p in pairs for c in p})
+    assert len({fixed[c].tobytes() for c in paired}) == len(paired)
 
 
 def test_check_names_the_violated_pair_and_bad_pairs_are_rejected():
@@ -276,6 +326,26 @@ def test_idealised_sharing_matches_exhaustive_search(inst, data):
     W = res.assignment
     assert sum(int(W[a] @ W[c]) >= want for a, c in pairs) >= target
     assert res.status == "optimal" and res.objective == pytest.approx(opt, abs=1e-6)
+
+
+def test_idealised_sharing_returns_the_forced_solution_when_time_runs_out_first():
+    """The idealised solve starts from the forced solution: at a time limit too short for HiGHS
+    to find a point of its own it returns that one, status time_limit, never 'nothing found'."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(60, 40))
+    kw = dict(n_features=20, per_class=5, progress=False)
+    pairs = [(2 * i, 2 * i + 1) for i in range(20)]
+    forced = solve_assignment(A, **kw, time_limit=30, extension=ForcedSharing(pairs))
+    W = forced.assignment
+    found = [(a, c) for a, c in itertools.combinations(range(60), 2) if W[a] @ W[c] >= 4]
+    ideal = IdealisedSharing(found, len(pairs), forced.selected, fallback=W)
+    assert ideal.start()[0].tolist() == W.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotProvenOptimalWarning)
+        res = solve_assignment(A, **kw, time_limit=0.01, extension=ideal)
+    assert res.history[0][1] == pytest.approx(forced.objective)  # the start, before any round
+    assert res.objective >= forced.objective - 1e-9 and res.status in ("time_limit", "optimal")
+    assert res.selected.tolist() == forced.selected.tolist()
 
 
 def test_idealised_sharing_starts_from_the_forced_solution_and_never_loses():

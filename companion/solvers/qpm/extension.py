@@ -45,8 +45,9 @@ class QPMExtension:
       reduced-cost filtering stay valid upper bounds: they stay on.
     * The greedy/swap heuristic does not know the constraints: each of its solutions, and each
       repaired MILP round, becomes the incumbent (HiGHS's cutoff) only if it passes ``check``,
-      as it is or after ``repair``. With no such solution there is no incumbent and no cutoff:
-      HiGHS runs its own heuristics, and only ``n_candidates`` filters features.
+      as it is or after ``repair``; so does ``start``'s solution. With no such solution there is
+      no incumbent and no cutoff: HiGHS runs its own heuristics, and only ``n_candidates``
+      filters features.
     * ``check`` runs on every returned solution, after QPM's own constraints are checked.
     """
 
@@ -60,6 +61,13 @@ class QPMExtension:
 
     def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
         """Raise ``ValueError`` naming the extension's first constraint the solution violates."""
+
+    def start(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """A solution (W, selected) known before the solve, e.g. an earlier solve's; None: none.
+
+        The solver takes it as its incumbent where it passes ``check`` and beats the heuristic.
+        """
+        return None
 
     def repair(self, assignment: np.ndarray, selected: np.ndarray,
                similarity: np.ndarray) -> np.ndarray | None:

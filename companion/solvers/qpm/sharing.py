@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .extension import ModelVariables, QPMExtension
+from .heuristic import subsets_by_value
 
 W_DTYPE = np.int8  # the repaired rows' dtype (as the solver's W)
 
@@ -69,10 +70,9 @@ class ForcedSharing(QPMExtension):
                similarity: np.ndarray) -> np.ndarray | None:
         """Re-fit the rows of each connected group of paired classes; None if that fails.
 
-        First along a spanning tree from the group's first class: each child gets its best
-        ``shared`` features of its parent's row plus its best k − shared others. Where the
-        group's other pairs then fail (cycles), all its classes get one common core of ``shared``
-        features, the group's best, and k − shared private features each.
+        Block by block of the group's pair graph (:func:`_fit_blocks`): a pair on no cycle gets
+        the child's best ``shared`` features of its parent's row plus its best others; the
+        classes of a cycle share one core of ``shared`` features and differ in private ones.
         """
         W = np.array(assignment, dtype=np.int8)
         A = np.asarray(similarity, dtype=float)
@@ -81,12 +81,9 @@ class ForcedSharing(QPMExtension):
         shared = self._shared(k)
         taken: set[bytes] = set()  # rows of the groups fitted so far: frozen, so keep them unique
         for group, pairs in self._groups():
-            fitted = _fit_tree(W.copy(), group, pairs, A, sel, k, shared, taken)
-            if fitted is None or not _holds(fitted, pairs, shared):
-                fitted = _fit_core(W.copy(), group, A, sel, k, shared)
-            if fitted is None:
+            W = _fit_blocks(W, group, pairs, A, sel, k, shared, taken)
+            if W is None:
                 return None
-            W = fitted
             taken.update(W[c].tobytes() for c in group)
         try:
             self.check(W, sel)
@@ -120,7 +117,7 @@ class IdealisedSharing(QPMExtension):
     the forced equalities are dropped and at least ``target`` of these pairs must keep sharing
     k − 1 (one binary indicator u_p per pair: Σ_j z_j ≥ shared · u_p, Σ_p u_p ≥ target), with
     the selection s fixed to ``selection``. ``fallback`` (the forced solution, which meets all
-    this) is the repair, so the solver starts from it.
+    this) is where the solver starts, and the repair of rounds that miss the constraints.
     """
 
     def __init__(self, pairs: Iterable[Sequence[int]], target: int, selection: Sequence[int],
@@ -169,6 +166,10 @@ class IdealisedSharing(QPMExtension):
             raise ValueError(f"Idealised sharing violated: {kept} of the pairs share {shared} "
                              f"features, at least {self.target} must.")
 
+    def start(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The forced solution on the fixed selection: the solve's first incumbent."""
+        return None if self.fallback is None else (self.fallback.copy(), self.selection.copy())
+
     def repair(self, assignment: np.ndarray, selected: np.ndarray,
                similarity: np.ndarray) -> np.ndarray | None:
         """The forced solution, where the selection is the fixed one."""
@@ -181,72 +182,74 @@ class IdealisedSharing(QPMExtension):
         return self.fallback.copy()
 
 
-def _holds(W: np.ndarray, pairs: list[tuple[int, int]], shared: int) -> bool:
-    return all(int(W[a] @ W[b]) == shared for a, b in pairs)
+def _fit_blocks(W, group, pairs, A, sel, k, shared, taken=frozenset()) -> np.ndarray | None:
+    """The group's rows refitted block by block of its pair graph, so every pair shares ``shared``.
 
-
-def _fit_tree(W, group, pairs, A, sel, k, shared, taken=frozenset()) -> np.ndarray | None:
-    """Breadth-first from ``group[0]``: fit each newly reached class to the class reaching it.
-
-    A child keeps ``shared`` of its parent's features and adds k − shared others, the best such
-    row (by the child's A) whose signature no class of the group, nor any row in ``taken``, has.
+    The pair graph splits into biconnected blocks that meet in single classes (a pair on no
+    cycle is a block of two). The group's first class keeps its row (its best unused one if that
+    is in ``taken``). Blocks are then fitted outward: a block is entered through the one class of
+    it already fitted; its core is ``shared`` of that class's features, and each other member
+    gets the core plus k − shared private features, its best ones among those neither the entry
+    class nor another member holds, so every two rows of the block share exactly the core. The
+    block's best core comes first; the next is tried where rows run out. Rows stay unique against
+    ``taken``. None where no core leaves enough rows.
     """
-    near: dict[int, list[int]] = {c: [] for c in group}
-    for a, b in pairs:
-        near[a].append(b)
-        near[b].append(a)
-    seen, queue = {group[0]}, [group[0]]
-    if W[group[0]].tobytes() in taken:
-        return None
-    used = {W[group[0]].tobytes(), *taken}
-    for parent in queue:
-        for child in near[parent]:
-            if child in seen:
-                continue
-            own, other = sel[W[parent, sel] == 1], sel[W[parent, sel] == 0]
-            row = _best_unused_row(A[child], own, other, shared, k, used, W.shape[1])
-            if row is None:
-                return None
-            W[child] = row
+    import networkx as nx
+
+    W, used, root = W.copy(), set(taken), group[0]
+    if W[root].tobytes() in used:
+        best_first = (_row(sel[list(subset)], W.shape[1])
+                      for subset, _ in subsets_by_value(A[root, sel], k))
+        row = next((row for row in best_first if row.tobytes() not in used), None)
+        if row is None:
+            return None
+        W[root] = row
+    used.add(W[root].tobytes())
+    fitted = {root}
+    pending = [set(block) for block in nx.biconnected_components(nx.Graph(pairs))]
+    while pending:
+        block = next(b for b in pending if b & fitted)  # one fitted class: the blocks form a tree
+        pending.remove(block)
+        (entry,) = block & fitted
+        members = [c for c in group if c in block and c != entry]
+        own = sel[W[entry, sel] == 1]
+        cores = sorted(itertools.combinations(own.tolist(), shared),
+                       key=lambda core: -A[np.ix_(members, list(core))].sum())
+        for core in cores:
+            rows = _block_rows(A, members, list(core), set(sel[W[entry, sel] == 0].tolist()),
+                               k - shared, used, W.shape[1])
+            if rows is not None:
+                break
+        else:
+            return None
+        for c, row in zip(members, rows, strict=True):
+            W[c] = row
             used.add(row.tobytes())
-            seen.add(child)
-            queue.append(child)
+        fitted |= block
     return W
 
 
-def _best_unused_row(a, own, other, shared, k, used, n, tries: int = 200) -> np.ndarray | None:
-    """A 0/1 row with ``shared`` of ``own`` and k − shared of ``other``, best by ``a``, not in ``used``."""
-    if len(own) < shared or len(other) < k - shared:
-        return None
-    keeps = sorted(itertools.combinations(own.tolist(), shared), key=lambda s: -a[list(s)].sum())
-    ranked = other[np.argsort(-a[other], kind="stable")]
-    base, extra = ranked[:max(k - shared - 1, 0)], ranked[max(k - shared - 1, 0):]
-    for keep in keeps[:tries]:
-        for last in (extra if k > shared else [None]):
-            row = np.zeros(n, dtype=W_DTYPE)
-            row[list(keep)] = 1
-            row[base] = 1
-            if last is not None:
-                row[last] = 1
-            if row.tobytes() not in used:
-                return row
-    return None
+def _block_rows(A, members, core, free, n_private, used, n) -> list[np.ndarray] | None:
+    """Rows ``core`` + ``n_private`` features of ``free`` for each member, disjoint beyond the core."""
+    rows, free, used = [], set(free), set(used)
+    for c in members:
+        ranked = [j for j in np.argsort(-A[c], kind="stable").tolist() if j in free]
+        if len(ranked) < n_private:
+            return None
+        base = ranked[:n_private - 1]
+        tails = [[j] for j in ranked[n_private - 1:]] if n_private else [[]]
+        row = next((r for r in (_row(core + base + t, n) for t in tails)
+                    if r.tobytes() not in used), None)
+        if row is None:
+            return None
+        rows.append(row)
+        used.add(row.tobytes())
+        free -= set(np.flatnonzero(row).tolist())
+    return rows
 
 
-def _fit_core(W, group, A, sel, k, shared) -> np.ndarray | None:
-    """One core of ``shared`` features for the whole group, k − shared private features each."""
-    if shared + len(group) * (k - shared) > len(sel):
-        return None
-    core = sel[np.argsort(-A[np.ix_(group, sel)].sum(0), kind="stable")[:shared]]
-    rest = np.setdiff1d(sel, core)
-    need = {c: k - shared for c in group}
-    W[group] = 0
-    W[np.ix_(group, core)] = 1
-    used: set[int] = set()
-    sub = A[np.ix_(group, rest)]
-    for flat in np.argsort(-sub, axis=None, kind="stable"):  # best (class, feature) first
-        c, j = group[flat // len(rest)], int(rest[flat % len(rest)])
-        if need[c] and j not in used:
-            W[c, j], need[c] = 1, need[c] - 1
-            used.add(j)
-    return W
+def _row(features, n: int) -> np.ndarray:
+    """The 0/1 row (length n) that holds ``features``."""
+    row = np.zeros(n, dtype=W_DTYPE)
+    row[list(features)] = 1
+    return row

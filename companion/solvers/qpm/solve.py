@@ -56,8 +56,8 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
     ``extension`` (a :class:`QPMExtension`, e.g. :class:`ForcedSharing`) adds variables and linear
     constraints to every MILP round. Its constraints only shrink the feasible set, so the
     Lagrangian bound and filtering stay on; heuristic and round solutions become the incumbent
-    only if they pass ``extension.check``, as they are or after ``extension.repair`` (no
-    incumbent: no cutoff).
+    only if they pass ``extension.check``, as they are or after ``extension.repair``, and so does
+    ``extension.start()`` (no incumbent: no cutoff).
     Raises ``ValueError`` if the extended problem is infeasible, ``RuntimeError`` if no feasible
     solution was found in time.
     """
@@ -101,6 +101,13 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
     W, sel, incumbent, ok = heuristic_solution(
         A, R, b, n_features, k, penalty, unique, restarts, seed, deadline=t0 + 0.5 * time_limit,
         repair=feasible if extension is not None else None)
+    start = extension.start() if extension is not None else None
+    if start is not None:  # a known solution (an earlier solve's) competes with the heuristic's
+        W0 = feasible(np.asarray(start[0], dtype=np.int8), np.sort(np.asarray(start[1])))
+        if W0 is not None:
+            value = assignment_objective(W0, start[1], A, np.triu(R, 1), b, penalty)
+            if not ok or value > incumbent:
+                W, sel, incumbent, ok = W0, np.sort(np.asarray(start[1])), value, True
     scale = max(abs(incumbent), 1.0)  # the gap tolerance's scale, even without a feasible point
     bound, reduced = lagrangian_bound(A, b, n_features=n_features, per_class=k, incumbent=incumbent,
                                       redundancy=R, penalty=penalty,
