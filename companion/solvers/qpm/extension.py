@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,15 +16,17 @@ if TYPE_CHECKING:
 class ModelVariables:
     """What an extension sees of one MILP round; features are indexed among the candidates.
 
-    ``s`` is the selection (boolean, length ``len(features)``); ``rows[c]`` is W_c over all
-    candidate features (binary, an affine cvxpy expression) for every class in the extension's
-    ``exact_classes``; ``pairs`` holds y_ij ≥ s_i + s_j − 1 for the penalised pairs
-    ``pair_index[:, t] = (i, j)`` (None without a penalty). ``features[j]`` is candidate j's index
-    among all N features, so a constraint on a named feature looks it up with ``searchsorted``.
+    ``s`` is the selection (boolean, length ``len(features)``); ``rows(classes)`` is the
+    (len(classes), len(features)) matrix of W for those classes (binary, an affine cvxpy
+    expression; any of the extension's ``exact_classes``, repeats allowed), built in one sparse
+    product so that constraints on many pairs stay one matrix constraint each; ``pairs`` holds
+    y_ij ≥ s_i + s_j − 1 for the penalised pairs ``pair_index[:, t] = (i, j)`` (None without a
+    penalty). ``features[j]`` is candidate j's index among all N features, so a constraint on a
+    named feature looks it up with ``searchsorted``.
     """
 
     s: cp.Variable
-    rows: Mapping[int, cp.Expression]
+    rows: Callable[[Sequence[int]], cp.Expression]
     pairs: cp.Variable | None
     pair_index: np.ndarray
     features: np.ndarray
@@ -39,7 +41,7 @@ class QPMExtension:
     Contract, which keeps the solver's answers correct:
 
     * ``constraints`` may create cvxpy variables and must return linear constraints on them, on
-      ``s`` and on the rows of ``exact_classes`` only (other classes' W is a windowed relaxation in
+      ``s`` and on ``rows`` of ``exact_classes`` only (other classes' W is a windowed relaxation in
       the MILP and is replaced by each class's top k afterwards). The objective is not extensible.
     * The constraints only shrink the feasible set, so QPM's Lagrangian bound and its
       reduced-cost filtering stay valid upper bounds: they stay on.
@@ -56,7 +58,7 @@ class QPMExtension:
         return ()
 
     def constraints(self, model: ModelVariables) -> list[cp.Constraint]:
-        """Linear constraints (on new variables, ``s`` and ``model.rows``) to add to every round."""
+        """Linear constraints (on new variables, ``s`` and ``model.rows(...)``) for every round."""
         return []
 
     def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:

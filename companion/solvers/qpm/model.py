@@ -56,7 +56,7 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
     cons = [cp.sum(s) == n_features]
     offset = k * float(theta.sum())  # cvxpy keeps constants out of the solver's objective
     objective = b @ s + offset
-    parts, rows_of, exact_rows = [], {}, {}
+    parts, rows_of, exact_rows, exact_var = [], {}, {}, None
     for boolean in (False, True):
         pick = np.flatnonzero(is_cut == boolean)
         if len(pick) == 0:
@@ -79,7 +79,8 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
             for t, (ci, ji) in enumerate(zip(c, j, strict=True)):
                 rows_of[(int(ci), int(ji))] = (e, t)
             for ci in np.flatnonzero(full & present):
-                exact_rows[int(ci)] = e[np.flatnonzero(c == ci)]  # entries in feature order
+                exact_rows[int(ci)] = np.flatnonzero(c == ci)  # e's entries, in feature order
+            exact_var = e
     iu, ju = np.nonzero(np.triu(R, 1))
     y = None
     if penalty > 0 and len(iu):
@@ -109,8 +110,18 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
         if missing:
             raise ValueError(f"classes {missing} must be in cut_classes with full windows for the "
                              "extension's constraints.")
+        def rows(classes: Sequence[int]) -> cp.Expression:
+            """W of ``classes`` (one row each, repeats allowed) over all candidates: M @ e."""
+            classes = [int(c) for c in classes]
+            if any(c not in wanted for c in classes):
+                raise ValueError(f"rows() gives only the extension's exact classes; got {classes}.")
+            picked = np.concatenate([exact_rows[c] for c in classes])
+            M = sp.csr_array((np.ones(len(picked)), (np.arange(len(picked)), picked)),
+                             shape=(len(picked), exact_var.shape[0]))
+            return cp.reshape(M @ exact_var, (len(classes), n), order="C")
+
         cons += list(extension.constraints(ModelVariables(
-            s=s, rows={c: exact_rows[c] for c in wanted}, pairs=y,
+            s=s, rows=rows, pairs=y,
             pair_index=np.vstack([iu, ju]), features=np.arange(n) if features is None else features,
             n_features=n_features, per_class=k, n_classes=n_classes)))
     problem = cp.Problem(cp.Maximize(objective), cons)

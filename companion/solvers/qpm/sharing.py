@@ -49,13 +49,11 @@ class ForcedSharing(QPMExtension):
     def constraints(self, model: ModelVariables) -> list:
         import cvxpy as cp
 
+        if not self.pairs:
+            return []
         shared = self._shared(model.per_class)
-        cons = []
-        for a, b in self.pairs:
-            wa, wb = model.rows[a], model.rows[b]
-            z = cp.Variable(wa.shape[0], nonneg=True)  # z_j = W_aj · W_bj on binary rows
-            cons += [z <= wa, z <= wb, z >= wa + wb - 1, cp.sum(z) == shared]
-        return cons
+        z, cons = _pair_products(model, self.pairs)
+        return cons + [cp.sum(z, axis=1) == shared]
 
     def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
         W = np.asarray(assignment)
@@ -150,11 +148,8 @@ class IdealisedSharing(QPMExtension):
         if not self.pairs:
             return cons
         keep = cp.Variable(len(self.pairs), boolean=True)
-        for p, (a, b) in enumerate(self.pairs):
-            wa, wb = model.rows[a], model.rows[b]
-            z = cp.Variable(wa.shape[0], nonneg=True)
-            cons += [z <= wa, z <= wb, z >= wa + wb - 1, cp.sum(z) >= shared * keep[p]]
-        return cons + [cp.sum(keep) >= self.target]
+        z, products = _pair_products(model, self.pairs)
+        return cons + products + [cp.sum(z, axis=1) >= shared * keep, cp.sum(keep) >= self.target]
 
     def check(self, assignment: np.ndarray, selected: np.ndarray) -> None:
         W = np.asarray(assignment)
@@ -180,6 +175,15 @@ class IdealisedSharing(QPMExtension):
         except ValueError:
             return None
         return self.fallback.copy()
+
+
+def _pair_products(model: ModelVariables, pairs: list[tuple[int, int]]) -> tuple:
+    """z (pairs × candidates) with z_pj = W_aj · W_bj on binary rows, and its linear constraints."""
+    import cvxpy as cp
+
+    wa, wb = model.rows([a for a, _ in pairs]), model.rows([b for _, b in pairs])
+    z = cp.Variable(wa.shape, nonneg=True)
+    return z, [z <= wa, z <= wb, z >= wa + wb - 1]
 
 
 def _fit_blocks(W, group, pairs, A, sel, k, shared, taken=frozenset()) -> np.ndarray | None:
