@@ -152,6 +152,9 @@ def test_chiqpm_rehearsal(rehearse):
     text, _ = rehearse("chiqpm", ("N_FEATURES = P.pick", {"SOLVER_SECONDS": SOLVER_SECONDS}))
     assert f"{REAL_N_CLASSES} classes, {REAL_N_TRAIN} training and {REAL_N_TEST} test images" in text
     assert "n_f = 50, k = 5, rho = 0.5" in text
+    # the paper's 100 closest pairs are met (the repair's blocks give the solver a start), not the
+    # cycle-free fallback
+    assert f"forced pairs: {REAL_N_CLASSES // 2} | closest pairs (the paper's rule)" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
     # each solve says honestly what it proved
     for name in ("QPM", "CHiQPM forced", "CHiQPM idealised"):
