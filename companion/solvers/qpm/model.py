@@ -56,7 +56,7 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
     cons = [cp.sum(s) == n_features]
     offset = k * float(theta.sum())  # cvxpy keeps constants out of the solver's objective
     objective = b @ s + offset
-    parts, rows_of, exact_rows, exact_var = [], {}, {}, None
+    parts, exact_rows, exact_var = [], {}, None
     for boolean in (False, True):
         pick = np.flatnonzero(is_cut == boolean)
         if len(pick) == 0:
@@ -76,8 +76,6 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
         objective = objective + (A[c, j] - theta[c]) @ e
         parts.append((pick, e))
         if boolean:
-            for t, (ci, ji) in enumerate(zip(c, j, strict=True)):
-                rows_of[(int(ci), int(ji))] = (e, t)
             for ci in np.flatnonzero(full & present):
                 exact_rows[int(ci)] = np.flatnonzero(c == ci)  # e's entries, in feature order
             exact_var = e
@@ -90,36 +88,32 @@ def solve_round(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k:
         if len(tri):
             # three pairwise-penalised features: m chosen of them pay m(m−1)/2 ≥ m − 1 pairs
             pair = {(int(a), int(c)): t for t, (a, c) in enumerate(zip(iu, ju, strict=True))}
-            rows = np.array([[pair[(a, c)], pair[(a, d)], pair[(c, d)]] for a, c, d in tri])
-            cons.append(y[rows[:, 0]] + y[rows[:, 1]] + y[rows[:, 2]]
+            sides = np.array([[pair[(a, c)], pair[(a, d)], pair[(c, d)]] for a, c, d in tri])
+            cons.append(y[sides[:, 0]] + y[sides[:, 1]] + y[sides[:, 2]]
                         >= s[tri[:, 0]] + s[tri[:, 1]] + s[tri[:, 2]] - 1)
         objective = objective - penalty * (R[iu, ju] @ y)
-    for c1, c2 in pairs:
+
+    def rows(classes: Sequence[int]) -> cp.Expression:
+        """W of ``classes`` (exact rows, one each, repeats allowed) over all features: M @ e."""
+        classes = [int(c) for c in classes]
+        missing = sorted({c for c in classes if c not in exact_rows})
+        if missing:
+            raise ValueError(f"classes {missing} must be in cut_classes with full windows for "
+                             "uniqueness cuts or the extension's constraints.")
+        picked = np.concatenate([exact_rows[c] for c in classes])
+        M = sp.csr_array((np.ones(len(picked)), (np.arange(len(picked)), picked)),
+                         shape=(len(picked), exact_var.shape[0]))
+        return cp.reshape(M @ exact_var, (len(classes), n), order="C")
+
+    if pairs:
         # distinct signatures: c1 uses some feature j that c2 does not (d_j ≤ W_c1j, d_j ≤ 1 − W_c2j)
-        own = [j for j in np.flatnonzero(window[c1])]
-        d = cp.Variable(len(own), nonneg=True)
-        first = cp.hstack([rows_of[(c1, j)][0][rows_of[(c1, j)][1]] for j in own])
-        cons += [d <= first, cp.sum(d) >= 1]
-        other = [(t, rows_of[(c2, j)]) for t, j in enumerate(own) if (c2, j) in rows_of]
-        if other:
-            idx = [t for t, _ in other]
-            cons.append(d[idx] <= 1 - cp.hstack([var[i] for _, (var, i) in other]))
+        first, second = rows([a for a, _ in pairs]), rows([b for _, b in pairs])
+        d = cp.Variable(first.shape, nonneg=True)
+        cons += [d <= first, d <= 1 - second, cp.sum(d, axis=1) >= 1]
     if extension is not None:
         wanted = [int(c) for c in extension.exact_classes(n_classes)]
-        missing = [c for c in wanted if c not in exact_rows]
-        if missing:
-            raise ValueError(f"classes {missing} must be in cut_classes with full windows for the "
-                             "extension's constraints.")
-        def rows(classes: Sequence[int]) -> cp.Expression:
-            """W of ``classes`` (one row each, repeats allowed) over all candidates: M @ e."""
-            classes = [int(c) for c in classes]
-            if any(c not in wanted for c in classes):
-                raise ValueError(f"rows() gives only the extension's exact classes; got {classes}.")
-            picked = np.concatenate([exact_rows[c] for c in classes])
-            M = sp.csr_array((np.ones(len(picked)), (np.arange(len(picked)), picked)),
-                             shape=(len(picked), exact_var.shape[0]))
-            return cp.reshape(M @ exact_var, (len(classes), n), order="C")
-
+        if wanted:
+            rows(wanted)  # every class the extension names has an exact row
         cons += list(extension.constraints(ModelVariables(
             s=s, rows=rows, pairs=y,
             pair_index=np.vstack([iu, ju]), features=np.arange(n) if features is None else features,
