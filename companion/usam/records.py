@@ -79,6 +79,10 @@ def pair_tokens(iou_token: torch.Tensor, mask_tokens: torch.Tensor) -> torch.Ten
 def instance_batches(data: AmbiguousShapes, batch_size: int, device: torch.device,
                      progress: bool, desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """The one loop over instances: (index, images (B, 3, S, S), masks (B, S, S)) on ``device``."""
+    if data.masks.shape[-2:] != data.images.shape[-2:]:
+        raise ValueError(f"masks are {tuple(data.masks.shape[-2:])} pixels but the images "
+                         f"{tuple(data.images.shape[-2:])}: every instance mask must have its "
+                         "image's size; resize the masks (nearest neighbour) to the images.")
     starts = range(0, len(data), batch_size)
     for s in tqdm(starts, desc=desc, disable=not progress, total=math.ceil(len(data) / batch_size)):
         idx = slice(s, s + batch_size)

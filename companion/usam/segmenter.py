@@ -289,8 +289,13 @@ class PromptableSegmenter(nn.Module):
                              f"got {tuple(labels.shape)}.")
         labels = labels.long()
         real = labels != NOT_A_POINT
+        if points.shape[1] == 0:
+            raise ValueError("the prompt set is empty (points of shape (B, 0, 2)): give every "
+                             "image at least one click, e.g. the centre click of "
+                             "companion.data.prompts.centre_click.")
         if not real.any(1).all():
-            raise ValueError("every prompt needs at least one click that is not padding (−1).")
+            raise ValueError("every prompt needs at least one click that is not padding (−1): "
+                             "label at least one click 1 (foreground) or 0 (background).")
         s = self.image_size
         outside = real & ((points < 0) | (points > s - 1)).any(-1)
         if outside.any():
