@@ -195,3 +195,20 @@ def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
                     torch.tensor([[x, y]]))
     fig.tight_layout()
     return fig
+
+
+def plot_use(use, *, xlabel: str, ylabel: str, x=None, points: Mapping[str, tuple] | None = None,
+             title: str = "") -> Figure:
+    """One use of the gaps: a curve per ranking (``use.curves``) against ``x`` (default: the
+    fractions acted on), with single operating ``points`` (label: (x, y)) marked; legend outside."""
+    x = use.fractions if x is None else np.asarray(x)
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    styles = {"random": dict(color="grey", ls="--")}
+    for i, (name, y) in enumerate(use.curves.items()):
+        ax.plot(x, y, label=name, lw=1.8, **styles.get(name, dict(color=PALETTE[i % len(PALETTE)])))
+    for i, (label, (px, py)) in enumerate((points or {}).items()):
+        ax.scatter([px], [py], marker="osD^"[i % 4], s=50, zorder=3, color="black", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
