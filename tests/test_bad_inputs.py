@@ -53,7 +53,10 @@ from companion.solvers.elastic_net import elastic_net_path  # noqa: E402
 from companion.solvers.qpm import assignment_objective, solve_assignment  # noqa: E402
 from companion.tables import Table  # noqa: E402
 from companion.train import evaluate, fit  # noqa: E402
+from companion.usam.records import predict_instances  # noqa: E402
+from companion.usam.sam2_hf import predict_sam2  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
+from companion.usam.uses import cascade  # noqa: E402
 from companion.viz.concept_parts import show_concept_parts  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
 from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
@@ -321,6 +324,25 @@ def vpp_pruned_uint8_clip(tmp, mp):
 def usam_uint8_images(tmp, mp):
     images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
     return lambda: create_segmenter("tiny", device="cpu")(images, torch.tensor([[[5.0, 5.0]]]))
+
+
+def usam_clicks(points):
+    return lambda tmp, mp: lambda: create_segmenter("tiny", device="cpu")(
+        torch.rand(1, 3, 32, 32), points)
+
+
+def usam_masks_of_another_size(tmp, mp):
+    data = make_ambiguous_shapes(2, seed=0, progress=False)
+    bad = type(data)(data.images, data.masks[:, :16, :16], data.image_index, data.kind, data.group)
+    return lambda: predict_instances(create_segmenter("tiny", device="cpu"), bad,
+                                     torch.zeros(len(bad), 1, 2), progress=False)
+
+
+def usam_sam2_instance(mask_shape=(8, 10), points=((1.0, 1.0),)):
+    image, mask = np.zeros((8, 10, 3), np.uint8), np.ones(mask_shape, bool)
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    return call(predict_sam2, segmenter=None, images=[image], masks=[mask], points=[pts],
+                progress=False)
 
 
 def small_cnn_too_small(tmp, mp):
@@ -607,6 +629,22 @@ CASES = [
      call(plausibility, maps=torch.rand(2, 3, 6, 6), weight=torch.rand(4, 3),
           predicted=torch.tensor([0, 1]), masks=torch.ones(2, 40, 48)), ValueError,
      r"masks of size 40x48 do not fit the 6x6 patch grid"),
+    ("USAM click outside the image", usam_clicks(torch.tensor([[[40.0, 5.0]]])), ValueError,
+     r"1 click\(s\) lie outside the 32×32 image.*pixel coordinates in \[0, 31\]"),
+    ("USAM empty prompt set", usam_clicks(torch.zeros(1, 0, 2)), ValueError,
+     r"the prompt set is empty.*at least one click"),
+    ("USAM masks of another size than the images", usam_masks_of_another_size, ValueError,
+     r"masks are \(16, 16\) pixels but the images \(32, 32\).*resize the masks"),
+    ("SAM 2.1 click outside the image", usam_sam2_instance(points=((12.0, 3.0),)), ValueError,
+     r"instance 0: click \(x, y\) = \(12\.0, 3\.0\) lies outside the 10×8 image"),
+    ("SAM 2.1 empty prompt set", usam_sam2_instance(points=()), ValueError,
+     r"instance 0: the prompt set has shape \(0, 2\); give at least one"),
+    ("SAM 2.1 mask of another size", usam_sam2_instance(mask_shape=(4, 5)), ValueError,
+     r"instance 0: the mask is \(4, 5\) but its image is \(8, 10\).*image's own size"),
+    ("USAM cascade threshold 1.5", call(cascade, predicted_gap=torch.zeros(3), threshold=1.5),
+     ValueError, r"cascade threshold .* must lie in \[0, 1\], got 1\.5"),
+    ("USAM cascade threshold -0.1", call(cascade, predicted_gap=torch.zeros(3), threshold=-0.1),
+     ValueError, r"must lie in \[0, 1\], got -0\.1"),
 ]
 
 

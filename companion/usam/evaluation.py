@@ -103,3 +103,42 @@ def evaluate_corrections(records: USAMRecords, heads: USAMHeads,
         inputs[panel] = (to_numpy(current, dtype=float), to_numpy(refined, dtype=float),
                          {k: to_numpy(v, dtype=float) for k, v in rankings.items()})
     return CorrectionResult(curves, rel, inputs)
+
+
+@dataclass(frozen=True)
+class MaskSpread:
+    """How much the predicted and the true targets differ between the three masks of a click."""
+
+    predicted: dict[str, float]  # mean over clicks of max − min over the masks
+    true: dict[str, float]
+    picks_best: dict[str, float]  # share of clicks whose pick is the best of the three masks
+
+    def table(self) -> Table:
+        rows = [[n, f"{self.predicted[n]:.3f}", f"{self.true[n]:.3f}"] for n in self.predicted]
+        return Table.of(["target", "predicted spread", "true spread"], rows,
+                        caption="mean over clicks of max − min over the three masks")
+
+
+def mask_spread(records: USAMRecords, heads: USAMHeads, size: str) -> MaskSpread:
+    """The spread over the three masks of every click of each gap, predicted and true.
+
+    The true model and prompt gaps belong to the instance (best of three against best of three),
+    so their true spread is zero; the task gap IoU_θ − IoU_j and the IoU of mask j differ by mask.
+    ``picks_best``: how often the score, and the task head (smallest predicted gap), pick the
+    mask with the highest IoU.
+    """
+    records._check_size(size)
+    own = records.single[size]
+    with torch.inference_mode():
+        pred = heads.predict(own.iou_token, own.mask_tokens)
+    true = records.mask_targets(size)
+    names = [n for n in ("model_gap", "prompt_gap", "task_gap", "iou_sam") if n in pred]
+
+    def spread(x: torch.Tensor) -> float:
+        return float((x.max(1).values - x.min(1).values).mean())
+
+    best = own.ious.argmax(1)
+    picks = {"SamScore": float((own.chosen == best).float().mean()),
+             "USAM task head": float((pred["task_gap"].argmin(1) == best).float().mean())}
+    return MaskSpread({n: spread(pred[n]) for n in names}, {n: spread(true[n]) for n in names},
+                      picks)

@@ -83,9 +83,12 @@ def train_heads(records: USAMRecords, *, sizes: Sequence[str] | None = None,
                 momentum: float = PAPER_SGD["momentum"],
                 weight_decay: float = PAPER_SGD["weight_decay"],
                 batch_size: int = PAPER_SGD["batch_size"], optimizer: str = "sgd", seed: int = 0,
-                device=None, progress: bool = True) -> tuple[USAMHeads, History]:
-    """Train all heads post hoc (segmenter frozen) on the rows of ``sizes`` (default: all)."""
-    x, y = records.training_rows(sizes)
+                masks: str = "all", device=None, progress: bool = True) -> tuple[USAMHeads, History]:
+    """Train all heads post hoc (segmenter frozen) on the rows of ``sizes`` (default: all).
+
+    ``masks``: train on every mask of a prompt (``"all"``) or only on the score's choice.
+    """
+    x, y = records.training_rows(sizes, masks=masks)
     torch.manual_seed(seed)
     heads = USAMHeads(records.target_names, x.shape[1] // 2)
     history = fit(heads, (x, y), epochs=epochs, loss=heads_loss, optimizer=optimizer, lr=lr,

@@ -1,14 +1,14 @@
 """UncertainSAM's records: each size's masks, scores and tokens on every instance; the targets.
 
 For every instance and every segmenter size θ the segmenter runs on the centre click c and on the
-dense prompt x_P*. The heads read l = [IoU token ; mask token of the score-chosen mask] (mask j is
-paired with its own token j) and regress the paper's targets:
+dense prompt x_P*. The heads read l = [IoU token ; mask token j] (mask j is paired with its own
+token j), one row per mask, and regress the paper's targets:
 
 * ``iou_<size>``: best-of-3 IoU of the segmenter of that size (USAM_θ; from any size's tokens),
-* ``iou_sam``: IoU of the mask with the highest predicted IoU (USAM_SAM),
+* ``iou_sam``: IoU of mask j; at the score's choice, USAM_SAM,
 * ``iou_dense``: best-of-3 IoU with the dense prompt (USAM_xP*),
 * ``model_gap`` Δ*_Θ = IoU_large − IoU_tiny, ``prompt_gap`` Δ*_XP = IoU_dense − IoU_θ,
-  ``task_gap`` Δ*_A = IoU_θ − IoU_SAM.
+  ``task_gap`` Δ*_A = IoU_θ − IoU_j (at the score's choice, IoU_θ − IoU_SAM).
 
 Gaps are shifted by +0.5 and every target is clipped to [0, 1].
 """
@@ -79,6 +79,10 @@ def pair_tokens(iou_token: torch.Tensor, mask_tokens: torch.Tensor) -> torch.Ten
 def instance_batches(data: AmbiguousShapes, batch_size: int, device: torch.device,
                      progress: bool, desc: str) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """The one loop over instances: (index, images (B, 3, S, S), masks (B, S, S)) on ``device``."""
+    if data.masks.shape[-2:] != data.images.shape[-2:]:
+        raise ValueError(f"masks are {tuple(data.masks.shape[-2:])} pixels but the images "
+                         f"{tuple(data.images.shape[-2:])}: every instance mask must have its "
+                         "image's size; resize the masks (nearest neighbour) to the images.")
     starts = range(0, len(data), batch_size)
     for s in tqdm(starts, desc=desc, disable=not progress, total=math.ceil(len(data) / batch_size)):
         idx = slice(s, s + batch_size)
@@ -130,12 +134,36 @@ class USAMRecords:
                    task_gap=own.iou_best - own.iou_sam)
         return out
 
-    def training_rows(self, sizes: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs l (R, 2D) and encoded targets (R, n_targets), one row per (instance, size)."""
+    def mask_targets(self, size: str) -> dict[str, torch.Tensor]:
+        """The targets for every mask j of ``size``, each (M, 3).
+
+        ``iou_sam`` becomes the IoU of mask j and ``task_gap`` IoU_θ − IoU_j (at the score's
+        choice, the paper's targets); the others belong to the instance, the same for all masks.
+        """
+        own = self.single[size]
+        out = {k: v[:, None].expand_as(own.ious) for k, v in self.targets(size).items()}
+        out.update(iou_sam=own.ious, task_gap=own.iou_best[:, None] - own.ious)
+        return out
+
+    def training_rows(self, sizes: Sequence[str] | None = None, *,
+                      masks: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs l (R, 2D) and encoded targets (R, n_targets).
+
+        ``masks="all"``: one row per (instance, size, mask), so the heads learn what each mask's
+        token says about that mask; ``"chosen"``: only the score-chosen mask's row.
+        """
+        if masks not in ("all", "chosen"):
+            raise ValueError(f"masks must be 'all' or 'chosen', got {masks!r}.")
         xs, ys = [], []
         for size in sizes or self.sizes:
-            xs.append(self.single[size].features())
-            ys.append(encode_targets(self.targets(size), self.target_names))
+            own = self.single[size]
+            if masks == "chosen":
+                xs.append(own.features())
+                ys.append(encode_targets(self.targets(size), self.target_names))
+            else:
+                xs.append(pair_tokens(own.iou_token, own.mask_tokens).flatten(0, 1))
+                ys.append(encode_targets({k: v.flatten() for k, v in self.mask_targets(size).items()},
+                                         self.target_names))
         return torch.cat(xs), torch.cat(ys)
 
     def subset(self, index) -> USAMRecords:

@@ -117,6 +117,22 @@ class Sam2Tokens:
                                iou_token=tokens[:, 1], mask_tokens=tokens[:, MASK_TOKENS[self.pairing]])
 
 
+def _check_instance(i: int, image: np.ndarray, mask: np.ndarray, pts: np.ndarray) -> None:
+    """Instance ``i``: a mask of its image's size and a non-empty set of clicks inside it."""
+    h, w = image.shape[:2]
+    if mask.shape != (h, w):
+        raise ValueError(f"instance {i}: the mask is {mask.shape} but its image is {(h, w)} "
+                         "(H, W): give masks at the image's own size, not resized.")
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
+        raise ValueError(f"instance {i}: the prompt set has shape {pts.shape}; give at least one "
+                         "(x, y) click as a (K, 2) array with K >= 1.")
+    outside = (pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)
+    if outside.any():
+        raise ValueError(f"instance {i}: click (x, y) = {tuple(pts[outside][0].tolist())} lies "
+                         f"outside the {w}×{h} image; clicks are pixel coordinates with x in "
+                         f"[0, {w - 1}] and y in [0, {h - 1}].")
+
+
 def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                  points: Sequence[np.ndarray], *, progress: bool = True) -> Predictions:
     """Run SAM 2.1 on each (image, click set) and score the three masks against ``masks``.
@@ -126,6 +142,8 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
     if not len(images) == len(masks) == len(points):
         raise ValueError(f"got {len(images)} images, {len(masks)} masks and {len(points)} "
                          "prompts: give one mask and one prompt per image.")
+    for i, (image, mask, pts) in enumerate(zip(images, masks, points, strict=True)):
+        _check_instance(i, np.asarray(image), np.asarray(mask), np.asarray(pts, dtype=float))
     if segmenter.processor is None:
         raise ValueError("predict_sam2 needs the Sam2Processor: build the segmenter with "
                          "Sam2Tokens.from_pretrained(...).")

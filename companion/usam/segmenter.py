@@ -3,10 +3,11 @@
 Image encoder (a small CNN, the only part that changes between sizes) → image embedding
 (B, D, h, w); prompt encoder (random-Fourier positional encoding of (x, y) clicks + a label
 embedding); mask decoder (a two-way transformer over the output tokens [IoU token, 3 mask tokens]
-and the prompt tokens). Mask token j makes mask j through a hypernetwork MLP; the IoU token makes
-the three predicted IoUs ("SamScore"). Every size shares the token width D, as SAM 2's sizes share
-256, so one USAM head fits all of them. SAM's fourth (single-mask) token is left out: every prompt
-gets three masks.
+and the prompt tokens). Mask token j makes mask j through one hypernetwork MLP shared by the three
+tokens (SAM has one per token; shared, whatever makes mask j differ from mask k must be in token j,
+where the USAM heads read it); the IoU token makes the three predicted IoUs ("SamScore"). Every
+size shares the token width D, as SAM 2's sizes share 256, so one USAM head fits all of them.
+SAM's fourth (single-mask) token is left out: every prompt gets three masks.
 """
 
 from __future__ import annotations
@@ -192,8 +193,9 @@ class MaskDecoder(nn.Module):
     def __init__(self, dim: int, num_heads: int, depth: int, num_masks: int):
         super().__init__()
         self.num_masks = num_masks
-        self.iou_token = nn.Parameter(0.02 * torch.randn(1, dim))
-        self.mask_tokens = nn.Parameter(0.02 * torch.randn(num_masks, dim))
+        # unit-scale like SAM's nn.Embedding, so the tokens start apart and keep their identity
+        self.iou_token = nn.Parameter(torch.randn(1, dim))
+        self.mask_tokens = nn.Parameter(torch.randn(num_masks, dim))
         self.blocks = nn.ModuleList(TwoWayBlock(dim, num_heads, skip_first_pe=(i == 0))
                                     for i in range(depth))
         self.final_attn = Attention(dim, num_heads, downsample=2)
@@ -201,9 +203,8 @@ class MaskDecoder(nn.Module):
         self.upscale = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
             nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU())
-        self.hypernets = nn.ModuleList(
-            nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
-                          nn.Linear(dim, dim // 8)) for _ in range(num_masks))
+        self.hypernet = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
+                                      nn.Linear(dim, dim // 8))
         self.iou_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim),
                                       nn.ReLU(), nn.Linear(dim, num_masks))
 
@@ -220,7 +221,7 @@ class MaskDecoder(nn.Module):
         tokens = self.final_norm(tokens + self.final_attn(tokens + token_pe, src + pos, src))
         iou_token, mask_tokens = tokens[:, 0], tokens[:, 1:1 + self.num_masks]
         up = self.upscale(src.transpose(1, 2).reshape(b, d, h, w))
-        hyper = torch.stack([net(mask_tokens[:, j]) for j, net in enumerate(self.hypernets)], 1)
+        hyper = self.hypernet(mask_tokens)
         logits = torch.einsum("bmc,bchw->bmhw", hyper, up)
         return SegmenterOutput(logits, torch.sigmoid(self.iou_head(iou_token)), iou_token,
                                mask_tokens)
@@ -289,8 +290,13 @@ class PromptableSegmenter(nn.Module):
                              f"got {tuple(labels.shape)}.")
         labels = labels.long()
         real = labels != NOT_A_POINT
+        if points.shape[1] == 0:
+            raise ValueError("the prompt set is empty (points of shape (B, 0, 2)): give every "
+                             "image at least one click, e.g. the centre click of "
+                             "companion.data.prompts.centre_click.")
         if not real.any(1).all():
-            raise ValueError("every prompt needs at least one click that is not padding (−1).")
+            raise ValueError("every prompt needs at least one click that is not padding (−1): "
+                             "label at least one click 1 (foreground) or 0 (background).")
         s = self.image_size
         outside = real & ((points < 0) | (points > s - 1)).any(-1)
         if outside.any():

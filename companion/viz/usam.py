@@ -119,34 +119,47 @@ def plot_prompts(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
 
 
 def plot_method() -> Figure:
-    """The method in one picture: a SAM-style segmenter (grey) and the USAM heads (orange) that
-    read its IoU token and the chosen mask's token."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.9))
-    ax.set(xlim=(0, 15), ylim=(0, 7.8))
+    """The method in one picture: a SAM-style segmenter (grey), its IoU token and three mask
+    tokens (blue), the USAM heads (orange) that give each mask its gaps, and what each gap is for."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    ax.set(xlim=(0, 15.2), ylim=(0, 8.9))
     ax.axis("off")
-    grey, blue, orange = "#e6e6e6", "#cfe3f3", "#f8d9b0"
-    diagram_box(ax, 0.1, 5.0, 2.0, 1.2, "image $x_I$", grey)
-    diagram_box(ax, 0.1, 1.2, 2.0, 1.2, "click $c$", grey)
-    diagram_box(ax, 2.7, 5.0, 2.2, 1.2, "image\nencoder", grey)
-    diagram_box(ax, 2.7, 1.2, 2.2, 1.2, "prompt\nencoder", grey)
-    diagram_box(ax, 5.5, 6.6, 2.6, 1.1, "output tokens", grey)
-    diagram_box(ax, 5.5, 1.2, 2.6, 5.0, "two-way\ntransformer\ndecoder", grey)
-    diagram_box(ax, 8.7, 4.3, 2.4, 1.2, "IoU token", blue)
-    diagram_box(ax, 8.7, 1.9, 2.4, 1.2, "mask token $j$", blue)
-    diagram_box(ax, 8.7, 0.05, 2.4, 1.0, "mask $j$", grey)
-    diagram_box(ax, 8.7, 6.4, 2.4, 1.0, "scores $s_j$", grey)
-    for a, b in [((2.1, 5.6), (2.7, 5.6)), ((2.1, 1.8), (2.7, 1.8)), ((4.9, 5.6), (5.5, 5.6)),
-                 ((4.9, 1.8), (5.5, 1.8)), ((6.8, 6.6), (6.8, 6.2)), ((8.1, 4.9), (8.7, 4.9)),
-                 ((8.1, 2.5), (8.7, 2.5)), ((9.9, 5.5), (9.9, 6.4)), ((9.9, 1.9), (9.9, 1.05))]:
+    grey, blue, orange, green = "#e6e6e6", "#cfe3f3", "#f8d9b0", "#d5ecd4"
+    diagram_box(ax, 0.05, 5.6, 1.5, 1.1, "image\n$x_I$", grey)
+    diagram_box(ax, 0.05, 1.6, 1.5, 1.1, "click $c$", grey)
+    diagram_box(ax, 1.9, 5.6, 1.5, 1.1, "image\nencoder", grey)
+    diagram_box(ax, 1.9, 1.6, 1.5, 1.1, "prompt\nencoder", grey)
+    diagram_box(ax, 3.75, 1.2, 1.6, 5.9, "two-way\ntrans-\nformer\ndecoder", grey)
+    diagram_box(ax, 3.75, 7.6, 1.6, 1.0, "output\ntokens", grey)
+    for a, b in [((1.55, 6.15), (1.9, 6.15)), ((1.55, 2.15), (1.9, 2.15)),
+                 ((3.4, 6.15), (3.75, 6.15)), ((3.4, 2.15), (3.75, 2.15)),
+                 ((4.55, 7.6), (4.55, 7.1))]:
         diagram_arrow(ax, a, b)
-    diagram_box(ax, 11.7, 2.9, 1.5, 2.0, "$l = $\n[IoU ;\nmask $j$]", orange)
-    diagram_arrow(ax, (11.1, 4.9), (11.7, 4.4), PALETTE[3])
-    diagram_arrow(ax, (11.1, 2.5), (11.7, 3.4), PALETTE[3])
-    for label, y in [(r"$\Delta^*_\Theta$", 6.0), (r"$\Delta^*_{XP}$", 4.55),
-                     (r"$\Delta^*_A$", 3.1), (r"IoU$_\theta$", 1.65)]:
-        diagram_box(ax, 13.8, y, 1.15, 1.0, label, orange)
-        diagram_arrow(ax, (13.2, 3.9), (13.8, y + 0.5), PALETTE[3])
-    ax.text(13.3, 0.55, "one small MLP\nper target", ha="center", va="center", fontsize=10)
+    # the IoU token gives the scores, mask token j gives mask j
+    diagram_box(ax, 5.7, 5.9, 1.6, 1.1, "IoU\ntoken", blue)
+    diagram_box(ax, 5.7, 7.6, 1.6, 1.0, "scores $s_j$", grey)
+    diagram_arrow(ax, (5.35, 6.45), (5.7, 6.45))
+    diagram_arrow(ax, (6.5, 7.0), (6.5, 7.6))
+    ys = (4.3, 2.75, 1.2)
+    for j, y in enumerate(ys, start=1):
+        diagram_box(ax, 5.7, y, 1.6, 1.1, f"mask\ntoken {j}", blue)
+        diagram_arrow(ax, (5.35, y + 0.55), (5.7, y + 0.55))
+        diagram_box(ax, 7.6, y, 2.1, 1.1, f"$l_{j}$ =\n[IoU ; mask {j}]", orange)
+        diagram_arrow(ax, (7.3, y + 0.55), (7.6, y + 0.55), PALETTE[3])
+        diagram_arrow(ax, (7.3, 6.2), (7.6, y + 0.95), PALETTE[3])
+    ax.text(6.5, 0.6, "mask $j$ is made\nfrom token $j$", ha="center", va="center", fontsize=9)
+    # one MLP per target reads every l_j: each mask gets its own gaps
+    diagram_box(ax, 10.0, 1.2, 1.8, 4.2, "one MLP\nper target,\nrun on\neach $l_j$", orange)
+    for y in ys:
+        diagram_arrow(ax, (9.7, y + 0.55), (10.0, y + 0.55), PALETTE[3])
+    uses = [(r"$\Delta^*_\Theta$: escalate to" "\n" "the large model", 4.75),
+            (r"$\Delta^*_{XP}$: ask for" "\n" "another click", 3.4),
+            (r"$\Delta^*_A$: pick another" "\n" "mask, drop a label", 2.05),
+            (r"IoU$^*$: the quality" "\n" "of mask $j$", 0.7)]
+    for label, y in uses:
+        diagram_box(ax, 12.15, y, 3.0, 1.1, label, green)
+        diagram_arrow(ax, (11.8, 3.3), (12.15, y + 0.55), PALETTE[3])
+    ax.text(13.65, 6.5, "what each\ngap is for", ha="center", va="center", fontsize=10)
     fig.tight_layout(pad=0.2)
     return fig
 
@@ -180,5 +193,22 @@ def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
                   for n in ("model_gap", "prompt_gap", "task_gap") if n in pred]
         _mask_panel(axes[j + 1], image, out.mask_logits[0, j] > 0, "\n".join(lines),
                     torch.tensor([[x, y]]))
+    fig.tight_layout()
+    return fig
+
+
+def plot_use(use, *, xlabel: str, ylabel: str, x=None, points: Mapping[str, tuple] | None = None,
+             title: str = "") -> Figure:
+    """One use of the gaps: a curve per ranking (``use.curves``) against ``x`` (default: the
+    fractions acted on), with single operating ``points`` (label: (x, y)) marked; legend outside."""
+    x = use.fractions if x is None else np.asarray(x)
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    styles = {"random": dict(color="grey", ls="--")}
+    for i, (name, y) in enumerate(use.curves.items()):
+        ax.plot(x, y, label=name, lw=1.8, **styles.get(name, dict(color=PALETTE[i % len(PALETTE)])))
+    for i, (label, (px, py)) in enumerate((points or {}).items()):
+        ax.scatter([px], [py], marker="osD^"[i % 4], s=50, zorder=3, color="black", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig

@@ -37,8 +37,9 @@ def test_mask_j_is_made_by_mask_token_j(model):
     finally:
         hook.remove()
     with torch.no_grad():
-        for j, net in enumerate(model.mask_decoder.hypernets):
-            ref = torch.einsum("bc,bchw->bhw", net(out.mask_tokens[:, j]), seen["up"])
+        for j in range(3):  # one hypernetwork, fed token j
+            ref = torch.einsum("bc,bchw->bhw", model.mask_decoder.hypernet(out.mask_tokens[:, j]),
+                               seen["up"])
             assert torch.allclose(ref, out.mask_logits[:, j], atol=1e-5)
         assert torch.allclose(model.mask_decoder.iou_head(out.iou_token).sigmoid(), out.scores)
 

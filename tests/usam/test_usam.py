@@ -52,9 +52,24 @@ def test_targets_follow_the_definitions():
     col = {n: y[:, i] for i, n in enumerate(rec.target_names)}
     assert torch.allclose(col["prompt_gap"], torch.tensor([0.7, 0.1]))  # +0.5
     assert torch.allclose(col["task_gap"], torch.tensor([0.9, 1.0]))    # +0.5, clipped
-    x, rows = rec.training_rows()
+    x, rows = rec.training_rows(masks="chosen")
     assert x.shape == (4, 2 * D) and rows.shape == (4, len(rec.target_names))
     assert torch.equal(x[0, D:], tiny.mask_tokens[0, 0]) and torch.equal(x[1, D:], tiny.mask_tokens[1, 1])
+    # one row per mask: mask j's token with mask j's IoU and task gap, the instance's other targets
+    per_mask = rec.mask_targets("tiny")
+    assert torch.allclose(per_mask["iou_sam"], tiny.ious)
+    assert torch.allclose(per_mask["task_gap"], torch.tensor([[0.4, 0.0, 0.2], [0.0, 0.8, 0.6]]))
+    assert torch.allclose(per_mask["model_gap"], torch.tensor([[0.1] * 3, [0.05] * 3]))
+    x_all, rows_all = rec.training_rows()
+    assert x_all.shape == (12, 2 * D) and rows_all.shape == (12, len(rec.target_names))
+    assert torch.equal(x_all[4, D:], tiny.mask_tokens[1, 1])  # instance 1, mask 1
+    col_all = {n: rows_all[:, i] for i, n in enumerate(rec.target_names)}
+    assert torch.allclose(col_all["task_gap"][:6], torch.tensor([0.9, 0.5, 0.7, 0.5, 1.0, 1.0]))
+    # at the chosen mask the per-mask rows are the paper's rows
+    for i, j in enumerate(tiny.chosen.tolist()):
+        assert torch.allclose(rows_all[3 * i + j], rows[i])
+    with pytest.raises(ValueError, match="masks must be 'all' or 'chosen'"):
+        rec.training_rows(masks="best")
     sub = rec.subset([1])
     assert torch.allclose(sub.targets("tiny")["task_gap"], torch.tensor([0.8]))
     with pytest.raises(ValueError, match="Unknown size"):
@@ -175,3 +190,23 @@ def test_relative_auc_interval_of_the_oracle_ranking_is_exactly_one():
     assert apart.low > 1.0  # the reversed ranking loses area: its relative AUC is negative
     with pytest.raises(ValueError, match="Unknown method"):
         result.difference_interval("task", "USAM")
+
+
+def test_mask_spread_is_zero_for_heads_blind_to_the_mask():
+    from companion.usam.evaluation import mask_spread
+    g = torch.Generator().manual_seed(3)
+    n = 20
+    ious = torch.rand(n, 3, generator=g)
+    scores = torch.rand(n, 3, generator=g)
+    same = torch.randn(n, 1, D, generator=g).expand(n, 3, D)  # three identical mask tokens
+    p = Predictions(scores, ious, torch.randn(n, D, generator=g), same)
+    rec = USAMRecords(("tiny", "large"), {"tiny": p, "large": p}, {"tiny": p, "large": p})
+    heads = USAMHeads(rec.target_names, D)
+    spread = mask_spread(rec, heads, "tiny")
+    assert spread.predicted["task_gap"] == pytest.approx(0.0, abs=1e-6)
+    width = float((ious.max(1).values - ious.min(1).values).mean())
+    assert spread.true["task_gap"] == pytest.approx(width)
+    assert spread.true["iou_sam"] == pytest.approx(width)
+    assert spread.true["model_gap"] == 0.0 and spread.true["prompt_gap"] == 0.0
+    assert spread.picks_best["SamScore"] == pytest.approx(
+        float((scores.argmax(1) == ious.argmax(1)).float().mean()))

