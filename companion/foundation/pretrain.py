@@ -1,12 +1,18 @@
-"""Pretrain the smoke world's frozen ViT, supervised on concept-parts classes disjoint from the chapter's.
+"""Pretrain the smoke world's frozen ViT: with labels of disjoint classes (shipped) or label-free.
 
 Why supervised: a frozen foundation model needs real pretraining, and no DINOv2 weights can be
 downloaded here. Two label-free objectives were measured first on concept-parts images
 (``research/feasibility.md``): DINO self-distillation (390 s) and SimSiam (300 s) reached 0.875
 and 0.892 with a linear probe on pooled tokens and 0.598 and 0.609 with k-NN, against 0.879 and
-0.675 for the same ViT with random weights: neither beat random weights. So this script trains
-with the labels of *other* classes (same part vocabulary, different part sets, different seed):
-a transfer stand-in for self-supervised pretraining, which the chapter says plainly.
+0.675 for the same ViT with random weights: neither beat random weights. A third is here,
+``objective="masked"`` (the MAE/iBOT family): half of the 2×2-patch blocks are replaced by a
+learned mask token and a linear head predicts the pixels of every hidden patch; no label is
+read. Ten epochs of it (324 CPU-seconds, the same images and optimiser) fell below random
+weights on every probe of the chapter's data; :mod:`companion.foundation.compare` measured it
+and ``checkpoints/label_free.json`` holds the numbers, which the chapter prints. So the shipped
+checkpoint trains with the labels of *other* classes (same part vocabulary, different part
+sets, different seed): a transfer stand-in for self-supervised pretraining, which the chapter
+says plainly.
 
 The committed checkpoint ``companion/foundation/checkpoints/vit_smoke.pt`` (about 1 MB, half
 precision) was made on one CPU thread, in 272 CPU-seconds (10 epochs of 10,000 images), with::

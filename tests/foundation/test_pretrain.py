@@ -108,3 +108,31 @@ def test_probes_separate_informative_from_random_features():
     assert np.bincount(y[idx]).tolist() == [10, 10, 10, 10]
     with pytest.raises(ValueError, match="fewer than shots=60"):
         few_shot_indices(y[:200], 60)
+
+
+def test_committed_comparison_matches_the_shipped_checkpoint(tmp_path):
+    from companion.classify import dino_qpm as dq
+    from companion.classify.data import load_data
+    from companion.foundation.compare import read_results
+    from companion.runtime import set_profile
+
+    results = read_results()
+    rows = results["backbones"]
+    assert list(rows)[:3] == ["random weights", "labels (shipped)", "masked patches"]
+    assert all(list(r) == list(rows["random weights"]) for r in rows.values())
+    assert all(0 <= v <= 1 for r in rows.values() for v in r.values())
+    assert list(results["label_free"]) == list(rows)[2:] and list(results["hits"]) == list(rows)
+    for name, hits in results["hits"].items():  # the hits are the accuracy, image by image
+        assert len(hits) == 1000 and hits.count("1") / 1000 == pytest.approx(
+            rows[name]["DINO-QPM accuracy"], abs=1e-6)
+    assert all(run["config"]["objective"] == "masked" for run in results["label_free"].values())
+    # a stale file would not match the checkpoint: recompute the shipped row's pooled probes
+    set_profile("smoke")
+    data, vit = load_data("concept_parts"), load().vit
+    train = dq.frozen_tokens(vit, data.eval_train, progress=False)
+    test = dq.frozen_tokens(vit, data.test, progress=False)
+    again = probe_scores(train.pooled, train.labels, test.pooled, test.labels)
+    assert again == {k.removeprefix("pooled "): v for k, v in rows["labels (shipped)"].items()
+                     if k.startswith("pooled ")}
+    with pytest.raises(FileNotFoundError, match="python -m companion.foundation.compare"):
+        read_results(tmp_path / "none.json")
