@@ -25,6 +25,7 @@ import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
+from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
 from companion.classify.qsenn import quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
@@ -34,6 +35,7 @@ from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
 from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
 from companion.download import DownloadError, download  # noqa: E402
 from companion.features import extract_features  # noqa: E402
+from companion.foundation.pretrain import PretrainConfig  # noqa: E402
 from companion.io import CorruptFileError, load_checked, save_atomic  # noqa: E402
 from companion.losses import diversity_criterion  # noqa: E402
 from companion.metrics.bootstrap import bootstrap_interval  # noqa: E402
@@ -625,6 +627,13 @@ CASES = [
         "timm:vit_tiny_patch16_224", image_size=20, pretrained=False, patch_size=8, embed_dim=16,
         depth=1, num_heads=2)(torch.rand(1, 3, 20, 20)), ValueError,
      r"height and width divisible by the patch size \(8, 8\), got \(20, 20\)"),
+    ("load_data: a concept-parts option the generator does not take",
+     call(load_data, source="concept_parts", n_train=20, n_test=10, rotaton=30), TypeError,
+     r"\['rotaton'\] are not concept-parts options.*'rotation'"),
+    ("concept parts rotation beyond 180 degrees", call(make_concept_parts, n_images=2, rotation=200),
+     ValueError, r"rotation must lie in \[0, 180\], got 200"),
+    ("pretraining objective unknown", call(PretrainConfig, objective="mae"), ValueError,
+     r"objective='mae' is unknown; use one of \('labels', 'masked'\)"),
     ("Plausibility masks of the wrong size",
      call(plausibility, maps=torch.rand(2, 3, 6, 6), weight=torch.rand(4, 3),
           predicted=torch.tensor([0, 1]), masks=torch.ones(2, 40, 48)), ValueError,

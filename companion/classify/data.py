@@ -85,8 +85,15 @@ def _name(kind: str, options: dict) -> str:
 
 
 def _concept_parts(seed: int, **options: Any) -> ClassificationData:
+    import inspect
+
     from ..data.concept_parts import make_concept_parts
 
+    known = set(CONCEPT_SIZES["smoke"]) | (set(inspect.signature(make_concept_parts).parameters)
+                                           - {"n_images", "split", "seed"})
+    if unknown := sorted(set(options) - known):
+        raise TypeError(f"{unknown} are not concept-parts options; load_data passes these to "
+                        f"make_concept_parts: {sorted(known)}.")
     sizes = {**CONCEPT_SIZES[get_profile().name], **options}
     n_train, n_test = sizes.pop("n_train"), sizes.pop("n_test")
     train = make_concept_parts(n_train, split="train", seed=seed, **sizes)
@@ -139,7 +146,9 @@ def load_data(source: str | os.PathLike = "concept_parts", *, root: str | os.Pat
     ``root`` is CUB's folder (None: the cache); an image folder is named by ``source`` itself
     (``root/train`` + ``root/test``, else a seeded, class-stratified ``test_fraction``).
     ``concept_options`` (n_train, n_test, n_classes, image_size …) override the profile's
-    concept-parts sizes. The labels are validated here, once for the pipeline.
+    concept-parts sizes; any other option of :func:`companion.data.concept_parts.make_concept_parts`
+    (``rotation``, ``distractors``, ``shortcut`` …) goes to the generator. The labels are
+    validated here, once for the pipeline.
     """
     if str(source) == "concept_parts":
         data = _concept_parts(seed, **concept_options)

@@ -45,6 +45,7 @@ BACKGROUND_PATTERNS = ("plain", "rows", "columns", "checks")
 BACKGROUND_CONTRAST = 0.06
 FAMILIES = ("finch", "gull", "wren", "heron", "owl", "jay", "swift", "crane", "tern", "lark",
             "kite", "dove")
+ROTATION_STEP = 15  # degrees: angles are drawn on this lattice so that stencils can be shared
 _CHUNK = 1024  # images rendered at once; bounds the memory of intermediate arrays
 
 
@@ -162,7 +163,7 @@ def make_concept_parts(n_images: int = 2000, *, image_size: int = 64, n_classes:
                        n_parts: int = 16, parts_per_class: int = 4, siblings: int = 3,
                        split: str = "train", seed: int = 0, shortcut: float = 0.0,
                        distractors: float = 0.3, dropout: float = 0.1, noise: float = 0.02,
-                       grid: int = 4) -> ConceptParts:
+                       grid: int = 4, rotation: float = 0.0) -> ConceptParts:
     """Generate one split of the concept-parts dataset.
 
     The classes depend on ``seed`` only, so ``split="train"`` and ``split="test"`` with the same
@@ -170,7 +171,9 @@ def make_concept_parts(n_images: int = 2000, *, image_size: int = 64, n_classes:
     share ``ceil(parts_per_class / 2)`` core parts. ``shortcut`` is the probability that a training
     image shows its class's background (test backgrounds are always random), ``distractors`` the
     mean number of parts from outside the class per image, ``dropout`` the probability that a
-    class part is left out (at least half of them stay), ``noise`` the std of pixel noise.
+    class part is left out (at least half of them stay), ``noise`` the std of pixel noise,
+    ``rotation`` the largest angle (degrees, drawn uniformly in steps of 15) by which a part is
+    turned inside its cell; at 0 (the default) no angle is drawn and no part is turned.
     """
     n_images = check_int("n_images", n_images)
     image_size = check_int("image_size", image_size)
@@ -185,6 +188,7 @@ def make_concept_parts(n_images: int = 2000, *, image_size: int = 64, n_classes:
     distractors = check_fraction("distractors", distractors, high=float(MAX_PARTS))
     noise = check_fraction("noise", noise)
     grid = check_int("grid", grid)
+    rotation = check_fraction("rotation", rotation, high=180.0)
     cell = image_size // grid
     if cell < MIN_CELL:
         raise ValueError(f"image_size={image_size} is too small for a {grid}x{grid} grid of parts: "
@@ -207,6 +211,9 @@ def make_concept_parts(n_images: int = 2000, *, image_size: int = 64, n_classes:
         tied = rng.random(n_images) < shortcut
         background[tied] = class_background[labels[tied]]
     slots = _layout(labels, class_parts, grid, cell, dropout, distractors, rng)
+    steps = int(rotation // ROTATION_STEP)
+    slots["angle"] = (ROTATION_STEP * rng.integers(-steps, steps + 1, slots["part"].shape)
+                      if steps else np.zeros(slots["part"].shape, np.int64))
 
     images = np.empty((n_images, 3, image_size, image_size), np.float32)
     part_map = np.zeros((n_images, image_size, image_size), np.uint8)
@@ -301,10 +308,13 @@ def _layout(labels: np.ndarray, class_parts: np.ndarray, grid: int, cell: int, d
             "size": size}
 
 
-def _shape_mask(shape: str, size: int) -> np.ndarray:
-    """A ``(size, size)`` boolean stencil of a shape."""
+def _shape_mask(shape: str, size: int, angle: float = 0.0) -> np.ndarray:
+    """A ``(size, size)`` boolean stencil of a shape, turned by ``angle`` degrees (clipped to it)."""
     u = (np.arange(size) + 0.5) / size * 2 - 1
     y, x = np.meshgrid(u, u, indexing="ij")
+    if angle:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        y, x = c * y - s * x, s * y + c * x
     r2 = x ** 2 + y ** 2
     masks = {
         "circle": r2 <= 1.0,
@@ -322,11 +332,11 @@ def _draw_parts(part_map: np.ndarray, slots: dict[str, np.ndarray], parts: tuple
     """Write ``p + 1`` into ``part_map`` at every pixel of every placed part (in place)."""
     valid = slots["part"] >= 0
     n_idx = np.nonzero(valid)[0]
-    part, size = slots["part"][valid], slots["size"][valid]
+    part, size, angle = slots["part"][valid], slots["size"][valid], slots["angle"][valid]
     y0, x0 = slots["y"][valid] + offset, slots["x"][valid] + offset
-    for p, s in sorted(set(zip(part.tolist(), size.tolist(), strict=True))):
-        sel = (part == p) & (size == s)
-        ty, tx = np.nonzero(_shape_mask(parts[p].shape, s))
+    for p, s, a in sorted(set(zip(part.tolist(), size.tolist(), angle.tolist(), strict=True))):
+        sel = (part == p) & (size == s) & (angle == a)
+        ty, tx = np.nonzero(_shape_mask(parts[p].shape, s, a))
         part_map[n_idx[sel, None], y0[sel, None] + ty, x0[sel, None] + tx] = p + 1
 
 

@@ -104,3 +104,15 @@ def test_image_folder_skips_other_files_and_takes_any_size_and_mode(tmp_path):
     shapes = {tuple(data.train[i][0].shape) for i in range(len(data.train))}
     shapes |= {tuple(data.test[i][0].shape) for i in range(len(data.test))}
     assert shapes == {(3, 16, 16)}
+
+
+def test_generator_options_reach_concept_parts_and_name_the_data():
+    sizes = dict(n_train=40, n_test=20, image_size=32)
+    plain = load_data("concept_parts", **sizes)
+    turned = load_data("concept_parts", rotation=45, **sizes)
+    # the same classes and labels; the parts are drawn turned, so the pixels differ
+    assert torch.equal(turned.train_labels, plain.train_labels)
+    assert not torch.equal(turned.test_images, plain.test_images)
+    assert turned.name != plain.name  # another dataset for the dense cache
+    again = load_data("concept_parts", rotation=0, **sizes)  # 0 is the default: the same images
+    assert torch.equal(again.test_images, plain.test_images)

@@ -290,3 +290,19 @@ def test_figures_show_the_ground_truth(data):
     groups = data.superclass.numpy()[rows]
     assert (np.diff(groups) != 0).sum() == len(set(groups.tolist())) - 1
     plt.close(fig)
+
+
+def test_rotation_turns_the_parts_and_keeps_the_default_unturned():
+    from companion.data.concept_parts import _shape_mask
+
+    bar = _shape_mask("bar", 10)
+    assert np.array_equal(_shape_mask("bar", 10, 90), bar.T)  # a quarter turn stands it up
+    assert np.array_equal(_shape_mask("triangle", 12, 180), _shape_mask("triangle", 12)[::-1, ::-1])
+    plain = make_concept_parts(60, image_size=32, seed=2)
+    turned = make_concept_parts(60, image_size=32, seed=2, rotation=45)
+    assert torch.equal(turned.labels, plain.labels)
+    assert torch.equal(turned.part_present, plain.part_present)  # the same parts, turned
+    assert not torch.equal(turned.part_map, plain.part_map)
+    # every part is still drawn, with the same id
+    ids = lambda d: [set(np.unique(m.numpy())) - {0} for m in d.part_map]
+    assert ids(turned) == ids(plain)
