@@ -253,33 +253,3 @@ def test_default_path_certifies_its_gap_and_satisfies_kkt(group):
         fit = path.entry(i)
         assert fit.gap == float(path.gaps[i])
         assert kkt_residual(x, y, fit) <= 0.05 * fit.lam
-
-
-def test_per_class_products_equal_the_dense_ones():
-    # With many classes and a sparse working set the products run per class over each class's
-    # columns; they must equal the dense products restricted to the mask.
-    from companion.solvers.elastic_net.solve import _Design
-
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(50, 300, generator=gen, dtype=torch.float64)
-    mask = torch.rand(40, 300, generator=gen) < 0.05
-    mask[3] = False  # a class with no column
-    weight = torch.randn(40, 300, generator=gen, dtype=torch.float64) * mask
-    bias, resid = torch.randn(40, dtype=torch.float64), torch.randn(40, 50, dtype=torch.float64)
-    design = _Design(x, mask)
-    assert design.blocks is not None
-    assert torch.allclose(design.logits_t(weight, bias), weight @ x.T + bias[:, None])
-    assert torch.allclose(design.grad(resid), (resid @ x) * mask)
-
-
-def test_path_with_per_class_products_matches_the_dense_path(monkeypatch):
-    from companion.solvers.elastic_net import solve
-
-    x, y = make_data(n=200, d=12, c=6, seed=5)
-    kwargs = dict(alpha=0.9, n_lambdas=6, epsilon=0.05, tol=1e-9, max_iter=20000, device="cpu",
-                  progress=False)
-    dense = elastic_net_path(x, y, **kwargs)
-    monkeypatch.setattr(solve, "_CLASS_OVERHEAD", -10**9)  # per-class products whenever masked
-    blocks = elastic_net_path(x, y, **kwargs)
-    assert dense.converged.all() and blocks.converged.all()
-    assert torch.allclose(blocks.objectives, dense.objectives, rtol=1e-8)

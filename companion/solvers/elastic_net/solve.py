@@ -80,41 +80,6 @@ class ElasticNetPath:
                              math.inf if self.gaps is None else float(self.gaps[index]))
 
 
-class _Design:
-    """The features of the working set, with products against class-major weights and residuals.
-
-    ``mask`` (C, k) marks the entries that may be non-zero (the others stay 0); when few are
-    marked the products run per class over that class's columns only, which costs about
-    N·nnz(mask) instead of N·C·k (many classes, a sparse L1 working set).
-    """
-
-    def __init__(self, x: Tensor, mask: Tensor | None):
-        self.x, self.mask, self.blocks = x, mask, None
-        if mask is not None and int(mask.sum()) + _CLASS_OVERHEAD * mask.shape[0] < 0.5 * mask.numel():
-            self.blocks = [(cols, x[:, cols].contiguous()) for cols in
-                           (torch.nonzero(row).flatten() for row in mask)]
-
-    def logits_t(self, weight: Tensor, bias: Tensor) -> Tensor:
-        if self.blocks is None:
-            return _logits_t(self.x, weight, bias)
-        out = bias[:, None].repeat(1, self.x.shape[0])
-        for c, (cols, xc) in enumerate(self.blocks):
-            if len(cols):
-                out[c] += xc @ weight[c, cols]
-        return out
-
-    def grad(self, resid: Tensor) -> Tensor:
-        """(P − Y)ᵀ X / N on the working set, 0 outside ``mask``."""
-        if self.blocks is None:
-            out = resid @ self.x
-            return out if self.mask is None else out * self.mask
-        out = resid.new_zeros(resid.shape[0], self.x.shape[1])
-        for c, (cols, xc) in enumerate(self.blocks):
-            if len(cols):
-                out[c, cols] = resid[c] @ xc
-        return out
-
-
 def _anderson_weights(iterates: Tensor) -> Tensor | None:
     """Anderson weights c (Σ c_k = 1) of K + 1 stacked iterates: min ‖Σ_k c_k (u_{k+1} − u_k)‖.
 
@@ -137,11 +102,10 @@ def _combine(weights: Tensor, stack: list[Tensor]) -> Tensor:
     return torch.tensordot(weights, torch.stack(stack), dims=1)
 
 
-def _prox_gradient(prob: _Problem, idx: Tensor, mask: Tensor | None, weight: Tensor, bias: Tensor, lam: float,
-                   alpha: float, group: bool, step: float, safe_step: float, tol: float, max_iter: int,
+def _prox_gradient(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float, alpha: float,
+                   group: bool, step: float, safe_step: float, tol: float, max_iter: int,
                    stop: str) -> tuple[Tensor, Tensor, int, bool, float, Tensor | None]:
-    """Proximal gradient with backtracking and Anderson acceleration on the columns ``idx``
-    (only the entries in ``mask`` (C, len(idx)) may become non-zero; ``None``: all).
+    """Proximal gradient with backtracking and Anderson acceleration on the columns ``idx``.
 
     Every ``_ANDERSON`` iterations the affine combination of the last iterates with Anderson's
     weights replaces the current point when it has a lower objective (Bertrand & Massias, 2021);
@@ -152,24 +116,24 @@ def _prox_gradient(prob: _Problem, idx: Tensor, mask: Tensor | None, weight: Ten
     the new point: P(W⁺) − D ≤ tol·P(W⁺) stops. Returns (W, b, iterations, converged, last step,
     the softmax behind the best dual point, or ``None``).
     """
-    design, labels, onehot_t = _Design(prob.x[:, idx], mask), prob.labels, prob.onehot_t
-    n = prob.x.shape[0]
+    x, labels, onehot_t = prob.x[:, idx], prob.labels, prob.onehot_t
+    n = x.shape[0]
     # rounding noise of the loss, not a real increase; 16·eps let float32 runs stall (accepted
     # over-long steps at the noise floor) on a tight duality-gap tolerance, 1·eps does not
-    slack = torch.finfo(prob.x.dtype).eps
-    z = design.logits_t(weight, bias)
+    slack = torch.finfo(x.dtype).eps
+    z = _logits_t(x, weight, bias)
     f, p = _softmax_ce(z, labels)
     primal_hist: list[tuple[Tensor, Tensor, Tensor]] = [(weight, bias, z)]
     dual_hist: list[tuple[Tensor, Tensor]] = []
     best_dual, best_p, converged, it = -math.inf, None, False, 0
     for it in range(1, max_iter + 1):
         resid = (p - onehot_t) / n
-        grad_w, grad_b = design.grad(resid), resid.sum(dim=1)
+        grad_w, grad_b = resid @ x, resid.sum(dim=1)
         step = min(step * 1.25, 64 * safe_step)  # try a longer step, the line search shortens it
         while True:
             w_new = _prox(weight - step * grad_w, step, lam, alpha, group)
             b_new = bias - step * grad_b
-            z_new = design.logits_t(w_new, b_new)
+            z_new = _logits_t(x, w_new, b_new)
             dw, db = w_new - weight, b_new - bias
             linear = (grad_w * dw).sum() + (grad_b * db).sum()
             quad = f + linear + (dw.pow(2).sum() + db.pow(2).sum()) / (2 * step)
@@ -218,7 +182,6 @@ def _prox_gradient(prob: _Problem, idx: Tensor, mask: Tensor | None, weight: Ten
 # Iterations per screening round: the KKT check on the other columns runs at least this often, so
 # a tolerance the restricted problem cannot reach does not spend the whole budget on the wrong columns.
 _ROUND = 500
-_CLASS_OVERHEAD = 64  # per-class products: one class's Python overhead, in entries' worth of work
 _ANDERSON = 5  # iterates combined by the Anderson (primal) and the dual extrapolation
 _GAP_EVERY = 10  # iterations between duality-gap checks (a check costs about one elementwise pass)
 
@@ -241,16 +204,10 @@ def _loss(prob: _Problem, weight: Tensor, bias: Tensor) -> Tensor:
     return _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)[0]
 
 
-def _score(grad: Tensor, group: bool) -> Tensor:
-    """(C, d) screening scores: |∇| per entry, or (group) the column norm ‖∇_:,j‖₂ for every class."""
-    return grad.norm(dim=0).expand_as(grad) if group else grad.abs()
-
-
 def _screen(grad: Tensor, weight: Tensor, threshold: float, group: bool) -> Tensor:
-    """(C, d) entries that may be non-zero: non-zeros plus those whose score passes ``threshold``
-    (group: whole columns)."""
-    nonzero = (weight != 0).any(dim=0).expand_as(weight) if group else weight != 0
-    return (_score(grad, group) >= threshold) | nonzero
+    """Columns that may be non-zero: current non-zeros plus those whose gradient passes ``threshold``."""
+    score = grad.norm(dim=0) if group else grad.abs().amax(dim=0)
+    return (score >= threshold) | (weight != 0).any(dim=0)
 
 
 def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: float, alpha: float,
@@ -266,11 +223,10 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
     active = _screen(grad, weight, alpha * (2 * lam - lam_prev), group)
     step, total, inner_tol = 1.0 / prob.lipschitz, 0, tol
     while True:
-        idx = torch.nonzero(active.any(dim=0)).flatten()
-        mask = active[:, idx]
+        idx = torch.nonzero(active).flatten()
         w_act, bias, n_iter, converged, step, p_best = _prox_gradient(
-            prob, idx, None if bool(mask.all()) else mask, weight[:, idx], bias, lam, alpha, group, step,
-            1.0 / prob.lipschitz, inner_tol, min(max_iter - total, _ROUND), stop)
+            prob, idx, weight[:, idx], bias, lam, alpha, group, step, 1.0 / prob.lipschitz, inner_tol,
+            min(max_iter - total, _ROUND), stop)
         total += n_iter
         weight = torch.zeros_like(weight)
         weight[:, idx] = w_act
@@ -278,7 +234,7 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
         if p_best is not None:  # the inner solve's best dual point, now against every column
             g_best = (p_best - prob.onehot_t) @ prob.x / prob.x.shape[0]
             gap = min(gap, _relative_gap(primal, _dual(prob, p_best, g_best, None, lam, alpha, group)))
-        score = _score(grad, group)
+        score = grad.norm(dim=0) if group else grad.abs().amax(dim=0)
         if stop == "gap":
             violators = (~active) & (score > alpha * lam)
             if gap <= tol:
