@@ -83,7 +83,7 @@ class ElasticNetPath:
 def _anderson_weights(iterates: Tensor) -> Tensor | None:
     """Anderson weights c (Σ c_k = 1) of K + 1 stacked iterates: min ‖Σ_k c_k (u_{k+1} − u_k)‖.
 
-    ``None`` when the differences are (numerically) linearly dependent.
+    ``None`` when the iterates did not move or the (regularised) system cannot be solved.
     """
     diff = (iterates[1:] - iterates[:-1]).flatten(1).double()
     gram = diff @ diff.T
