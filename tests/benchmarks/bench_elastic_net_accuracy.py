@@ -52,7 +52,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     elastic_net_path(x, y, alpha=alpha, lambdas=lams[:2], device="cpu", progress=False)  # warm-up
     old, cpu_old = timed_path(x, y, lams, alpha, stop="residual", tol=1e-4)
-    new, cpu_new = timed_path(x, y, lams, alpha)  # the defaults: stop="gap", tol=1e-4
+    new, cpu_new = timed_path(x, y, lams, alpha, stop="gap", tol=1e-4)  # the defaults
     refs, cpu_ref, wall_ref = [], 0.0, 0.0
     for lam in lams.tolist():
         clf = LogisticRegression(C=1 / (n * lam), l1_ratio=alpha, penalty="elasticnet", solver="saga",

@@ -153,6 +153,10 @@ def test_certified_gap_bounds_the_true_suboptimality(seed, d, c, alpha, frac, n_
     ref = tight.objective if group or c == 2 else min(tight.objective, saga_objective(x, y, lam, alpha))
     assert 0 <= rough.gap < float("inf")
     assert rough.objective - ref <= rough.gap * rough.objective + 1e-12
+    # the gap rule's certificate also draws on extrapolated dual points: it must bound the truth too
+    early = fit_elastic_net(x, y, lam, alpha=alpha, group=group, max_iter=n_iter + 10, device="cpu",
+                            stop="gap", tol=0.0)
+    assert early.objective - ref <= early.gap * early.objective + 1e-12
     assert tight.gap <= 1e-10 and tight.converged
     # not vacuous: the certificate of the tight solve is within a few rounding errors of the truth
     assert tight.objective - ref <= 1e-10 * tight.objective + 1e-12
@@ -165,11 +169,11 @@ def wine():
 
 def test_gap_rule_path_is_within_1e_4_of_saga_on_a_public_dataset():
     # scikit-learn's wine data (not ours), α = 0.99, λ/λ_max from 1 to 0.01. The residual rule
-    # (proximal-gradient residual ≤ 1e-4, the default) ends 1.3e-4 above the reference at 0.01·λ_max.
+    # (proximal-gradient residual ≤ 1e-4, once the default) ends 1.3e-4 above the reference at 0.01·λ_max.
     x, y = wine()
     alpha = 0.99
     lams = torch.tensor([1, 0.3, 0.1, 0.03, 0.01], dtype=torch.float64) * lambda_max(x, y, alpha)
-    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False, stop="gap")
+    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False)
     refs = torch.tensor([saga_objective(x, y, lam, alpha) for lam in lams.tolist()], dtype=torch.float64)
     assert path.converged.all() and (path.gaps <= 1e-4).all()
     assert ((path.objectives - refs) / refs <= 1e-4).all()
@@ -215,3 +219,37 @@ def test_bad_input_is_rejected_with_clear_errors():
         fit_elastic_net(x, y[:-1], 0.1, device="cpu")
     with pytest.raises(ValueError, match="stop must be"):
         elastic_net_path(x, y, stop="kkt", progress=False, device="cpu")
+
+
+def test_anderson_weights_recover_the_fixed_point_of_a_linear_iteration():
+    # For u ← A u + b in dimension 3, five iterates (four differences r_k = A^k r_0, which the
+    # minimal polynomial of A makes dependent) give Anderson weights with Σ c_k r_k = 0, so the
+    # combination Σ c_k u_{k+1} is the fixed point (I − A)⁻¹ b itself, far beyond the last iterate.
+    from companion.solvers.elastic_net.solve import _anderson_weights
+
+    gen = torch.Generator().manual_seed(0)
+    a = 0.9 * torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))[0]
+    b = torch.randn(3, generator=gen, dtype=torch.float64)
+    u = [torch.zeros(3, dtype=torch.float64)]
+    for _ in range(5):
+        u.append(a @ u[-1] + b)
+    c = _anderson_weights(torch.stack(u[:5]))
+    fixed = torch.linalg.solve(torch.eye(3, dtype=torch.float64) - a, b)
+    assert float(c.sum()) == pytest.approx(1.0)
+    err = float((c @ torch.stack(u[1:5]) - fixed).norm())
+    assert err <= 1e-5 * float((u[4] - fixed).norm())  # the plain iterate is still far off
+    assert _anderson_weights(torch.stack([u[0]] * 4)) is None  # no progress: no weights
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_default_path_certifies_its_gap_and_satisfies_kkt(group):
+    # The default stopping rule is the certified gap: every entry reports gap ≤ tol and converged,
+    # and the returned points satisfy the optimality conditions up to a residual scaled by λ.
+    x, y = wine()
+    path = elastic_net_path(x, y, alpha=0.99, group=group, n_lambdas=8, epsilon=0.01, device="cpu",
+                            progress=False)
+    assert path.converged.all() and (path.gaps <= 1e-4).all() and (path.gaps >= 0).all()
+    for i in range(1, len(path)):
+        fit = path.entry(i)
+        assert fit.gap == float(path.gaps[i])
+        assert kkt_residual(x, y, fit) <= 0.05 * fit.lam

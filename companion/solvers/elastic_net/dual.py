@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .problem import _Problem
-
-
-def _conjugate_penalty(v: Tensor, lam: float, alpha: float, group: bool) -> float:
-    """R*(V) for R = λ(α‖·‖₁ + (1−α)/2‖·‖²) (group: Σ_j ‖·_:,j‖₂); +inf outside the domain."""
-    score = v.norm(dim=0) if group else v.abs()
-    excess = (score - lam * alpha).clamp_min(0)
-    if lam * (1 - alpha) > 0:
-        return float(excess.pow(2).sum()) / (2 * lam * (1 - alpha))
-    return 0.0 if float(excess.max()) <= 1e-12 * max(lam, 1e-300) else math.inf
 
 
 def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam: float, alpha: float,
@@ -25,7 +17,8 @@ def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam:
 
     Q = (1−t)(P + δ/N) + t·π with δ = n − Pᵀ1 (so Σ_i q_i = n) and the least t ∈ [0, 1] that makes
     Q ≥ 0 (π = n/N); then G_κ = κ(Q − Y)/N for the better of κ = 1 and the κ that puts Gᵀ X in the
-    domain of R*'s flat part. Gᵀ X is combined from ``grad_w``, so no extra product with X is needed.
+    domain of R*'s flat part (for α = 1 only the latter). Gᵀ X is combined from ``grad_w``, so no
+    product with X is needed, and D(G_κ) is closed-form in κ given three sums over Q.
     Columns outside ``cols`` are taken to have W = 0 and a zero gradient (the restricted problem).
     """
     n = p_t.shape[1]
@@ -41,18 +34,34 @@ def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam:
     class_mean = prob.class_mean if cols is None else prob.class_mean[:, cols]
     # Gᵀ X = (1−t)(P−Y)ᵀX/N + ((1−t)δ/N + tπ) x̄ᵀ − t YᵀX/N  (class-major: (C, d))
     m = (1 - t) * grad_w.double() + ((1 - t) * delta / n + t * pi)[:, None] * col_mean[None] - t * class_mean
-    onehot = prob.onehot_t.double()
     score = m.norm(dim=0) if group else m.abs()
     top = float(score.max()) if score.numel() else 0.0
-    kappas = [min(1.0, lam * alpha / top) if top > 0 else 1.0]
-    if alpha < 1:
-        kappas.append(1.0)
-    best = -math.inf
-    for kappa in kappas:
-        qk = (1 - kappa) * onehot + kappa * q
-        value = -float(torch.xlogy(qk, qk).sum()) / n - _conjugate_penalty(-kappa * m, lam, alpha, group)
-        best = max(best, value)
-    return best
+    flat = min(1.0, lam * alpha / top) if top > 0 else 1.0
+    high = flat if alpha >= 1 else 1.0
+    # Q_κ = (1−κ)Y + κQ: off the labels q_κ = κq, on them a_i = 1 − κ(1 − q_{i,y_i})
+    q_true = q.gather(0, prob.labels[None]).squeeze(0)
+    total_xlogx = float(torch.xlogy(q, q).sum())
+    true_xlogx = float(torch.xlogy(q_true, q_true).sum())
+    off_mass, off_xlogx = n - float(q_true.sum()), total_xlogx - true_xlogx
+    miss = (1 - q_true).cpu().numpy()
+    excess = score[score > lam * alpha].cpu().numpy()
+
+    def value(kappa: float) -> float:
+        a_true = 1 - kappa * miss
+        ent = np.sum(a_true * np.log(np.where(a_true > 0, a_true, 1.0)))
+        ent += kappa * off_xlogx + (kappa * math.log(kappa) * off_mass if kappa > 0 else 0.0)
+        return -ent / n - _conjugate_penalty(kappa * excess, lam, alpha)
+
+    return max(value(flat), value(high))
+
+
+def _conjugate_penalty(score: np.ndarray, lam: float, alpha: float) -> float:
+    """R*(V) for R = λ(α‖·‖₁ + (1−α)/2‖·‖²) from the scores |V| (group: column norms ‖V_:,j‖₂);
+    +inf outside the domain. Scores ≤ λα contribute nothing and may be left out."""
+    excess = np.clip(score - lam * alpha, 0, None)
+    if lam * (1 - alpha) > 0:
+        return float(np.sum(excess ** 2)) / (2 * lam * (1 - alpha))
+    return 0.0 if excess.size == 0 or float(excess.max()) <= 1e-12 * max(lam, 1e-300) else math.inf
 
 
 def _relative_gap(primal: float, dual: float) -> float:
