@@ -15,8 +15,7 @@ work:
     chapter    CPU      wall (shared)  result
     SLDD       416 s    22 min 41 s    passed
     QPM         99 s     6 min 27 s    passed
-    Q-SENN    ~950 s    > 27 min       estimated from its cells; the first run hit the old
-                                       900-s cell limit (now CELL_TIMEOUT)
+    Q-SENN     945 s    32 min 44 s    passed
     CHiQPM     170 s     5 min 32 s    passed
     DINO-QPM   339 s    20 min 10 s    passed
     VPP        307 s    17 min  9 s    passed
