@@ -24,6 +24,7 @@ from davis_fixture import write_tiny_davis  # noqa: E402
 import companion.download as download_module  # noqa: E402
 import companion.io as io_module  # noqa: E402
 import companion.train as train_module  # noqa: E402
+from companion.classify.base import NotFittedError  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
@@ -394,6 +395,20 @@ def qsenn_fit(n_features, per_class, constant=False, constant_selected=False):
     return make
 
 
+def qsenn_iterate_without_refit(fitted):
+    """QSENN.iterate(refit_first=False) on a model of 8 features: unfitted, or fitted on 12."""
+    def make(tmp, mp):
+        from companion.classify import QSENN
+
+        q = QSENN(2, 1, n_lambdas=5, progress=False)
+        if fitted:
+            y = torch.arange(40) % 4
+            q.fit(torch.rand(40, 12, generator=torch.Generator().manual_seed(0)) + y[:, None], y)
+        model = Classifier(SmallCNN(width=8), 4)
+        return lambda: q.iterate(model, None, ((1, 1e-3),), refit_first=False)
+    return make
+
+
 LOWER_R = np.tril(np.full((4, 4), 0.5), -1)
 
 
@@ -620,6 +635,10 @@ CASES = [
      r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
     ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
      ValueError, r"all 4 selected features are constant over these samples.*without selection"),
+    ("Q-SENN iterate reusing a fit that was never made", qsenn_iterate_without_refit(False),
+     NotFittedError, r"not fitted yet: call fit\(features\) first"),
+    ("Q-SENN iterate reusing a fit on other features", qsenn_iterate_without_refit(True),
+     ValueError, r"reuses a fit on 12 features, but the model has 8.*refit_first=True"),
     ("DINO-QPM backbone timm does not know",
      call(frozen_vit, name="timm:vit_no_such_dinov2", pretrained=False), ValueError,
      r"timm has no model 'vit_no_such_dinov2'; see timm\.list_models"),

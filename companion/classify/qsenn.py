@@ -185,7 +185,8 @@ class QSENN(LastLayer):
                                   bias)
 
     def iterate(self, model: nn.Module, data: Any, schedule: tuple[tuple[int, float], ...],
-                *, checkpoint: str | None = None, **finetune_kwargs: Any) -> nn.Module:
+                *, checkpoint: str | None = None, refit_first: bool = True,
+                **finetune_kwargs: Any) -> nn.Module:
         """The paper's loop: fit on the current model's features, attach, fine-tune; repeat.
 
         ``data`` is a :class:`~companion.classify.ClassificationData` (``eval_train`` for the
@@ -193,16 +194,26 @@ class QSENN(LastLayer):
         (epochs, lr) per iteration (``paper_schedule``). Returns the fine-tuned model and keeps
         one :class:`Iteration` per round in ``iterations_``. ``checkpoint`` (a path prefix) caches
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
+        ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
+        ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
         """
         from ..train import evaluate
         from .finetune import finetune
 
         if not schedule:
             raise ValueError("schedule needs at least one (epochs, lr) iteration.")
+        if not refit_first:
+            self._fitted()
+            width = getattr(model, "num_features", self.n_input_)
+            if width != self.n_input_:
+                raise ValueError(f"refit_first=False reuses a fit on {self.n_input_} features, "
+                                 f"but the model has {width}: fit on this model's features "
+                                 "first, or leave refit_first=True.")
         records, selection, current = [], None, model
         for i, (epochs, lr) in enumerate(schedule):
-            fs = extract_features(current, data.eval_train, progress=self.progress)
-            self.fit(fs, selection=selection)
+            if i > 0 or refit_first:
+                fs = extract_features(current, data.eval_train, progress=self.progress)
+                self.fit(fs, selection=selection)
             selection = self.selection_
             current = self.attach(current)
             start = evaluate(current, data.test)["accuracy"]

@@ -160,8 +160,8 @@ def test_a_selected_feature_that_stops_varying_gets_no_weight():
         QSENN(4, 2, n_lambdas=10, progress=False).fit(flat, y, selection=q.selection_)
 
 
-def test_iterate_refits_on_fine_tuned_features(tmp_path):
-    """Two iterations on a tiny CNN: the selection stays, every layer is ternary with k·n_c."""
+def tiny_cnn_and_data():
+    """A tiny CNN (seeded) and 96 images of 3 classes, each class a bright square of its own."""
     from torch.utils.data import TensorDataset
 
     from companion.models import Classifier, SmallCNN
@@ -178,7 +178,13 @@ def test_iterate_refits_on_fine_tuned_features(tmp_path):
         train = eval_train = test = ds
 
     torch.manual_seed(0)
-    model = Classifier(SmallCNN(width=8), c)
+    return Classifier(SmallCNN(width=8), c), Data
+
+
+def test_iterate_refits_on_fine_tuned_features(tmp_path):
+    """Two iterations on a tiny CNN: the selection stays, every layer is ternary with k·n_c."""
+    model, Data = tiny_cnn_and_data()
+    c = model.num_classes
     q = QSENN(4, 2, n_lambdas=10, progress=False)
     out = q.iterate(model, Data, paper_schedule((1, 1), lr=1e-3), batch_size=32, dropout=0.0)
     assert len(q.iterations_) == 2 and out.head is q.layer_
@@ -189,3 +195,28 @@ def test_iterate_refits_on_fine_tuned_features(tmp_path):
         assert set(it.ternary.weight.abs().unique().tolist()) <= {0.0, it.ternary.m}
         assert 0 <= it.start_accuracy <= 1 and 0 <= it.accuracy <= 1
     assert torch.equal(out.head.selection, q.selection_.indices)
+
+
+def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
+    """refit_first=False: the first round reuses fit(model's features), the same layers result
+    with one path fewer."""
+    import companion.classify.qsenn as qsenn_module
+    from companion.features import extract_features
+
+    runs = []
+    path = qsenn_module.elastic_net_path
+    monkeypatch.setattr(qsenn_module, "elastic_net_path",
+                        lambda *a, **kw: runs.append(1) or path(*a, **kw))
+    layers = {}
+    for refit in (True, False):
+        model, Data = tiny_cnn_and_data()
+        q = QSENN(4, 2, n_lambdas=10, progress=False)
+        if not refit:
+            q.fit(extract_features(model, Data.eval_train, progress=False))
+        runs.clear()
+        q.iterate(model, Data, paper_schedule((1, 1), lr=1e-3), batch_size=32, dropout=0.0,
+                  refit_first=refit)
+        assert len(runs) == 2 - (not refit)
+        layers[refit] = [(it.ternary.weight, it.bias, it.accuracy) for it in q.iterations_]
+    for (w, b, a), (w2, b2, a2) in zip(layers[True], layers[False], strict=True):
+        assert torch.equal(w, w2) and torch.allclose(b, b2) and a == pytest.approx(a2)

@@ -59,6 +59,13 @@ def test_reads_instances_and_drops_crowds_small_and_empty(tiny_coco):
     assert all(img.dtype == np.uint8 and img.shape == (48, 64, 3) for img in data.images)
 
 
+def test_by_default_small_instances_from_10_px2_are_kept_as_in_the_paper(tiny_coco):
+    """UncertainSAM's protocol keeps every instance of at least 10 px² (the 100 px² one here)."""
+    data = coco_instances(tiny_coco, max_images=10, progress=False)
+    assert len(data.masks) == 4
+    assert 100 <= min(int(m.sum()) for m in data.masks) <= 100 * 1.25
+
+
 def test_subset_size_and_seed(tiny_coco):
     chosen = [coco_instances(tiny_coco, max_images=2, min_area=0, seed=s, progress=False)
               for s in (0, 0, 1)]
