@@ -169,11 +169,12 @@ def wine():
 
 def test_gap_rule_path_is_within_1e_4_of_saga_on_a_public_dataset():
     # scikit-learn's wine data (not ours), α = 0.99, λ/λ_max from 1 to 0.01. The residual rule
-    # (proximal-gradient residual ≤ 1e-4, once the default) ends 1.3e-4 above the reference at 0.01·λ_max.
+    # (proximal-gradient residual ≤ 1e-4, the default) ends 1.3e-4 above the reference at 0.01·λ_max.
     x, y = wine()
     alpha = 0.99
     lams = torch.tensor([1, 0.3, 0.1, 0.03, 0.01], dtype=torch.float64) * lambda_max(x, y, alpha)
-    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False)
+    path = elastic_net_path(x, y, alpha=alpha, lambdas=lams, device="cpu", progress=False,
+                            stop="gap")
     refs = torch.tensor([saga_objective(x, y, lam, alpha) for lam in lams.tolist()], dtype=torch.float64)
     assert path.converged.all() and (path.gaps <= 1e-4).all()
     assert ((path.objectives - refs) / refs <= 1e-4).all()
@@ -242,12 +243,12 @@ def test_anderson_weights_recover_the_fixed_point_of_a_linear_iteration():
 
 
 @pytest.mark.parametrize("group", [False, True])
-def test_default_path_certifies_its_gap_and_satisfies_kkt(group):
-    # The default stopping rule is the certified gap: every entry reports gap ≤ tol and converged,
-    # and the returned points satisfy the optimality conditions up to a residual scaled by λ.
+def test_gap_rule_path_certifies_its_gap_and_satisfies_kkt(group):
+    # With the certified-gap rule every entry reports gap ≤ tol and converged, and the returned
+    # points satisfy the optimality conditions up to a residual scaled by λ.
     x, y = wine()
     path = elastic_net_path(x, y, alpha=0.99, group=group, n_lambdas=8, epsilon=0.01, device="cpu",
-                            progress=False)
+                            progress=False, stop="gap")
     assert path.converged.all() and (path.gaps <= 1e-4).all() and (path.gaps >= 0).all()
     for i in range(1, len(path)):
         fit = path.entry(i)

@@ -14,14 +14,15 @@ current point when it lowers the objective; Bertrand & Massias, 2021), warm star
 and sequential strong-rule screening with a KKT check (Tibshirani et al., 2012), so the inner
 iterations only touch the feature columns that can be active.
 
-Stopping rules. ``stop="gap"`` (the default): a solve stops when a certified relative duality gap
+Stopping rules. ``stop="gap"``: a solve stops when a certified relative duality gap
 (P(W, b) − D(G)) / P(W, b) is ≤ ``tol``, which bounds the relative sub-optimality of the returned point
 (see ``_dual``). The dual point is the better of the current softmax residual and its extrapolation
 from the last few residuals (dual extrapolation, Massias et al., 2020), which certifies the same
 point in fewer iterations. The gap is reported per λ (``ElasticNetFit.gap``, ``ElasticNetPath.gaps``).
-``stop="residual"``: stop when the proximal gradient mapping ‖(W − prox(W − s∇f))/s‖_∞ is ≤ ``tol``;
-a step size, not an accuracy (at 0.01·λ_max it ends up to ~3e-4 above the optimum), but faster at
-small λ; the returned fit still reports its certified gap.
+``stop="residual"`` (the default): stop when the proximal gradient mapping ‖(W − prox(W − s∇f))/s‖_∞
+is ≤ ``tol``; a step size, not an accuracy (at 0.01·λ_max it ends up to ~3e-4 above the optimum),
+but much faster at small λ over many classes, where certifying 1e-4 needs KKT residuals near 1e-7;
+the returned fit still reports its certified gap.
 
 The dual (Fenchel–Rockafellar; the bias is unpenalised, so the dual variable has zero class sums):
     P(W, b) = (1/N) Σ_i CE(W x_i + b, y_i) + R(W) ≥ D(G) = −(1/N) Σ_ic q_ic log q_ic − R*(−Gᵀ X),
