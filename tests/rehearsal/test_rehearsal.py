@@ -8,21 +8,8 @@ solver's time limit scaled down, a tiny timm backbone with random weights and on
 Run it with ``pytest -m rehearsal tests/rehearsal`` (see book/contributing.md) before every
 resolve of a chapter issue; it is not part of CI (the tier alone takes longer than CI's budget).
 
-Each chapter alone (``-k test_<chapter>_rehearsal``, ``OMP_NUM_THREADS=1``), last measured; CPU is
-user + system seconds of pytest and its kernel, wall the same run on 2 cores shared with other
-work:
-
-    chapter    CPU      wall (shared)  result
-    SLDD       416 s    22 min 41 s    passed
-    QPM         99 s     6 min 27 s    passed
-    Q-SENN     945 s    32 min 44 s    passed
-    CHiQPM     170 s     5 min 32 s    passed
-    DINO-QPM   339 s    20 min 10 s    passed
-    VPP        307 s    17 min  9 s    passed
-    fixtures    31 s         49 s      passed (the fixture, solver and contrastiveness tests)
-
-The elastic-net paths set the pace of SLDD and Q-SENN: about 140 CPU-seconds for 100 points over
-200 classes on 50 features; SLDD runs two of them, Q-SENN five.
+Per-chapter times, as last measured: the table in book/contributing.md ("How the book is tested
+and built").
 """
 
 from __future__ import annotations
