@@ -115,7 +115,7 @@ class IdealisedSharing(QPMExtension):
     the forced equalities are dropped and at least ``target`` of these pairs must keep sharing
     k − 1 (one binary indicator u_p per pair: Σ_j z_j ≥ shared · u_p, Σ_p u_p ≥ target), with
     the selection s fixed to ``selection``. ``fallback`` (the forced solution, which meets all
-    this) is where the solver starts, and the repair of rounds that miss the constraints.
+    this) is where the solver starts (``start``).
     """
 
     def __init__(self, pairs: Iterable[Sequence[int]], target: int, selection: Sequence[int],
@@ -164,17 +164,6 @@ class IdealisedSharing(QPMExtension):
     def start(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The forced solution on the fixed selection: the solve's first incumbent."""
         return None if self.fallback is None else (self.fallback.copy(), self.selection.copy())
-
-    def repair(self, assignment: np.ndarray, selected: np.ndarray,
-               similarity: np.ndarray) -> np.ndarray | None:
-        """The forced solution, where the selection is the fixed one."""
-        if self.fallback is None or not np.array_equal(np.sort(selected), self.selection):
-            return None
-        try:
-            self.check(self.fallback, selected)
-        except ValueError:
-            return None
-        return self.fallback.copy()
 
 
 def _pair_products(model: ModelVariables, pairs: list[tuple[int, int]]) -> tuple:

@@ -103,11 +103,12 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
         repair=feasible if extension is not None else None)
     start = extension.start() if extension is not None else None
     if start is not None:  # a known solution (an earlier solve's) competes with the heuristic's
-        W0 = feasible(np.asarray(start[0], dtype=np.int8), np.sort(np.asarray(start[1])))
+        sel0 = np.sort(np.asarray(start[1]))
+        W0 = feasible(np.asarray(start[0], dtype=np.int8), sel0)
         if W0 is not None:
-            value = assignment_objective(W0, start[1], A, np.triu(R, 1), b, penalty)
+            value = assignment_objective(W0, sel0, A, np.triu(R, 1), b, penalty)
             if not ok or value > incumbent:
-                W, sel, incumbent, ok = W0, np.sort(np.asarray(start[1])), value, True
+                W, sel, incumbent, ok = W0, sel0, value, True
     scale = max(abs(incumbent), 1.0)  # the gap tolerance's scale, even without a feasible point
     bound, reduced = lagrangian_bound(A, b, n_features=n_features, per_class=k, incumbent=incumbent,
                                       redundancy=R, penalty=penalty,
