@@ -349,7 +349,6 @@ def usam_sam2_instance(mask_shape=(8, 10), points=((1.0, 1.0),)):
                 progress=False)
 
 
-
 def mask_folder(image_size=(8, 10), mask_size=(8, 10), mask=True, value=1):
     """A reader's folder of one image (and its mask, unless ``mask`` is False)."""
     def make(tmp, mp):
