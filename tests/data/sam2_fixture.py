@@ -43,9 +43,19 @@ def tiny_sam2_config(width: int = 8) -> transformers.Sam2Config:
 
 
 def tiny_sam2(width: int = 8, seed: int = 0) -> transformers.Sam2Model:
-    """A randomly initialised tiny SAM 2 (seeded)."""
+    """A randomly initialised tiny SAM 2 (seeded), each layer at PyTorch's default initialisation.
+
+    transformers' own initialisation (normal, std 0.02) leaves the decoder's output tokens nearly
+    equal and the mask logits near 1e-5: a test could not tell one token from another.
+    """
     torch.manual_seed(seed)
-    return transformers.Sam2Model(tiny_sam2_config(width)).eval()
+    model = transformers.Sam2Model(tiny_sam2_config(width))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d,
+                                   torch.nn.Embedding)):
+                module.reset_parameters()
+    return model.eval()
 
 
 def tiny_sam2_processor() -> transformers.Sam2Processor:

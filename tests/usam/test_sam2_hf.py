@@ -43,11 +43,16 @@ def test_tokens_are_paired_with_their_own_mask(tiny_sam2):
     assert out.iou_token.shape == (2, D) and out.mask_tokens.shape == (2, 3, D)
     # reference: multimask output j = hypernetwork j + 1 of *its own* token times the upscaled map
     upscaled = decoder.activation(seen["up"] + seen["hires"][0]).flatten(2)  # (B, C, HW)
+    scale = out.mask_logits.abs().max()  # a random model's logits are tiny: compare to their size
     with torch.no_grad():
         for j in range(3):
             hyper = decoder.output_hypernetworks_mlps[j + 1](out.mask_tokens[:, j])
             mask = torch.einsum("bc,bcn->bn", hyper, upscaled).view(2, 32, 32)
-            assert torch.allclose(mask, out.mask_logits[:, j], atol=1e-4)
+            assert torch.allclose(mask, out.mask_logits[:, j], rtol=1e-3, atol=1e-4 * scale)
+            # the neighbour's token (the official pairing) does not make this mask
+            other = decoder.output_hypernetworks_mlps[j + 1](tiny_sam2._tokens[:, 0, 2 + j])
+            wrong = torch.einsum("bc,bcn->bn", other, upscaled).view(2, 32, 32)
+            assert (wrong - out.mask_logits[:, j]).abs().max() > 0.02 * scale
         # the predicted IoUs are the IoU head applied to the IoU token (multimask slice 1:)
         assert torch.allclose(decoder.iou_prediction_head(out.iou_token)[:, 1:], out.scores,
                               atol=1e-5)
