@@ -177,7 +177,8 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
     for image, mask, pts in tqdm(list(zip(images, masks, points, strict=True)), desc="SAM 2.1",
                                  disable=not progress):
         if last is None or last[0] is not image:
-            encoded = processor(images=image, return_tensors="pt")
+            # a writable copy: torch warns on read-only arrays (images read with np.asarray)
+            encoded = processor(images=np.array(image), return_tensors="pt")
             last = (image, segmenter.embed(encoded["pixel_values"].to(segmenter.device)),
                     encoded["original_sizes"])
         _, embeddings, size = last

@@ -20,6 +20,10 @@ INPUT_SIZE = 128  # the models' square input (SAM 2.1: 1024)
 TOKEN_DIM = 32    # the decoder's token width (SAM 2.1: 256, every size)
 REVISION = "0" * 40
 WIDTHS = {"tiny": 8, "small": 8, "base_plus": 16, "large": 16}  # the first Hiera stage's width
+# a random model's masks cover the objects by the luck of its seed: with these the large model's
+# best mask beats the tiny one's on most COCO-fixture instances, as SAM 2.1 large's does, so
+# that the model panel (left out where the larger model never helps) is computed
+SEEDS = {"tiny": 0, "small": 1, "base_plus": 3, "large": 2}
 
 
 def tiny_sam2_config(width: int = 8) -> transformers.Sam2Config:
@@ -71,10 +75,10 @@ def write_tiny_sam2_hub(hf_home: Path, sizes: tuple[str, ...] = ("tiny", "large"
     shown = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
-        for k, size in enumerate(sizes):
+        for size in sizes:
             repo = hf_home / "hub" / ("models--" + SAM2_CHECKPOINTS[size].replace("/", "--"))
             snapshot = repo / "snapshots" / REVISION
-            tiny_sam2(WIDTHS[size], seed=k).save_pretrained(snapshot)
+            tiny_sam2(WIDTHS[size], seed=SEEDS[size]).save_pretrained(snapshot)
             tiny_sam2_processor().save_pretrained(snapshot)
             (repo / "refs").mkdir(parents=True, exist_ok=True)
             (repo / "refs" / "main").write_text(REVISION)

@@ -85,6 +85,9 @@ def test_usam_rehearsal(real_coco, tmp_path):
     text = text_of(nb)
     assert "Profile(name='full'" in text and "real_data=True" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    stderr = [out.text for cell in nb.cells for out in cell.get("outputs", [])
+              if out.output_type == "stream" and out.name == "stderr"]
+    assert not stderr, stderr  # no warnings, no progress bars
     n_images, n_instances = kept_instances(real_coco)
     assert f"{n_images} images, {n_instances} instances" in text
     assert re.search(r"^instances per image: \d\.\d \(at most (5\d|6[0-3])\)$", text, re.M)
