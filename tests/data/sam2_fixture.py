@@ -14,7 +14,7 @@ import torch
 import transformers
 from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
 
-from companion.usam.sam2_hf import SAM2_CHECKPOINTS
+from companion.usam.sam2_hf import OFFICIAL_HEADS, SAM2_CHECKPOINTS
 
 INPUT_SIZE = 128  # the models' square input (SAM 2.1: 1024)
 TOKEN_DIM = 32    # the decoder's token width (SAM 2.1: 256, every size)
@@ -86,3 +86,19 @@ def write_tiny_sam2_hub(hf_home: Path, sizes: tuple[str, ...] = ("tiny", "large"
         if shown:
             transformers.utils.logging.enable_progress_bar()
     return hf_home
+
+
+def official_mlp_state(d_in: int, seed: int) -> dict:
+    """A random state dict laid out like an official USAM MLP (MaskFormer style ``layers.i``)."""
+    torch.manual_seed(seed)
+    layers = torch.nn.ModuleList([torch.nn.Linear(d_in, d_in), torch.nn.Linear(d_in, d_in),
+                                  torch.nn.Linear(d_in, 1)])
+    return {f"layers.{k}": v for k, v in layers.state_dict().items()}
+
+
+def write_official_mlps(folder: Path, token_dim: int = TOKEN_DIM) -> Path:
+    """Random MLPs in the official repository's layout, ``<target>/model.pth`` for every target."""
+    for k, name in enumerate(OFFICIAL_HEADS):
+        (folder / name).mkdir(parents=True)
+        torch.save(official_mlp_state(2 * token_dim, k), folder / name / "model.pth")
+    return folder

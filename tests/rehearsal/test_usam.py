@@ -5,7 +5,8 @@ The chapter runs with profile "full" and real data on, unchanged: ``coco_root`` 
 val2017 written by ``write_real_shapes_coco`` (the chapter's 300 images, about 7 instances each,
 small instances and crowds as in COCO) and ``HF_HOME`` at a Hugging Face cache in the Hub's layout
 holding tiny random SAM 2 models under SAM 2.1's names, with ``HF_HUB_OFFLINE=1``: nothing is
-downloaded. The synthetic sections before it run at the smoke world's sizes (500 and 250 scenes):
+downloaded. Random MLPs in the official repository's layout stand in for the official USAM heads.
+The synthetic sections before it run at the smoke world's sizes (500 and 250 scenes):
 the rehearsal is about the COCO path, and their full sizes (4,000 and 2,000 scenes) alone cost
 about 230 CPU-seconds, logic the smoke world already runs at another size.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(TESTS / "data"))
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "rehearsal"))
 from coco_fixture import REAL_N_IMAGES, TINY_AREA, write_real_shapes_coco  # noqa: E402
-from sam2_fixture import write_tiny_sam2_hub  # noqa: E402
+from sam2_fixture import write_official_mlps, write_tiny_sam2_hub  # noqa: E402
 from test_full_world import execute_full_world, text_of, with_parameters  # noqa: E402
 from test_rehearsal import with_constants  # noqa: E402
 
@@ -76,6 +77,8 @@ def test_usam_rehearsal(real_coco, tmp_path):
     nb = with_constants(nb, "N_TRAIN = P.pick", **SYNTHETIC_SIZES)
     cache = tmp_path / "cache"
     cache.mkdir()
+    # the official MLPs where the chapter looks for them (its working folder), random here
+    write_official_mlps(cache / "usam_mlps" / "sam2.1")
     try:
         seconds = execute_full_world(nb, cache, timeout=CELL_TIMEOUT, HF_HOME=str(hf_home),
                                      OMP_NUM_THREADS="1")
@@ -108,7 +111,10 @@ def test_usam_rehearsal(real_coco, tmp_path):
         assert re.search(rf"^{use}, acting on 30 %: \d\.\d{{3}} by USAM, \d\.\d{{3}} at random$",
                          text, re.M), use
         assert re.search(rf"^\s*(holds|fails|within noise): SAM 2\.1 {use}: ", text, re.M), use
-    assert "no official USAM MLPs in usam_mlps/sam2.1: nothing to compare" in text
+    # the official MLPs, fed the official pairing: one more table of the four panels' methods
+    official = text.split("SAM 2.1 filter: ")[1].split("Explorer(")[0]
+    assert "no official USAM MLPs" not in text and official.count("relative AUC (%)") == 1
+    assert re.search(r"^method\s+model\s+prompt\s+task\s+segmentation\s*$", official, re.M)
     # nothing was downloaded: no COCO in the cache, the Hub cache holds only what was written
     assert not (cache / "coco").exists()
     assert sorted(p.relative_to(hf_home) for p in hf_home.rglob("*")) == hub_before

@@ -6,15 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from companion.usam.records import GAPS
 from companion.usam.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads, predict_sam2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from sam2_fixture import TOKEN_DIM as D  # noqa: E402
+from sam2_fixture import official_mlp_state, tiny_sam2_processor  # noqa: E402
 from sam2_fixture import tiny_sam2 as random_sam2  # noqa: E402
-from sam2_fixture import tiny_sam2_processor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +77,12 @@ def test_clicks_outside_the_input_are_refused(tiny_sam2):
         tiny_sam2(torch.rand(2, 3, 128, 128), torch.tensor([[[20.0, 5.0]]]))
 
 
-def _official_mlp(d_in: int, seed: int) -> dict:
-    """A state dict laid out like the official MLP (MaskFormer style ``layers.i``)."""
-    torch.manual_seed(seed)
-    layers = nn.ModuleList([nn.Linear(d_in, d_in), nn.Linear(d_in, d_in), nn.Linear(d_in, 1)])
-    return {f"layers.{k}": v for k, v in layers.state_dict().items()}
-
-
 def test_official_heads_reproduce_the_mlps(tmp_path):
     names = ["iou_large", "task_gap", "iou_unsupervised"]
     states = {}
     for k, name in enumerate(names):
         (tmp_path / name).mkdir()
-        states[name] = _official_mlp(2 * D, k)
+        states[name] = official_mlp_state(2 * D, k)
         torch.save(states[name], tmp_path / name / "model.pth")
     heads = load_official_heads(tmp_path, device="cpu")
     assert set(heads.names) == {OFFICIAL_HEADS[n] for n in names}
