@@ -33,6 +33,7 @@ from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
 from companion.data.davis import DAVIS2017, to_clips  # noqa: E402
+from companion.data.mask_folder import mask_folder_instances  # noqa: E402
 from companion.data.moving_shapes import make_moving_shapes  # noqa: E402
 from companion.download import DownloadError, download  # noqa: E402
 from companion.features import extract_features  # noqa: E402
@@ -347,6 +348,17 @@ def usam_sam2_instance(mask_shape=(8, 10), points=((1.0, 1.0),)):
     return call(predict_sam2, segmenter=None, images=[image], masks=[mask], points=[pts],
                 progress=False)
 
+
+def mask_folder(image_size=(8, 10), mask_size=(8, 10), mask=True, value=1):
+    """A reader's folder of one image (and its mask, unless ``mask`` is False)."""
+    def make(tmp, mp):
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
+        Image.fromarray(np.zeros((*image_size, 3), np.uint8)).save(tmp / "images" / "a.png")
+        if mask:
+            Image.fromarray(np.full(mask_size, value, np.uint8)).save(tmp / "masks" / "a.png")
+        return lambda: mask_folder_instances(tmp)
+    return make
 
 def small_cnn_too_small(tmp, mp):
     return lambda: Classifier(SmallCNN(width=8), num_classes=2)(torch.rand(2, 3, 4, 12))
@@ -669,6 +681,14 @@ CASES = [
      r"instance 0: the prompt set has shape \(0, 2\); give at least one"),
     ("SAM 2.1 mask of another size", usam_sam2_instance(mask_shape=(4, 5)), ValueError,
      r"instance 0: the mask is \(4, 5\) but its image is \(8, 10\).*image's own size"),
+    ("mask folder without its folders", lambda tmp, mp: lambda: mask_folder_instances(tmp),
+     FileNotFoundError, r"needs two folders, images/ and masks/"),
+    ("mask folder: an image without a mask", mask_folder(mask=False), FileNotFoundError,
+     r"a\.png has no mask: expected .*masks/a\.png"),
+    ("mask folder: a mask of another size", mask_folder(mask_size=(4, 5)), ValueError,
+     r"a\.png is 5×4 but its image is 10×8 \(width × height\)"),
+    ("mask folder: no instance", mask_folder(value=0), ValueError,
+     r"hold no instance of at least 10 px²"),
     ("USAM cascade threshold 1.5", call(cascade, predicted_gap=torch.zeros(3), threshold=1.5),
      ValueError, r"cascade threshold .* must lie in \[0, 1\], got 1\.5"),
     ("USAM cascade threshold -0.1", call(cascade, predicted_gap=torch.zeros(3), threshold=-0.1),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,8 @@ def coco_instances(root: str | os.PathLike | None = None, *, max_images: int = 1
         (root / "annotations").mkdir(exist_ok=True)
         os.replace(root / "annotations.extracted" / "annotations" / "instances_val2017.json",
                    ann_file)
-    coco = COCO(str(ann_file))
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its loading times
+        coco = COCO(str(ann_file))
     rng = np.random.default_rng(seed)
     ids = sorted(coco.getImgIds())
     chosen = rng.choice(ids, size=min(max_images, len(ids)), replace=False)

@@ -85,33 +85,57 @@ class Sam2Tokens:
         if "/" not in name:
             raise ValueError(f"Unknown SAM 2.1 size {size!r}: choose one of "
                              f"{', '.join(SAM2_CHECKPOINTS)} or pass a Hub id.")
-        model = tf.Sam2Model.from_pretrained(name).to(resolve_device(device))
-        return cls(model, tf.Sam2Processor.from_pretrained(name), pairing=pairing)
+        shown = tf.utils.logging.is_progress_bar_enabled()
+        tf.utils.logging.disable_progress_bar()  # no loading bars in a chapter's output
+        try:
+            model = tf.Sam2Model.from_pretrained(name).to(resolve_device(device))
+            processor = tf.Sam2Processor.from_pretrained(name)
+        finally:
+            if shown:
+                tf.utils.logging.enable_progress_bar()
+        return cls(model, processor, pairing=pairing)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def input_size(self) -> int:
+        """The side of the square input image the prompts' coordinates refer to."""
+        return int(self.model.config.prompt_encoder_config.image_size)
+
     @torch.inference_mode()
-    def __call__(self, pixel_values: torch.Tensor, points: torch.Tensor,
-                 labels: torch.Tensor | None = None) -> SegmenterOutput:
+    def embed(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The image encoder's feature maps for ``pixel_values`` (B, 3, H, W), to prompt many times."""
+        return self.model.get_image_embeddings(pixel_values)
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values: torch.Tensor | None, points: torch.Tensor,
+                 labels: torch.Tensor | None = None, *,
+                 image_embeddings: list[torch.Tensor] | None = None) -> SegmenterOutput:
         """Three masks per prompt for ``pixel_values`` (B, 3, H, W) and clicks ``points`` (B, K, 2).
 
         Clicks are (x, y) in the model's input pixels (the processor rescales them); the logits are
-        SAM 2's low-resolution masks (B, 3, H/4, W/4).
+        SAM 2's low-resolution masks (B, 3, H/4, W/4). Give ``image_embeddings`` (from
+        :meth:`embed`) instead of ``pixel_values`` to skip the image encoder.
         """
-        if pixel_values.ndim != 4:
+        if (pixel_values is None) == (image_embeddings is None):
+            raise ValueError("give either pixel_values or image_embeddings (from embed), not both "
+                             "or neither.")
+        if pixel_values is not None and pixel_values.ndim != 4:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}.")
-        if points.ndim != 3 or points.shape[-1] != 2 or len(points) != len(pixel_values):
+        n_images = len(pixel_values) if pixel_values is not None else len(image_embeddings[-1])
+        if points.ndim != 3 or points.shape[-1] != 2 or len(points) != n_images:
             raise ValueError(f"points must be (B, K, 2) with one prompt per image, got "
-                             f"{tuple(points.shape)} for {len(pixel_values)} images.")
-        size = pixel_values.shape[-1]
+                             f"{tuple(points.shape)} for {n_images} images.")
+        size = self.input_size
         if ((points < 0) | (points > size)).any():
             raise ValueError(f"clicks must lie inside the {size}×{size} input image.")
         if labels is None:
             labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
-        out = self.model(pixel_values=pixel_values, input_points=points[:, None],
-                         input_labels=labels[:, None], multimask_output=True)
+        out = self.model(pixel_values=pixel_values, image_embeddings=image_embeddings,
+                         input_points=points[:, None], input_labels=labels[:, None],
+                         multimask_output=True)
         tokens = self._tokens[:, 0]
         return SegmenterOutput(mask_logits=out.pred_masks[:, 0], scores=out.iou_scores[:, 0],
                                iou_token=tokens[:, 1], mask_tokens=tokens[:, MASK_TOKENS[self.pairing]])
@@ -138,6 +162,7 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
     """Run SAM 2.1 on each (image, click set) and score the three masks against ``masks``.
 
     ``images`` are HWC uint8, ``masks`` HW bool at the image's size, ``points`` (K, 2) (x, y).
+    Consecutive instances that share one image (the same array object) encode it once.
     """
     if not len(images) == len(masks) == len(points):
         raise ValueError(f"got {len(images)} images, {len(masks)} masks and {len(points)} "
@@ -147,17 +172,22 @@ def predict_sam2(segmenter: Sam2Tokens, images: Sequence[np.ndarray], masks: Seq
     if segmenter.processor is None:
         raise ValueError("predict_sam2 needs the Sam2Processor: build the segmenter with "
                          "Sam2Tokens.from_pretrained(...).")
-    rows = []
+    processor, rows = segmenter.processor, []
+    last = None  # (image, its embeddings, its size): consecutive instances of one image share them
     for image, mask, pts in tqdm(list(zip(images, masks, points, strict=True)), desc="SAM 2.1",
                                  disable=not progress):
+        if last is None or last[0] is not image:
+            # a writable copy: torch warns on read-only arrays (images read with np.asarray)
+            encoded = processor(images=np.array(image), return_tensors="pt")
+            last = (image, segmenter.embed(encoded["pixel_values"].to(segmenter.device)),
+                    encoded["original_sizes"])
+        _, embeddings, size = last
         pts = np.asarray(pts, dtype=float)
-        inputs = segmenter.processor(images=image, input_points=[[pts.tolist()]],
-                                     input_labels=[[[1] * len(pts)]], return_tensors="pt")
-        inputs = inputs.to(segmenter.device)
-        out = segmenter(inputs["pixel_values"], inputs["input_points"][:, 0],
-                        inputs["input_labels"][:, 0])
-        full = segmenter.processor.post_process_masks(out.mask_logits[:, None].cpu(),
-                                                      inputs["original_sizes"].cpu())[0][0]
+        inputs = processor(input_points=[[pts.tolist()]], input_labels=[[[1] * len(pts)]],
+                           original_sizes=size, return_tensors="pt").to(segmenter.device)
+        out = segmenter(None, inputs["input_points"][:, 0], inputs["input_labels"][:, 0],
+                        image_embeddings=embeddings)
+        full = processor.post_process_masks(out.mask_logits[:, None].cpu(), size.cpu())[0][0]
         iou = mask_iou(full.bool(), torch.as_tensor(np.asarray(mask, dtype=bool)))
         rows.append((out.scores[0].float().cpu(), iou.float(),
                      out.iou_token[0].float().cpu(), out.mask_tokens[0].float().cpu()))

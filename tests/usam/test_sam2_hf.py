@@ -1,31 +1,25 @@
 """SAM 2.1 through transformers: token extraction on a tiny random model, official-head loading."""
 
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
-import transformers  # the full world's optional dependency (the [full] extra)
-from torch import nn
 
 from companion.usam.records import GAPS
-from companion.usam.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads
+from companion.usam.sam2_hf import OFFICIAL_HEADS, Sam2Tokens, load_official_heads, predict_sam2
 
-D = 32
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from sam2_fixture import TOKEN_DIM as D  # noqa: E402
+from sam2_fixture import official_mlp_state, tiny_sam2_processor  # noqa: E402
+from sam2_fixture import tiny_sam2 as random_sam2  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_sam2():
     """A randomly initialised SAM 2 small enough for a unit test (no download)."""
-    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
-    backbone = Sam2HieraDetConfig(
-        hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 2, 2],
-        blocks_per_stage=[1, 2, 2, 1], window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[4],
-        image_size=[128, 128], window_positional_embedding_background_size=[4, 4])
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                              backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=D)
-    config = transformers.Sam2Config(
-        vision_config=vision, prompt_encoder_config=dict(hidden_size=D, image_size=128, patch_size=16),
-        mask_decoder_config=dict(hidden_size=D, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=D))
-    torch.manual_seed(0)
-    return Sam2Tokens(transformers.Sam2Model(config))
+    return Sam2Tokens(random_sam2(), tiny_sam2_processor())
 
 
 def test_tokens_are_paired_with_their_own_mask(tiny_sam2):
@@ -48,11 +42,16 @@ def test_tokens_are_paired_with_their_own_mask(tiny_sam2):
     assert out.iou_token.shape == (2, D) and out.mask_tokens.shape == (2, 3, D)
     # reference: multimask output j = hypernetwork j + 1 of *its own* token times the upscaled map
     upscaled = decoder.activation(seen["up"] + seen["hires"][0]).flatten(2)  # (B, C, HW)
+    scale = out.mask_logits.abs().max()  # a random model's logits are tiny: compare to their size
     with torch.no_grad():
         for j in range(3):
             hyper = decoder.output_hypernetworks_mlps[j + 1](out.mask_tokens[:, j])
             mask = torch.einsum("bc,bcn->bn", hyper, upscaled).view(2, 32, 32)
-            assert torch.allclose(mask, out.mask_logits[:, j], atol=1e-4)
+            assert torch.allclose(mask, out.mask_logits[:, j], rtol=1e-3, atol=1e-4 * scale)
+            # the neighbour's token (the official pairing) does not make this mask
+            other = decoder.output_hypernetworks_mlps[j + 1](tiny_sam2._tokens[:, 0, 2 + j])
+            wrong = torch.einsum("bc,bcn->bn", other, upscaled).view(2, 32, 32)
+            assert (wrong - out.mask_logits[:, j]).abs().max() > 0.02 * scale
         # the predicted IoUs are the IoU head applied to the IoU token (multimask slice 1:)
         assert torch.allclose(decoder.iou_prediction_head(out.iou_token)[:, 1:], out.scores,
                               atol=1e-5)
@@ -78,19 +77,12 @@ def test_clicks_outside_the_input_are_refused(tiny_sam2):
         tiny_sam2(torch.rand(2, 3, 128, 128), torch.tensor([[[20.0, 5.0]]]))
 
 
-def _official_mlp(d_in: int, seed: int) -> dict:
-    """A state dict laid out like the official MLP (MaskFormer style ``layers.i``)."""
-    torch.manual_seed(seed)
-    layers = nn.ModuleList([nn.Linear(d_in, d_in), nn.Linear(d_in, d_in), nn.Linear(d_in, 1)])
-    return {f"layers.{k}": v for k, v in layers.state_dict().items()}
-
-
 def test_official_heads_reproduce_the_mlps(tmp_path):
     names = ["iou_large", "task_gap", "iou_unsupervised"]
     states = {}
     for k, name in enumerate(names):
         (tmp_path / name).mkdir()
-        states[name] = _official_mlp(2 * D, k)
+        states[name] = official_mlp_state(2 * D, k)
         torch.save(states[name], tmp_path / name / "model.pth")
     heads = load_official_heads(tmp_path, device="cpu")
     assert set(heads.names) == {OFFICIAL_HEADS[n] for n in names}
@@ -113,3 +105,26 @@ def test_missing_or_malformed_official_heads(tmp_path):
     torch.save({"w.weight": torch.zeros(3, 4), "w.bias": torch.zeros(3)}, tmp_path / "task_gap" / "model.pth")
     with pytest.raises(ValueError, match="not a USAM MLP"):
         load_official_heads(tmp_path)
+
+
+def test_instances_of_one_image_encode_it_once_and_match_a_fresh_encoding(tiny_sam2):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    masks = [np.zeros((48, 64), dtype=bool) for _ in range(3)]
+    for k, m in enumerate(masks):
+        m[5 + 10 * k:15 + 10 * k, 10:40] = True
+    clicks = [np.array([[20.0, 10.0 + 10 * k]]) for k in range(3)]
+    calls = []
+    hook = tiny_sam2.model.vision_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        shared = predict_sam2(tiny_sam2, [image] * 3, masks, clicks, progress=False)
+        n_shared = len(calls)
+        # copies are other images to the wrapper: each is encoded again
+        fresh = predict_sam2(tiny_sam2, [image.copy() for _ in range(3)], masks, clicks,
+                             progress=False)
+    finally:
+        hook.remove()
+    assert n_shared == 1 and len(calls) == 4
+    for a, b in zip(shared.__dict__.values(), fresh.__dict__.values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(shared.ious[0], shared.ious[1])  # three instances, three answers
