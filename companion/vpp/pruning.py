@@ -151,11 +151,14 @@ class PrunedSegmenter(nn.Module):
             prior = res.prior
         return results
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def run_clip(self, frames: torch.Tensor, mode: str = "gather",
                  schedule: KeepRatioSchedule | None = None,
                  topk: bool = False) -> tuple[list[dict], torch.Tensor]:
-        """Head outputs per frame of a clip (T, 3, H, W) and the tokens each block kept (T, depth, N)."""
+        """Head outputs per frame of a clip (T, 3, H, W) and the tokens each block kept (T, depth, N).
+
+        Frame by frame, each from the one before, at batch 1 (no ``run_batch``: side by side, a
+        token whose score sits on the threshold can be decided otherwise by rounding)."""
         results = self.predict_clip(frames, mode, schedule, topk)
         return [r.outputs for r in results], torch.cat([r.keep for r in results])
 
