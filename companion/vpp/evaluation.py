@@ -82,10 +82,11 @@ def run_clips(model: ClipModel, data: MovingShapes, *, batch_size: int = 16, pro
               **run_options) -> ClipRuns:
     """Run ``model`` on every clip of ``data`` (``run_options`` go to the model's run).
 
-    ``batch_size`` clips run side by side where the model has a ``run_batch`` (the dense and
-    the token-merging segmenter: every frame of them in one batch), which gives the same outputs
-    as one clip at a time (``batch_size=1``, ``run_clip``) at a fraction of the cost; a pruned
-    segmenter runs clip by clip.
+    ``batch_size`` clips run side by side where the model has a ``run_batch``, at a fraction of
+    the cost of one clip at a time (``batch_size=1``, ``run_clip``): the dense and the
+    token-merging segmenter with the same outputs (every frame in one batch); a pruned
+    segmenter frame by frame through masked blocks, the same up to rounding (a token whose score
+    sits on its threshold can flip).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
