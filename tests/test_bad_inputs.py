@@ -62,6 +62,7 @@ from companion.usam.sam2_hf import predict_sam2  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
 from companion.usam.uses import cascade  # noqa: E402
 from companion.viz.concept_parts import show_concept_parts  # noqa: E402
+from companion.vpp.evaluation import ClipRuns, evaluate_clips, run_clips  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
 from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig  # noqa: E402
@@ -693,6 +694,18 @@ CASES = [
      ValueError, r"cascade threshold .* must lie in \[0, 1\], got 1\.5"),
     ("USAM cascade threshold -0.1", call(cascade, predicted_gap=torch.zeros(3), threshold=-0.1),
      ValueError, r"must lie in \[0, 1\], got -0\.1"),
+    ("VPP runs scored with run options",
+     call(evaluate_clips, model=ClipRuns([[]], [torch.ones(1, 2, 4)]), data=make_moving_shapes(
+         n_videos=1, n_frames=1, image_size=16), topk=True), ValueError,
+     r"run options \['topk'\] were given with finished runs; pass them to run_clips"),
+    ("VPP runs scored on other data",
+     call(evaluate_clips, model=ClipRuns([[], []], [torch.ones(1, 2, 4)] * 2),
+          data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
+     r"the runs cover 2 clips but the data has 1; score runs on the data they were made on"),
+    ("VPP run_clips batch 0",
+     call(run_clips, model=VideoSegmenter(VPP_CONFIG), batch_size=0,
+          data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
+     r"batch_size must be at least 1, got 0"),
 ]
 
 

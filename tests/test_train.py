@@ -338,3 +338,22 @@ def test_amp_skips_an_isolated_non_finite_step_but_stops_a_streak(monkeypatch):
     x[:] = float("nan")
     with pytest.raises(FloatingPointError, match="5 consecutive steps in epoch 1 under mixed"):
         fit(mlp(), (x, y), epochs=1, lr=0.05, batch_size=8, progress=False, device="cpu")
+
+
+def test_fused_adamw_takes_the_steps_adamw_takes():
+    """fit with fused_adamw follows plain AdamW's trajectory (up to rounding) on the same data."""
+    from companion.optim import fused_adamw
+
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    weights = {}
+    for name, optimizer in (("plain", "adamw"), ("fused", fused_adamw)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 2)
+        fit(model, TensorDataset(x, y), epochs=3, optimizer=optimizer, lr=1e-2, weight_decay=0.05,
+            batch_size=16, seed=0, progress=False)
+        weights[name] = model.weight.detach().clone()
+    torch.manual_seed(0)
+    start = torch.nn.Linear(5, 2).weight.detach()
+    assert (weights["plain"] - start).abs().max() > 1e-3  # it trained
+    assert torch.allclose(weights["fused"], weights["plain"], atol=1e-5)

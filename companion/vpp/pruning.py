@@ -24,7 +24,7 @@ from torch import nn
 from .matching import matching_loss
 from .modules import Mapping, Prior, SelectiveModule, TemporalMappingModule, keep_count
 from .schedule import KeepRatioSchedule
-from .segmenter import VideoSegmenter
+from .segmenter import VideoSegmenter, frame_outputs
 
 MODES = ("masked", "gather")
 
@@ -151,13 +151,31 @@ class PrunedSegmenter(nn.Module):
             prior = res.prior
         return results
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def run_clip(self, frames: torch.Tensor, mode: str = "gather",
                  schedule: KeepRatioSchedule | None = None,
                  topk: bool = False) -> tuple[list[dict], torch.Tensor]:
         """Head outputs per frame of a clip (T, 3, H, W) and the tokens each block kept (T, depth, N)."""
         results = self.predict_clip(frames, mode, schedule, topk)
         return [r.outputs for r in results], torch.cat([r.keep for r in results])
+
+    @torch.inference_mode()
+    def run_batch(self, videos: torch.Tensor, mode: str = "masked",
+                  schedule: KeepRatioSchedule | None = None,
+                  topk: bool = False) -> tuple[list[list[dict]], torch.Tensor]:
+        """``run_clip`` of each clip of ``videos`` (B, T, 3, H, W), the clips side by side: frame t
+        of every clip in one batch, through masked blocks. The same as clip by clip up to
+        rounding, which can flip a token whose score sits on its threshold. Returns outputs per
+        clip and frame and kept tokens (B, T, depth, N)."""
+        if videos.ndim != 5:
+            raise ValueError(f"Expected clips of shape (B, T, 3, H, W), got {tuple(videos.shape)}.")
+        results, prior = [], None
+        for t in range(videos.shape[1]):
+            res = self.forward_frame(videos[:, t], prior, mode, schedule, topk)
+            results.append(res)
+            prior = res.prior
+        outputs = [[frame_outputs(r.outputs, b) for r in results] for b in range(videos.shape[0])]
+        return outputs, torch.stack([r.keep for r in results], 1)
 
     @torch.no_grad()
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor,

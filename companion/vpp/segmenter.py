@@ -18,6 +18,13 @@ from torch import nn
 from .vit import Block, Mlp
 
 
+def frame_outputs(outputs: dict, index: int) -> dict:
+    """Head outputs of sample ``index`` of a batch, as a batch of one (logits, masks, aux)."""
+    one = slice(index, index + 1)
+    return {"logits": outputs["logits"][one], "masks": outputs["masks"][one],
+            "aux": [(logits[one], masks[one]) for logits, masks in outputs["aux"]]}
+
+
 class DecoderLayer(nn.Module):
     """Query decoder layer: cross-attention to the tokens, self-attention, MLP (pre-norm)."""
 
@@ -145,6 +152,16 @@ class VideoSegmenter(nn.Module):
         outputs = [self(frames[t:t + 1]) for t in range(frames.shape[0])]
         c = self.config
         return outputs, torch.ones(frames.shape[0], c.depth, c.num_tokens)
+
+    @torch.no_grad()
+    def run_batch(self, videos: torch.Tensor) -> tuple[list[list[dict]], torch.Tensor]:
+        """``run_clip`` of each clip of ``videos`` (B, T, 3, H, W), every frame in one batch:
+        outputs per clip and frame, kept tokens (B, T, depth, N)."""
+        B, T = videos.shape[:2]
+        out = self(videos.flatten(0, 1))
+        c = self.config
+        return ([[frame_outputs(out, b * T + t) for t in range(T)] for b in range(B)],
+                torch.ones(B, T, c.depth, c.num_tokens))
 
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
         """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""

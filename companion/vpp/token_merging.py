@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .segmenter import VideoSegmenter
+from .segmenter import VideoSegmenter, frame_outputs
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,18 @@ class TokenMergingSegmenter(nn.Module):
             ratios.append(ratio)
         n = self.segmenter.config.num_tokens
         return outputs, torch.stack(ratios)[:, :, None].expand(-1, -1, n)
+
+    @torch.no_grad()
+    def run_batch(self, videos: torch.Tensor) -> tuple[list[list[dict]], torch.Tensor]:
+        """``run_clip`` of each clip of ``videos`` (B, T, 3, H, W), every frame in one batch:
+        outputs per clip and frame, tokens per block (B, T, depth, N)."""
+        B, T = videos.shape[:2]
+        frames = videos.flatten(0, 1)
+        tokens, ratio = self.forward_tokens(frames)
+        out = self.segmenter.decode(tokens, frames)
+        n = self.segmenter.config.num_tokens
+        return ([[frame_outputs(out, b * T + t) for t in range(T)] for b in range(B)],
+                ratio[None, None, :, None].expand(B, T, -1, n))
 
     def frame_call(self, previous: torch.Tensor, frame: torch.Tensor) -> Callable[[], dict]:
         """A batch-1 call on ``frame`` (1, 3, H, W) to count and time; ``previous`` is unused."""

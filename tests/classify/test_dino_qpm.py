@@ -68,6 +68,25 @@ def test_adapter_is_a_per_token_mlp_with_nonnegative_maps():
     assert dq.adapter_widths(2048, 512) == (2048, 2048, 2048, 512)
 
 
+
+def test_adapter_computes_what_its_convolutions_compute():
+    """The rows of matrix products give the maps of the 1×1 convolutions with BatchNorm2d, in
+    training (batch statistics, and the running ones move alike) and in evaluation."""
+    import copy
+
+    torch.manual_seed(0)
+    adapter = dq.TokenAdapter(6, (10, 5))
+    reference = copy.deepcopy(adapter)
+    reference.rows = False
+    x = torch.randn(3, 6, 4, 4)
+    for mode in (True, False):
+        adapter.train(mode), reference.train(mode)
+        assert torch.allclose(adapter(x), reference(x), atol=1e-5)
+    for ours, theirs in zip(adapter.mlp[1::3], reference.mlp[1::3], strict=True):
+        assert torch.allclose(ours.running_mean, theirs.running_mean, atol=1e-6)
+        assert torch.allclose(ours.running_var, theirs.running_var, atol=1e-6)
+        assert ours.num_batches_tracked == theirs.num_batches_tracked == 1
+
 def test_sparsity_losses_are_the_weighted_l1_of_maps_and_pooled_features():
     maps = torch.tensor([[[[1.0, -3.0]], [[2.0, 2.0]]]])  # (1, 2, 1, 2)
     terms = dq.sparsity_losses(map_weight=5.0, vector_weight=1.0)
@@ -127,3 +146,16 @@ def test_stages_train_on_tokens_and_give_exactly_k_features_per_class():
 def test_bad_input_is_refused_with_a_clear_message(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_the_smoke_recipe_keeps_plain_adamw_and_convolutions_the_full_one_is_fast(monkeypatch):
+    from companion import runtime
+    from companion.optim import fused_adamw
+
+    monkeypatch.setattr(runtime, "_active", None)  # restored after the test
+    recipes = {}
+    for name in ("smoke", "full"):
+        runtime.set_profile(name, device="cpu", real_data=False)
+        recipes[name] = dq.DinoQPMRecipe.for_profile()
+    assert (recipes["smoke"].fast, recipes["smoke"].optimizer) == (False, "adamw")
+    assert (recipes["full"].fast, recipes["full"].optimizer) == (True, fused_adamw)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.vpp.evaluation import ap_difference_interval, evaluate_clips
+from companion.vpp.evaluation import ap_difference_interval, evaluate_clips, run_clips
 from companion.vpp.pruning import PrunedSegmenter
 from companion.vpp.schedule import KeepRatioSchedule
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
@@ -78,3 +78,42 @@ def test_ap_difference_interval_of_a_model_with_itself_is_zero(models):
                            class_agnostic=True, progress=False)
     with pytest.raises(ValueError, match="different clips"):
         ap_difference_interval(ev, other)
+
+
+@pytest.mark.parametrize("name, options", [("dense", {}), ("vpp", {}), ("vpp", {"topk": True}),
+                                           ("tome", {})])
+def test_clips_side_by_side_give_what_each_clip_alone_gives(models, name, options):
+    """run_batch (frames of every clip in one batch; the pruned model's blocks masked) against
+    run_clip per clip (batch 1, kept tokens gathered): the same outputs and kept tokens."""
+    model = models[name]
+    videos = torch.rand(3, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    outputs, keeps = model.run_batch(videos, **options)
+    assert len(outputs) == 3 and keeps.shape == (3, 4, CONFIG.depth, CONFIG.num_tokens)
+    for b in range(3):
+        alone, keep = model.run_clip(videos[b], **options)
+        assert torch.equal(keeps[b], keep)
+        for got, want in zip(outputs[b], alone, strict=True):
+            assert got["masks"].shape == want["masks"].shape == (1, CONFIG.num_queries, 8, 8)
+            assert torch.allclose(got["masks"], want["masks"], atol=1e-4)
+            assert torch.allclose(got["logits"], want["logits"], atol=1e-4)
+    if name != "dense":  # pruning and merging really happened: fewer tokens after the first
+        assert keeps[:, 1:, -1].mean() < 0.8
+
+
+def test_evaluating_runs_scores_them_as_evaluating_the_model(models):
+    data = make_moving_shapes(n_videos=3, n_frames=3, image_size=32, seed=0)
+    for name in ("dense", "vpp"):
+        runs = run_clips(models[name], data, progress=False)
+        assert len(runs.outputs) == len(runs.keeps) == 3
+        one_by_one = run_clips(models[name], data, batch_size=1, progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(runs.keeps, one_by_one.keeps, strict=True))
+    for agnostic in (False, True):
+        scored = evaluate_clips(runs, data, class_agnostic=agnostic)
+        direct = evaluate_clips(models["vpp"], data, class_agnostic=agnostic, progress=False)
+        assert scored.frame_ap.ap == pytest.approx(direct.frame_ap.ap)
+        assert scored.video_ap.ap == pytest.approx(direct.video_ap.ap)
+        assert torch.equal(scored.keep_per_layer, direct.keep_per_layer)
+    with pytest.raises(ValueError, match="run options"):
+        evaluate_clips(runs, data, topk=True)
+    with pytest.raises(ValueError, match="cover 3 clips but the data has 2"):
+        evaluate_clips(runs, make_moving_shapes(n_videos=2, n_frames=3, image_size=32, seed=0))
