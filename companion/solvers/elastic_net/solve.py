@@ -1,4 +1,4 @@
-"""Proximal gradient with Anderson acceleration and screening along the λ path: one λ, the path, results."""
+"""Proximal gradient with Anderson acceleration, proximal Newton steps and screening along the λ path."""
 
 from __future__ import annotations
 
