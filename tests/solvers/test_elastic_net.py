@@ -125,6 +125,10 @@ def test_float32_path_reaches_the_float64_objective():
     p64 = elastic_net_path(x, y, n_lambdas=6, epsilon=0.05, tol=1e-7, device="cpu", progress=False)
     p32 = elastic_net_path(x.float(), y, n_lambdas=6, epsilon=0.05, tol=1e-4, device="cpu", progress=False)
     assert torch.allclose(p32.objectives, p64.objectives, rtol=1e-4)
+    # the float32 path's certificate (computed in float64) bounds its excess over the tight float64
+    # path (≥ P*), up to the rounding of its float32 objective
+    assert ((p32.objectives - p64.objectives) / p64.objectives <= p32.gaps + 1e-6).all()
+    assert p32.converged.all() and (p32.gaps <= 1e-4).all()
 
 
 def saga_objective(x, y, lam, alpha):

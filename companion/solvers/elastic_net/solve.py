@@ -175,10 +175,14 @@ _NEWTON_EVERY = 3  # proximal-gradient steps between proximal Newton steps (each
 
 def _full_state(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, alpha: float,
                 group: bool) -> tuple[Tensor, float, float]:
-    """Full gradient w.r.t. W, the primal value and the certified relative gap at (W, b)."""
-    loss, p = _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)
-    grad = (p - prob.onehot_t) @ prob.x / prob.x.shape[0]
-    primal = float(loss) + float(_penalty(weight, lam, alpha, group))
+    """Full gradient w.r.t. W, the primal value and the certified relative gap at (W, b).
+
+    The primal value and the softmax behind the dual point are computed in float64 whatever the
+    features' precision, so that a float32 solve is certified to far below ``tol``.
+    """
+    loss, p = _softmax_ce(_logits_t(prob.x, weight, bias).double(), prob.labels)
+    grad = (p.to(prob.x.dtype) - prob.onehot_t) @ prob.x / prob.x.shape[0]
+    primal = float(loss) + float(_penalty(weight.double(), lam, alpha, group))
     return grad, primal, _relative_gap(primal, _dual(prob, p, grad, None, lam, alpha, group))
 
 
