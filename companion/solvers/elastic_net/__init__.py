@@ -8,13 +8,11 @@ with ``group=True`` replacing ‖W‖₁ by the group lasso Σ_j ‖W_{:,j}‖�
 columns of W). The bias is not penalised. The features are expected to be standardised
 (``standardize``); then ``lambda_max`` is the smallest λ whose solution is W = 0.
 
-Solver: proximal gradient on the full batch, vectorised in torch, with backtracking line search and
-Anderson acceleration (every few iterations the extrapolation of the last iterates replaces the
-current point when it lowers the objective; Bertrand & Massias, 2021), interleaved with proximal
-Newton steps on the support (``newton``: on the non-zero weights the penalty is smooth, and the
-Newton system of the multinomial loss is solved by conjugate gradients with Hessian-vector
-products, then a line search; Lee, Sun & Saunders, 2014), warm starts along the path and
-sequential strong-rule screening with a KKT check (Tibshirani et al., 2012), so the inner
+Solver: proximal gradient on the full batch, vectorised in torch, with backtracking line search,
+interleaved with proximal Newton steps on the support (``newton``: on the non-zero weights the
+penalty is smooth, and the Newton system of the multinomial loss is solved by conjugate gradients
+with Hessian-vector products, then a line search; Lee, Sun & Saunders, 2014), warm starts along the
+path and sequential strong-rule screening with a KKT check (Tibshirani et al., 2012), so the inner
 iterations only touch the feature columns that can be active. The gradient steps find the support
 (entries enter only through them); the Newton steps converge fast once it is found, which is what
 first-order steps alone could not do at small λ over many classes.

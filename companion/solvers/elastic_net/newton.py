@@ -58,20 +58,20 @@ def _hessian_product(v: Tensor, x1: Tensor, p: Tensor, weight: Tensor, lam: floa
 
 def newton_step(x: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor, bias: Tensor, f: Tensor,
                 p: Tensor, lam: float, alpha: float, group: bool
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, bool]:
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
     """One proximal Newton step from (W, b) with loss ``f`` and softmax ``p`` (C, N) on columns ``x``.
 
-    Returns (W, b, logits, loss, softmax, accepted); when no step length lowers the objective the
-    input point comes back with ``accepted=False``.
+    Returns (W, b, loss, softmax, accepted); when no step length lowers the objective the input
+    point comes back with ``accepted=False``.
     """
     n = x.shape[0]
     full_mask = (weight != 0).any(dim=0, keepdim=True).expand_as(weight) if group else weight != 0
     if not full_mask.any():
-        return weight, bias, torch.addmm(bias[:, None], weight, x.T), f, p, False
+        return weight, bias, f, p, False
     # only the columns with a non-zero weight take part; the bias is a last column of ones, so
     # (W, b) is one (C, k + 1) matrix, free on the support and in b
     cols = torch.nonzero(full_mask.any(dim=0)).flatten()
-    w_all, x_all, weight, mask = weight, x, weight[:, cols], full_mask[:, cols]
+    w_all, weight, mask = weight, weight[:, cols], full_mask[:, cols]
     x = x[:, cols]
     k = x.shape[1]
     x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
@@ -115,12 +115,11 @@ def newton_step(x: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor, bia
             if not group:  # stay in the orthant of W: entries that cross zero stop at zero
                 w_new = torch.where(w_new * weight > 0, w_new, torch.zeros_like(w_new))
             b_new = bias + t * d_b
-            z_new = torch.addmm(b_new[:, None], w_new, x.T)
-            f_new, p_new = _softmax_ce(z_new, labels)
+            f_new, p_new = _softmax_ce(torch.addmm(b_new[:, None], w_new, x.T), labels)
             after = float(f_new) + float(_penalty(w_new, lam, alpha, group))
             if after <= before + _ARMIJO * t * slope:
                 w_out = w_all.clone()
                 w_out[:, cols] = w_new
-                return w_out, b_new, z_new, f_new, p_new, True
+                return w_out, b_new, f_new, p_new, True
             t *= 0.5
-    return w_all, bias, torch.addmm(bias[:, None], w_all, x_all.T), f, p, False
+    return w_all, bias, f, p, False

@@ -1,4 +1,4 @@
-"""Proximal gradient with Anderson acceleration, proximal Newton steps and screening along the λ path."""
+"""Proximal gradient and proximal Newton steps with screening along the λ path: one λ, the path, results."""
 
 from __future__ import annotations
 
@@ -81,38 +81,14 @@ class ElasticNetPath:
                              math.inf if self.gaps is None else float(self.gaps[index]))
 
 
-def _anderson_weights(iterates: Tensor) -> Tensor | None:
-    """Anderson weights c (Σ c_k = 1) of K + 1 stacked iterates: min ‖Σ_k c_k (u_{k+1} − u_k)‖.
-
-    ``None`` when the iterates did not move or the (regularised) system cannot be solved.
-    """
-    diff = (iterates[1:] - iterates[:-1]).flatten(1).double()
-    gram = diff @ diff.T
-    scale = float(gram.diagonal().max())
-    if not scale > 0:
-        return None
-    ones = torch.ones(len(gram), dtype=gram.dtype, device=gram.device)
-    z, info = torch.linalg.solve_ex(gram + 1e-10 * scale * torch.eye(len(gram), dtype=gram.dtype,
-                                                                   device=gram.device), ones)
-    if int(info) != 0 or not bool(torch.isfinite(z).all()) or float(z.sum()) == 0:
-        return None
-    return (z / z.sum()).to(iterates.dtype)
-
-
-def _combine(weights: Tensor, stack: list[Tensor]) -> Tensor:
-    return torch.tensordot(weights, torch.stack(stack), dims=1)
-
-
 def _restricted_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float, alpha: float,
                       group: bool, step: float, safe_step: float, tol: float,
                       max_iter: int) -> tuple[Tensor, Tensor, int, bool, float]:
-    """Proximal gradient with Anderson acceleration and proximal Newton steps on the columns ``idx``.
+    """Proximal gradient steps and proximal Newton steps on the columns ``idx``.
 
     The proximal-gradient steps (backtracking from a longer step; ``safe_step`` ≈ 1/L passes the
-    sufficient-decrease test) find the support; every ``_ANDERSON`` steps the affine combination of
-    the last iterates with Anderson's weights replaces the current point when it has a lower
-    objective (Bertrand & Massias, 2021; logits are linear in (W, b), so they are combined, not
-    recomputed). Every ``_NEWTON_EVERY`` steps a proximal Newton step on the support follows
+    sufficient-decrease test) find the support. Every ``_NEWTON_EVERY`` steps a proximal Newton
+    step on the support follows
     (``newton_step``) and the duality gap of the restricted problem is checked at the new point:
     the softmax residual there is the dual point, and (P − D)/P ≤ ``tol`` stops. Returns (W, b,
     proximal-gradient steps, converged, last step size).
@@ -122,9 +98,7 @@ def _restricted_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor,
     # rounding noise of the loss, not a real increase; 16·eps let float32 runs stall (accepted
     # over-long steps at the noise floor) on a tight duality-gap tolerance, 1·eps does not
     slack = torch.finfo(x.dtype).eps
-    z = _logits_t(x, weight, bias)
-    f, p = _softmax_ce(z, labels)
-    primal_hist: list[tuple[Tensor, Tensor, Tensor]] = [(weight, bias, z)]
+    f, p = _softmax_ce(_logits_t(x, weight, bias), labels)
     grad_w: Tensor | None = None
     for it in range(1, max_iter + 1):
         resid = (p - onehot_t) / n
@@ -141,24 +115,9 @@ def _restricted_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor,
             if f_new <= quad + slack * abs(float(f)) or step <= safe_step / 8:
                 break
             step *= 0.5
-        weight, bias, z, f, p, grad_w = w_new, b_new, z_new, f_new, p_new, None
-        primal_hist = [*primal_hist[-_ANDERSON:], (weight, bias, z)]
-        if len(primal_hist) == _ANDERSON + 1 and it % _ANDERSON == 0:
-            c = _anderson_weights(torch.stack([torch.cat([w.flatten(), b]) for w, b, _ in primal_hist]))
-            if c is not None:
-                w_e = _combine(c, [h[0] for h in primal_hist[1:]])
-                b_e = _combine(c, [h[1] for h in primal_hist[1:]])
-                z_e = _combine(c, [h[2] for h in primal_hist[1:]])
-                f_e, p_e = _softmax_ce(z_e, labels)
-                if float(f_e + _penalty(w_e, lam, alpha, group)) < float(f + _penalty(weight, lam, alpha,
-                                                                                       group)):
-                    weight, bias, z, f, p = w_e, b_e, z_e, f_e, p_e
-                    primal_hist = [(weight, bias, z)]
+        weight, bias, f, p, grad_w = w_new, b_new, f_new, p_new, None
         if it % _NEWTON_EVERY == 0:
-            weight, bias, z, f, p, moved = newton_step(x, labels, onehot_t, weight, bias, f, p, lam, alpha,
-                                                       group)
-            if moved:
-                primal_hist = [(weight, bias, z)]
+            weight, bias, f, p, _ = newton_step(x, labels, onehot_t, weight, bias, f, p, lam, alpha, group)
             grad_w = (p - onehot_t) @ x / n
             primal = float(f) + float(_penalty(weight, lam, alpha, group))
             if _relative_gap(primal, _dual(prob, p, grad_w, idx, lam, alpha, group)) <= tol:
@@ -169,7 +128,6 @@ def _restricted_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor,
 # Iterations per screening round: the KKT check on the other columns runs at least this often, so
 # a tolerance the restricted problem cannot reach does not spend the whole budget on the wrong columns.
 _ROUND = 500
-_ANDERSON = 5  # iterates combined by the Anderson (primal) and the dual extrapolation
 _NEWTON_EVERY = 3  # proximal-gradient steps between proximal Newton steps (each followed by a gap check)
 
 
