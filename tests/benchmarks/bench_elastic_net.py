@@ -9,6 +9,7 @@ Ours stops every λ at a certified relative duality gap ≤ ``--tol`` (the "gap 
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --max-epochs 50
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --ours-only
+    python tests/benchmarks/bench_elastic_net.py --size sldd --threads 1 --ours-only  # 200 classes, 100 λ
     python tests/benchmarks/bench_elastic_net.py --size smoke --threads 1
 
 At the CUB-like size glm-saga with its own settings (up to 2000 epochs per λ) takes hours; with
@@ -29,9 +30,10 @@ from torch.utils.data import DataLoader
 
 from companion.solvers.elastic_net import elastic_net_objective, elastic_net_path, lambda_max, standardize
 
-SIZES = {  # name: (N examples, d features, C classes)
-    "smoke": (3000, 64, 10),
-    "cub": (5994, 2048, 200),
+SIZES = {  # name: (N examples, d features, C classes, default λ count, default ε)
+    "smoke": (3000, 64, 10, 20, 1e-3),
+    "cub": (5994, 2048, 200, 5, 0.1),
+    "sldd": (5994, 50, 200, 100, 1e-3),  # SLDD's path on its 50 selected features (not in "all")
 }
 
 
@@ -68,8 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=[*SIZES, "all"], default="all")
     parser.add_argument("--alpha", type=float, default=0.99)
-    parser.add_argument("--n-lambdas", type=int, default=None, help="default: 20 (smoke), 5 (cub)")
-    parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke), 0.1 (cub)")
+    parser.add_argument("--n-lambdas", type=int, default=None,
+                        help="default: 20 (smoke), 5 (cub), 100 (sldd)")
+    parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke, sldd), 0.1 (cub)")
     parser.add_argument("--tol", type=float, default=1e-4,
                         help="ours: relative duality gap (glm-saga: its own tol)")
     parser.add_argument("--ours-only", action="store_true", help="skip glm-saga (e.g. at the CUB size)")
@@ -82,10 +85,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
-    for size in SIZES if args.size == "all" else [args.size]:
-        n, d, c = SIZES[size]
-        k = args.n_lambdas or (20 if size == "smoke" else 5)
-        eps = args.epsilon or (1e-3 if size == "smoke" else 0.1)
+    for size in ["smoke", "cub"] if args.size == "all" else [args.size]:
+        n, d, c, k, eps = SIZES[size]
+        k, eps = args.n_lambdas or k, args.epsilon or eps
         x, y = make_problem(n, d, c)
         print(f"\n== {size}: N={n}, d={x.shape[1]}, C={c}, alpha={args.alpha}, {k} lambdas down to "
               f"{eps:g}·λ_max")
