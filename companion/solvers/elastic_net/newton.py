@@ -42,8 +42,8 @@ def _hessian_product(v: Tensor, x1: Tensor, p: Tensor, weight: Tensor, lam: floa
     """
     k = weight.shape[1]
     s = torch.mul(p, v @ x1.T)  # P ⊙ U
-    # (P ⊙ U − P ⊙ 1ᵀ(P ⊙ U)) X₁ with the second term as P (diag(1ᵀ(P ⊙ U)) X₁): one elementwise pass less
-    out = (s @ x1 - p @ (s.sum(dim=0)[:, None] * x1)) / x1.shape[0]
+    s -= p * s.sum(dim=0, keepdim=True)
+    out = (s @ x1) / x1.shape[0]
     v_w = v[:, :k] * mask
     if group:
         norm = weight.norm(dim=0, keepdim=True).clamp_min(1e-300)
