@@ -87,13 +87,19 @@ class AmbiguousShapes:
 
 
 def count_answers(masks: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-    """Per instance, how many instances of its image hold its centre click (itself included)."""
-    if len(masks) == 0:
-        return torch.zeros(0, dtype=torch.long)
-    x, y = centre_click(masks).long().unbind(1)
-    hit = masks[:, y, x].T  # hit[i, j]: mask j holds the centre click of instance i
-    same = image_index[:, None] == image_index[None, :]
-    return (hit & same).sum(1)
+    """Per instance, how many instances of its image hold its centre click (itself included).
+
+    An empty mask has no centre click and counts 0.
+    """
+    answers = torch.zeros(len(masks), dtype=torch.long)
+    full = masks.flatten(1).any(1)
+    if not full.any():
+        return answers
+    x, y = centre_click(masks[full]).long().unbind(1)
+    hit = masks[:, y, x].T  # hit[i, j]: mask j holds the centre click of non-empty instance i
+    same = image_index[full][:, None] == image_index[None, :]
+    answers[full] = (hit & same).sum(1)
+    return answers
 
 
 class InstanceDataset(Dataset):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.data.ambiguous_shapes import KINDS, MIN_AREA, make_ambiguous_shapes
+from companion.data.ambiguous_shapes import KINDS, MIN_AREA, count_answers, make_ambiguous_shapes
 from companion.data.prompts import centre_click
 
 
@@ -130,3 +130,10 @@ def test_three_weights_mean_no_concentric_group():
     assert "level" not in three.kind_names()
     only = make_ambiguous_shapes(10, seed=5, group_probs=(0, 0, 0, 1.0), progress=False)
     assert set(only.kind_names()) == {"level"} and (only.answers >= 3).all()
+
+
+def test_an_empty_mask_has_no_answers(data):
+    masks = data.masks[:3].clone()
+    masks[1] = False
+    answers = count_answers(masks, data.image_index[:3])
+    assert answers[1] == 0 and (answers[[0, 2]] >= 1).all()
