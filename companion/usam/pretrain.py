@@ -6,8 +6,10 @@ it, see :func:`training_cpu_seconds`) with::
 
     OMP_NUM_THREADS=1 python -m companion.usam.pretrain --seed 0
 
-(the defaults of :class:`PretrainConfig`; torch 2.14.1). On one thread the run is deterministic:
-the same command gives the same weights. Retrain with it or with
+(the defaults of :class:`PretrainConfig`; torch 2.14.1). Each size is seeded on its own
+(``seed + i``), so the committed file was trained as two processes at once, tiny and small in one,
+large in the other with ``seed=2``; on one thread that gives the same weights as the command
+(checked for tiny and small). Retrain with it or with
 ``load_or_train(path, retrain=True)``; other thread counts or devices give slightly different
 weights.
 """
