@@ -539,9 +539,11 @@ CASES = [
     ("ambiguous n_images=2.0", ambiguous(n_images=2.0), TypeError, r"n_images must be an integer"),
     ("ambiguous image_size=16", ambiguous(image_size=16), ValueError, r"image_size must be >= 24"),
     ("ambiguous group_probs nan", ambiguous(group_probs=(math.nan, 1.0, 1.0)), ValueError,
-     r"group_probs must be three finite non-negative weights"),
+     r"group_probs must be three or four finite non-negative weights"),
     ("ambiguous group_probs text", ambiguous(group_probs=("a", 1, 1)), TypeError,
-     r"group_probs must be three numbers"),
+     r"group_probs must be three or four numbers"),
+    ("ambiguous group_probs five", ambiguous(group_probs=(1, 1, 1, 1, 1)), ValueError,
+     r"group_probs must be three or four finite non-negative weights .* got \(1, 1, 1, 1, 1\)"),
     ("ambiguous seed=-3", ambiguous(seed=-3), ValueError, r"seed must be >= 0"),
     # item 6
     ("fit label out of range", labels_in_fit(bad=7), ValueError,

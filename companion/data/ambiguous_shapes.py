@@ -7,7 +7,15 @@ Every scene holds one or two *groups* of shapes on a noisy background:
   centre of the whole lands on the part, so one click has two valid answers.
 * ``overlap``: shape B lies partly on top of shape A. Three instances: ``object`` A (its visible
   part), ``object`` B, and the ``group`` A ∪ B.
+* ``concentric``: four nested shapes around one centre, like a target. Four instances
+  (``level``), the outermost shape and each shape inside it; all four centre clicks land on the
+  innermost shape, so one click has four valid answers, one more than a segmenter's three masks.
+  Clicks spread over the instance tell the levels apart.
 * ``single``: one shape, one instance; a click is unambiguous.
+
+``answers`` counts, per instance, the instances of its scene whose mask holds its centre click
+(:func:`companion.data.prompts.centre_click`): 1 for an unambiguous click, 2 for a part and its
+whole, up to 4 for a target. ``ambiguous`` is ``answers > 1``.
 
 The ground truth of the segmentation task is an instance mask, so the data knows which answer
 was meant, which the promptable segmenter cannot know from a single click.
@@ -23,11 +31,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .checks import check_int, check_number
+from .prompts import centre_click
 
 SHAPES = ("disk", "square", "diamond", "triangle", "ellipse")
-GROUPS = ("nested", "overlap", "single")
-KINDS = ("single", "part", "whole", "object", "group")
+GROUPS = ("nested", "overlap", "single", "concentric")
+KINDS = ("single", "part", "whole", "object", "group", "level")
 MIN_AREA = 12
+LEVELS = (1.0, 0.75, 0.52, 0.32)  # radii of a concentric group's shapes, outermost first
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,16 @@ class AmbiguousShapes:
     image_index: torch.Tensor  # (M,) long
     kind: torch.Tensor         # (M,) long, index into KINDS
     group: torch.Tensor        # (M,) long, instances of one group share the id
+    answers: torch.Tensor | None = None  # (M,) long; None: counted from the masks given
+
+    def __post_init__(self):
+        if self.answers is None:
+            object.__setattr__(self, "answers", count_answers(self.masks, self.image_index))
+
+    @property
+    def ambiguous(self) -> torch.Tensor:
+        """(M,) bool: the instance's centre click also lies on another instance of its scene."""
+        return self.answers > 1
 
     @property
     def image_size(self) -> int:
@@ -59,11 +79,27 @@ class AmbiguousShapes:
         """The instances in ``index`` (images are kept whole and shared)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return AmbiguousShapes(self.images, self.masks[index], self.image_index[index],
-                               self.kind[index], self.group[index])
+                               self.kind[index], self.group[index], self.answers[index])
 
     def dataset(self, extra: dict[str, torch.Tensor] | None = None) -> InstanceDataset:
         """A torch ``Dataset`` of ``(image, mask, *extra)`` per instance."""
         return InstanceDataset(self, extra or {})
+
+
+def count_answers(masks: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    """Per instance, how many instances of its image hold its centre click (itself included).
+
+    An empty mask has no centre click and counts 0.
+    """
+    answers = torch.zeros(len(masks), dtype=torch.long)
+    full = masks.flatten(1).any(1)
+    if not full.any():
+        return answers
+    x, y = centre_click(masks[full]).long().unbind(1)
+    hit = masks[:, y, x].T  # hit[i, j]: mask j holds the centre click of non-empty instance i
+    same = image_index[full][:, None] == image_index[None, :]
+    answers[full] = (hit & same).sum(1)
+    return answers
 
 
 class InstanceDataset(Dataset):
@@ -122,6 +158,13 @@ def _group(rng: np.random.Generator, kind: str, yy, xx, cy, cx, radius):
     if kind == "single":
         m = _random_shape(rng, yy, xx, cy, cx, radius)
         return [m], [(m, "single")]
+    if kind == "concentric":
+        shapes = [_random_shape(rng, yy, xx, cy, cx, radius)]
+        for scale in LEVELS[1:]:
+            r = max(scale * radius, 3.5)
+            off = rng.uniform(-0.1, 0.1, size=2) * r
+            shapes.append(_random_shape(rng, yy, xx, cy + off[0], cx + off[1], r) & shapes[-1])
+        return shapes, [(m, "level") for m in shapes]
     if kind == "nested":
         outer = _random_shape(rng, yy, xx, cy, cx, radius)
         r_in = radius * rng.uniform(0.38, 0.55)
@@ -139,13 +182,14 @@ def _group(rng: np.random.Generator, kind: str, yy, xx, cy, cx, radius):
 
 
 def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 32, *, seed: int = 0,
-                          group_probs: tuple[float, float, float] = (0.45, 0.35, 0.2),
+                          group_probs: tuple[float, ...] = (0.15, 0.15, 0.45, 0.25),
                           max_groups: int = 1, noise: float = 0.06,
                           progress: bool = True) -> AmbiguousShapes:
-    """Draw ``n_images`` scenes of nested / overlapping / single shapes (seeded, reproducible).
+    """Draw ``n_images`` scenes of nested / overlapping / single / concentric shapes (seeded).
 
-    ``group_probs`` gives the probability of a nested, an overlapping and a single group. Instances
-    smaller than ``MIN_AREA`` pixels (an object hidden by the one on top) are dropped.
+    ``group_probs`` gives the weights of a nested, an overlapping, a single and a concentric
+    group (a fourth weight of 0 is assumed if three are given). Instances smaller than
+    ``MIN_AREA`` pixels (an object hidden by the one on top) are dropped.
     """
     n_images = check_int("n_images", n_images)
     image_size = check_int("image_size", image_size, minimum=24)
@@ -155,12 +199,15 @@ def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 32, *, seed: i
     try:
         probs = np.asarray(group_probs, dtype=float)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"group_probs must be three numbers (nested, overlap, single), got "
-                        f"{group_probs!r}.") from err
-    if (probs.shape != (3,) or not np.isfinite(probs).all() or (probs < 0).any()
+        raise TypeError(f"group_probs must be three or four numbers (nested, overlap, single, "
+                        f"concentric), got {group_probs!r}.") from err
+    if probs.shape == (3,):
+        probs = np.append(probs, 0.0)
+    if (probs.shape != (4,) or not np.isfinite(probs).all() or (probs < 0).any()
             or probs.sum() <= 0):
-        raise ValueError(f"group_probs must be three finite non-negative weights (nested, "
-                         f"overlap, single) with a positive sum, got {group_probs}.")
+        raise ValueError(f"group_probs must be three or four finite non-negative weights "
+                         f"(nested, overlap, single, concentric) with a positive sum, got "
+                         f"{group_probs}.")
     rng = np.random.default_rng(seed)
     size = image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
@@ -174,8 +221,10 @@ def make_ambiguous_shapes(n_images: int = 1000, image_size: int = 32, *, seed: i
         placed: list[tuple[float, float, float]] = []
         colours = [background]
         for _ in range(n_groups):
-            kind = GROUPS[rng.choice(3, p=probs / probs.sum())]
+            kind = GROUPS[rng.choice(len(GROUPS), p=probs / probs.sum())]
             radius = size * (rng.uniform(0.26, 0.36) if n_groups == 1 else rng.uniform(0.17, 0.22))
+            if kind == "concentric":  # four levels need room: the innermost stays ~9 px wide
+                radius *= 1.25
             for _attempt in range(50):
                 cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
                 if all(np.hypot(cy - py, cx - px) > 1.05 * (radius + pr) for py, px, pr in placed):

@@ -1,11 +1,15 @@
 """Pretrain UncertainSAM's promptable segmenters (tiny, small, large) on ambiguous shapes.
 
 The committed checkpoint ``companion/usam/checkpoints/segmenters.pt`` (1.6 MB) was made on a
-CPU in about 3 minutes (160 CPU-seconds on one thread) with::
+CPU in 345 CPU-seconds on one thread (tiny and small 148 s, large 197 s; the checkpoint records
+it, see :func:`training_cpu_seconds`) with::
 
     OMP_NUM_THREADS=1 python -m companion.usam.pretrain --seed 0
 
-(the defaults of :class:`PretrainConfig`; torch 2.14.1). Retrain with the same command or with
+(the defaults of :class:`PretrainConfig`; torch 2.14.1). Each size is seeded on its own
+(``seed + i``), so the committed file was trained as two processes at once, tiny and small in one,
+large in the other with ``seed=2``; on one thread that gives the same weights as the command
+(checked for tiny and small). Retrain with it or with
 ``load_or_train(path, retrain=True)``; other thread counts or devices give slightly different
 weights.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,11 +45,11 @@ class PretrainConfig:
     """What the committed checkpoint was trained with: the sizes differ only in capacity."""
 
     n_images: int = 2000
-    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 8, "small": 8, "large": 8})
+    epochs: dict[str, int] = field(default_factory=lambda: {"tiny": 14, "small": 14, "large": 16})
     lr: float = 3e-3
     weight_decay: float = 1e-4
     batch_size: int = 64
-    iou_weight: float = 1.0  # weight of the score head's MSE next to BCE + Dice
+    iou_weight: float = 5.0  # weight of the score head's MSE next to BCE + Dice
     seed: int = 0
     data_seed: int = 1000
 
@@ -110,13 +115,18 @@ def pretrain(config: PretrainConfig = PretrainConfig(), *, device=None,
 
 
 def save(segmenters: dict[str, PromptableSegmenter], path: str | os.PathLike = CHECKPOINT,
-         config: PretrainConfig | None = None) -> Path:
-    """Write every size's config and weights to one file, atomically."""
+         config: PretrainConfig | None = None, cpu_seconds: float | None = None) -> Path:
+    """Write every size's config and weights to one file, atomically (and the training's CPU time)."""
     models = {k: {"config": asdict(m.config),
                   "state_dict": {n: t.detach().cpu() for n, t in m.state_dict().items()}}
               for k, m in segmenters.items()}
-    return write_checkpoint({"pretrain": asdict(config) if config else None, "models": models},
-                            path, FORMAT)
+    return write_checkpoint({"pretrain": asdict(config) if config else None, "models": models,
+                             "cpu_seconds": cpu_seconds}, path, FORMAT)
+
+
+def training_cpu_seconds(path: str | os.PathLike = CHECKPOINT) -> float | None:
+    """The CPU time (user + system, all threads) the checkpoint's training took, if recorded."""
+    return read_checkpoint(path, FORMAT, REMEDY).get("cpu_seconds")
 
 
 def load(path: str | os.PathLike = CHECKPOINT, *, device=None) -> dict[str, PromptableSegmenter]:
@@ -150,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     config = PretrainConfig(n_images=args.n_images, seed=args.seed)
-    save(pretrain(config, device=args.device), args.out, config)
+    start = time.process_time()
+    segmenters = pretrain(config, device=args.device)
+    save(segmenters, args.out, config, cpu_seconds=time.process_time() - start)
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -118,6 +118,32 @@ def plot_prompts(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
     return fig
 
 
+def plot_answers(data, instances: Sequence[int], titles: Sequence[str]) -> Figure:
+    """Up to three scenes: one instance's centre click and the outline of every instance under it.
+
+    ``data`` is an :class:`~companion.data.ambiguous_shapes.AmbiguousShapes`; each outline is one
+    valid answer to that click, so a click with more outlines than the segmenter's three masks
+    cannot be resolved by the choice of a mask.
+    """
+    from ..data.prompts import centre_click
+
+    fig, axes = plt.subplots(1, len(instances), figsize=(2.3 * len(instances), 2.8), squeeze=False)
+    for ax, i, title in zip(axes[0], instances, titles, strict=True):
+        x, y = centre_click(data.masks[i:i + 1])[0].long().tolist()
+        scene = int(data.image_index[i])
+        ax.imshow(to_image(data.images[scene]))
+        holders = [j for j in (data.image_index == scene).nonzero()[:, 0].tolist()
+                   if data.masks[j, y, x]]
+        for k, j in enumerate(sorted(holders, key=lambda j: int(data.masks[j].sum()))):
+            ax.contour(data.masks[j].numpy(), levels=[0.5], colors=PALETTE[k % len(PALETTE)],
+                       linewidths=1.6)
+        ax.scatter([x], [y], marker="*", c="white", edgecolors="black", s=130, linewidths=0.8)
+        ax.set_title(f"{title}: {len(holders)} answer{'s' * (len(holders) > 1)}", fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def plot_method() -> Figure:
     """The method in one picture: a SAM-style segmenter (grey), its IoU token and three mask
     tokens (blue), the USAM heads (orange) that give each mask its gaps, and what each gap is for."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.data.ambiguous_shapes import KINDS, MIN_AREA, make_ambiguous_shapes
+from companion.data.ambiguous_shapes import KINDS, MIN_AREA, count_answers, make_ambiguous_shapes
 from companion.data.prompts import centre_click
 
 
@@ -83,3 +83,57 @@ def test_bad_arguments(kwargs, message):
 
 def test_kind_names_are_known(data):
     assert set(data.kind.tolist()) <= set(range(len(KINDS)))
+
+
+def test_concentric_levels_nest_and_share_one_centre_click(data):
+    """A target's four levels nest strictly, and each level's centre click lies on all of them."""
+    kinds = data.kind_names()
+    targets = {data.group[i].item() for i, k in enumerate(kinds) if k == "level"}
+    assert targets
+    for g in targets:
+        idx = (data.group == g).nonzero()[:, 0].tolist()
+        levels = sorted((data.masks[j] for j in idx), key=lambda m: -int(m.sum()))
+        for outer, inner in zip(levels, levels[1:], strict=False):
+            assert (inner & ~outer).sum() == 0 and outer.sum() > inner.sum()
+        clicks = centre_click(torch.stack(levels)).long()
+        for x, y in clicks.tolist():
+            assert all(m[y, x] for m in levels)
+        assert (data.answers[idx] == len(idx)).all()
+
+
+def test_answers_count_the_instances_under_the_centre_click(data):
+    """The ambiguous flag marks exactly the clicks where another instance differs from this one."""
+    clicks = centre_click(data.masks).long()
+    for i, (x, y) in enumerate(clicks.tolist()):
+        same = (data.image_index == data.image_index[i]).nonzero()[:, 0]
+        holders = [j for j in same.tolist() if data.masks[j, y, x]]
+        assert i in holders and data.answers[i] == len(holders)
+        others = [j for j in holders if j != i]
+        assert bool(data.ambiguous[i]) == bool(others)
+        for j in others:  # a second answer is a different mask
+            assert not torch.equal(data.masks[i], data.masks[j])
+    kinds = data.kind_names()
+    assert all(data.answers[i] == 1 for i, k in enumerate(kinds) if k == "single")
+    assert all(data.ambiguous[i] for i, k in enumerate(kinds) if k in ("part", "level"))
+
+
+def test_masks_are_binary_and_subsets_keep_their_answers(data):
+    assert data.masks.dtype == torch.bool and data.answers.dtype == torch.long
+    sub = data.subset([3, 1])
+    assert torch.equal(sub.answers, data.answers[[3, 1]])
+    rebuilt = type(data)(data.images, data.masks, data.image_index, data.kind, data.group)
+    assert torch.equal(rebuilt.answers, data.answers)
+
+
+def test_three_weights_mean_no_concentric_group():
+    three = make_ambiguous_shapes(40, seed=5, group_probs=(1.0, 1.0, 1.0), progress=False)
+    assert "level" not in three.kind_names()
+    only = make_ambiguous_shapes(10, seed=5, group_probs=(0, 0, 0, 1.0), progress=False)
+    assert set(only.kind_names()) == {"level"} and (only.answers >= 3).all()
+
+
+def test_an_empty_mask_has_no_answers(data):
+    masks = data.masks[:3].clone()
+    masks[1] = False
+    answers = count_answers(masks, data.image_index[:3])
+    assert answers[1] == 0 and (answers[[0, 2]] >= 1).all()

@@ -14,6 +14,7 @@ from companion.usam.pretrain import (
     multimask_loss,
     pretrain,
     save,
+    training_cpu_seconds,
     training_prompts,
 )
 from companion.usam.records import predict_instances
@@ -104,3 +105,9 @@ def test_weights_of_other_models_name_the_file(tmp_path):
     save_atomic(payload, tmp_path / "other.pt")
     with pytest.raises(CorruptFileError, match=r"other.pt holds weights that do not fit"):
         load(tmp_path / "other.pt")
+
+
+def test_the_training_cpu_time_travels_with_the_checkpoint(tmp_path):
+    model = create_segmenter("tiny", device="cpu")
+    assert training_cpu_seconds(save({"tiny": model}, tmp_path / "a.pt", cpu_seconds=12.5)) == 12.5
+    assert training_cpu_seconds(save({"tiny": model}, tmp_path / "b.pt")) is None
