@@ -206,7 +206,8 @@ def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
     """Click (x, y) on ``image``: the three masks, their scores and USAM's predictions per mask."""
     out = segmenter(image[None], torch.tensor([[[float(x), float(y)]]]))
     pred = heads.predict(out.iou_token, out.mask_tokens)
-    fig, axes = plt.subplots(2, 2, figsize=(5.6, 6.4))
+    # constrained layout leaves room for the four-line titles above the lower row
+    fig, axes = plt.subplots(2, 2, figsize=(5.6, 6.8), layout="constrained")
     axes = axes.ravel()
     axes[0].imshow(to_image(image))
     axes[0].scatter([x], [y], marker="*", s=120, c="white", edgecolors="black")
@@ -219,7 +220,6 @@ def plot_click(segmenter, heads, image: torch.Tensor, x: int, y: int) -> Figure:
                   for n in ("model_gap", "prompt_gap", "task_gap") if n in pred]
         _mask_panel(axes[j + 1], image, out.mask_logits[0, j] > 0, "\n".join(lines),
                     torch.tensor([[x, y]]))
-    fig.tight_layout()
     return fig
 
 
