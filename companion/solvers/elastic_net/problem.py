@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +141,7 @@ class _Problem:
     counts: Tensor  # (C,) float64 class counts n_c
     col_mean: Tensor  # (d,) float64 column means of X (≈ 0 for standardised features)
     class_mean: Tensor  # (C, d) float64 Yᵀ X / N
+    pairs: dict = field(default_factory=dict)  # pairwise column products per screened set (newton)
 
 
 def _make_problem(features: Tensor, labels: Tensor, n_classes: int, device: torch.device) -> _Problem:

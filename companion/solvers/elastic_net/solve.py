@@ -1,4 +1,4 @@
-"""Proximal gradient with Anderson acceleration and screening along the λ path: one λ, the path, results."""
+"""Newton steps (small supports) or proximal gradient (large ones) with screening along the λ path."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import Tensor
 from ...progress import tqdm
 from ...runtime import resolve_device
 from .dual import _dual, _relative_gap
+from .newton import GRAM_MAX, newton_solve
 from .problem import (
     _check_alpha,
     _check_features,
@@ -52,8 +53,8 @@ class ElasticNetPath:
     objectives: Tensor  # (K,)
     train_accuracy: Tensor  # (K,)
     val_accuracy: Tensor | None  # (K,) when validation data was given
-    n_iter: Tensor  # (K,) proximal-gradient iterations per λ
-    converged: Tensor  # (K,) bool: the stopping rule (relative gap ≤ tol) held within max_iter
+    n_iter: Tensor  # (K,) Newton (or proximal-gradient) iterations per λ
+    converged: Tensor  # (K,) bool: the certified relative gap was ≤ tol within max_iter
     alpha: float
     group: bool
     seconds: float
@@ -103,15 +104,15 @@ def _combine(weights: Tensor, stack: list[Tensor]) -> Tensor:
 
 
 def _prox_gradient(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float, alpha: float,
-                   group: bool, step: float, safe_step: float, tol: float, max_iter: int,
-                   stop: str) -> tuple[Tensor, Tensor, int, bool, float, Tensor | None]:
+                   group: bool, step: float, safe_step: float, tol: float,
+                   max_iter: int) -> tuple[Tensor, Tensor, int, bool, float, Tensor | None]:
     """Proximal gradient with backtracking and Anderson acceleration on the columns ``idx``.
 
     Every ``_ANDERSON`` iterations the affine combination of the last iterates with Anderson's
     weights replaces the current point when it has a lower objective (Bertrand & Massias, 2021);
     logits are linear in (W, b), so its logits are combined, not recomputed. ``safe_step`` ≈ 1/L
     satisfies the sufficient-decrease test; longer steps are tried first and halved until it passes.
-    With ``stop="gap"`` every ``_GAP_EVERY`` iterations the dual points of the current softmax and of
+    Every ``_GAP_EVERY`` iterations the dual points of the current softmax and of
     its extrapolation (the same weights on the last softmax residuals; Massias et al., 2020) bound
     the new point: P(W⁺) − D ≤ tol·P(W⁺) stops. Returns (W, b, iterations, converged, last step,
     the softmax behind the best dual point, or ``None``).
@@ -141,26 +142,20 @@ def _prox_gradient(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, la
             if f_new <= quad + slack * abs(float(f)) or step <= safe_step / 8:
                 break
             step *= 0.5
-        if stop == "gap":
-            dual_hist = [*dual_hist[-_ANDERSON:], (p, grad_w)]
-            if it % _GAP_EVERY == 0:  # every D(G) is a lower bound: keep the best
-                primal = float(f_new) + float(_penalty(w_new, lam, alpha, group))
-                candidates = [(p, grad_w)]
-                c = _anderson_weights(torch.stack([h[0] for h in dual_hist])) \
-                    if len(dual_hist) == _ANDERSON + 1 else None
-                if c is not None:
-                    candidates.append((_combine(c, [h[0] for h in dual_hist[1:]]),
-                                       _combine(c, [h[1] for h in dual_hist[1:]])))
-                for p_c, g_c in candidates:
-                    value = _dual(prob, p_c, g_c, idx, lam, alpha, group)
-                    if value > best_dual:
-                        best_dual, best_p = value, p_c
-                if _relative_gap(primal, best_dual) <= tol:
-                    weight, bias, converged = w_new, b_new, True
-                    break
-        else:
-            residual = max(float(dw.abs().max()) if dw.numel() else 0.0, float(db.abs().max())) / step
-            if residual <= tol:
+        dual_hist = [*dual_hist[-_ANDERSON:], (p, grad_w)]
+        if it % _GAP_EVERY == 0:  # every D(G) is a lower bound: keep the best
+            primal = float(f_new) + float(_penalty(w_new, lam, alpha, group))
+            candidates = [(p, grad_w)]
+            c = _anderson_weights(torch.stack([h[0] for h in dual_hist])) \
+                if len(dual_hist) == _ANDERSON + 1 else None
+            if c is not None:
+                candidates.append((_combine(c, [h[0] for h in dual_hist[1:]]),
+                                   _combine(c, [h[1] for h in dual_hist[1:]])))
+            for p_c, g_c in candidates:
+                value = _dual(prob, p_c, g_c, idx, lam, alpha, group)
+                if value > best_dual:
+                    best_dual, best_p = value, p_c
+            if _relative_gap(primal, best_dual) <= tol:
                 weight, bias, converged = w_new, b_new, True
                 break
         weight, bias, z, f, p = w_new, b_new, z_new, f_new, p_new
@@ -188,10 +183,14 @@ _GAP_EVERY = 10  # iterations between duality-gap checks (a check costs about on
 
 def _full_state(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, alpha: float,
                 group: bool) -> tuple[Tensor, float, float]:
-    """Full gradient w.r.t. W, the primal value and the certified relative gap at (W, b)."""
-    loss, p = _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)
-    grad = (p - prob.onehot_t) @ prob.x / prob.x.shape[0]
-    primal = float(loss) + float(_penalty(weight, lam, alpha, group))
+    """Full gradient w.r.t. W, the primal value and the certified relative gap at (W, b).
+
+    The primal value and the softmax behind the dual point are computed in float64 whatever the
+    features' precision, so that a float32 solve is certified to far below ``tol``.
+    """
+    loss, p = _softmax_ce(_logits_t(prob.x.double(), weight.double(), bias.double()), prob.labels)
+    grad = (p.to(prob.x.dtype) - prob.onehot_t) @ prob.x / prob.x.shape[0]
+    primal = float(loss) + float(_penalty(weight.double(), lam, alpha, group))
     return grad, primal, _relative_gap(primal, _dual(prob, p, grad, None, lam, alpha, group))
 
 
@@ -211,23 +210,34 @@ def _screen(grad: Tensor, weight: Tensor, threshold: float, group: bool) -> Tens
 
 
 def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: float, alpha: float,
-           group: bool, tol: float, max_iter: int,
-           stop: str = "residual") -> tuple[Tensor, Tensor, int, bool, float]:
+           group: bool, tol: float, max_iter: int) -> tuple[Tensor, Tensor, int, bool, float]:
     """Solve at λ from a warm start with strong-rule screening and a KKT check on the rest.
 
-    Returns (W, b, iterations, converged, certified relative gap of the full problem at (W, b)).
+    The restricted problem on the screened columns is solved to a relative gap ``tol`` (Newton
+    steps up to ``GRAM_MAX`` columns; proximal gradient beyond, or where Newton stalls); then the gap
+    of the full problem is certified at (W, b). Columns that violate their KKT condition join; when
+    none does but the full gap is still above ``tol``, the restricted problem is solved tighter.
+    Returns (W, b,
+    iterations, converged, certified relative gap of the full problem at (W, b)).
     """
     grad, _, gap = _full_state(prob, weight, bias, lam, alpha, group)
-    if stop == "gap" and gap <= tol:  # the warm start is already good enough (e.g. at λ_max)
+    if gap <= tol:  # the warm start is already good enough (e.g. at λ_max)
         return weight, bias, 0, True, gap
     active = _screen(grad, weight, alpha * (2 * lam - lam_prev), group)
     step, total, inner_tol = 1.0 / prob.lipschitz, 0, tol
     while True:
         idx = torch.nonzero(active).flatten()
-        w_act, bias, n_iter, converged, step, p_best = _prox_gradient(
-            prob, idx, weight[:, idx], bias, lam, alpha, group, step, 1.0 / prob.lipschitz, inner_tol,
-            min(max_iter - total, _ROUND), stop)
-        total += n_iter
+        p_best, w_act, converged = None, weight[:, idx], False
+        if len(idx) <= GRAM_MAX:
+            w_act, bias, n_iter, converged = newton_solve(prob, idx, w_act, bias, lam, alpha, group,
+                                                          inner_tol, max(max_iter - total, 1))
+            w_act, bias = w_act.to(weight.dtype), bias.to(weight.dtype)
+            total += n_iter
+        if not converged and total < max_iter:  # large supports, or Newton stalled (e.g. α = 1)
+            w_act, bias, n_iter, converged, step, p_best = _prox_gradient(
+                prob, idx, w_act, bias, lam, alpha, group, step, 1.0 / prob.lipschitz, inner_tol,
+                min(max_iter - total, _ROUND))
+            total += n_iter
         weight = torch.zeros_like(weight)
         weight[:, idx] = w_act
         grad, primal, gap = _full_state(prob, weight, bias, lam, alpha, group)
@@ -235,21 +245,15 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
             g_best = (p_best - prob.onehot_t) @ prob.x / prob.x.shape[0]
             gap = min(gap, _relative_gap(primal, _dual(prob, p_best, g_best, None, lam, alpha, group)))
         score = grad.norm(dim=0) if group else grad.abs().amax(dim=0)
-        if stop == "gap":
-            violators = (~active) & (score > alpha * lam)
-            if gap <= tol:
-                return weight, bias, total, True, gap
-            if total >= max_iter:
-                return weight, bias, total, False, gap
-            if violators.any():
-                active |= violators
-            elif converged:  # the restricted gap was met but the full point's dual is weaker: solve tighter
-                inner_tol *= 0.25
-            continue
-        violators = (~active) & (score > alpha * lam + tol)
-        if (converged and not violators.any()) or total >= max_iter:
-            return weight, bias, total, converged and not violators.any(), gap
-        active |= violators
+        violators = (~active) & (score > alpha * lam)
+        if gap <= tol:
+            return weight, bias, total, True, gap
+        if total >= max_iter:
+            return weight, bias, total, False, gap
+        if violators.any():
+            active |= violators
+        elif converged:  # the restricted gap was met but the full point's dual is weaker: solve tighter
+            inner_tol *= 0.25
 
 
 def _prior_bias(prob: _Problem) -> Tensor:
@@ -266,23 +270,18 @@ def _prepare(features: Tensor, labels: Tensor, alpha: float, num_classes: int | 
     return _make_problem(features, labels, n_classes, resolve_device(device)), n_classes
 
 
-def _check_stop(stop: str) -> None:
-    if stop not in ("gap", "residual"):
-        raise ValueError(f"stop must be 'gap' (relative duality gap ≤ tol) or 'residual', got {stop!r}.")
-
-
 def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: float = 0.99,
                     group: bool = False, init: ElasticNetFit | None = None, num_classes: int | None = None,
                     tol: float = 1e-5, max_iter: int = 5000,
-                    device: str | torch.device | None = None, stop: str = "residual") -> ElasticNetFit:
+                    device: str | torch.device | None = None) -> ElasticNetFit:
     """Solve the elastic-net problem at one λ (``lam``) and α (``alpha``), warm-started from ``init``.
 
-    ``tol`` bounds the certified relative duality gap (``stop="gap"``) or, with ``stop="residual"``,
-    the proximal-gradient residual; ``fit.gap`` is the certified gap either way.
+    The solve stops once the certified relative duality gap (P − D)/P, reported as ``fit.gap``, is
+    ≤ ``tol``; then P − P* ≤ gap·P.
     """
-    _check_stop(stop)
-    if not float(lam) >= 0:
-        raise ValueError(f"lam (λ) must be ≥ 0, got {lam}.")
+    if not float(lam) > 0:
+        raise ValueError(f"lam (λ) must be > 0, got {lam}: at λ = 0 no duality gap certifies a solution "
+                         "(and separable classes have no minimiser); use a small positive λ.")
     prob, n_classes = _prepare(features, labels, alpha, num_classes, device)
     d = prob.x.shape[1]
     if init is None:
@@ -291,7 +290,7 @@ def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: floa
     else:
         weight, bias = init.weight.to(prob.x), init.bias.to(prob.x)
     weight, bias, n_iter, converged, gap = _solve(prob, weight, bias, float(lam), float(lam), alpha,
-                                                  group, tol, max_iter, stop)
+                                                  group, tol, max_iter)
     obj = float(_loss(prob, weight, bias) + _penalty(weight, float(lam), alpha, group))
     return ElasticNetFit(weight.cpu(), bias.cpu(), float(lam), alpha, group, obj, n_iter, converged, gap)
 
@@ -300,19 +299,15 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
                      epsilon: float = 1e-3, lambdas: Tensor | None = None, group: bool = False,
                      tol: float = 1e-4, max_iter: int = 2000, max_features: int | None = None,
                      val: tuple[Tensor, Tensor] | None = None, num_classes: int | None = None,
-                     device: str | torch.device | None = None, progress: bool = True,
-                     stop: str = "residual") -> ElasticNetPath:
+                     device: str | torch.device | None = None, progress: bool = True) -> ElasticNetPath:
     """The regularisation path from λ_max down to ε·λ_max (``n_lambdas`` log-spaced values, glm-saga's).
 
-    Each λ is solved until the proximal-gradient residual is ≤ ``tol`` (``stop="residual"``, the
-    default: fast, not certified; about 3e-4 above the optimum at 0.01·λ_max on public data), or
-    with ``stop="gap"`` until the certified relative duality gap (P − D)/P is ≤ ``tol`` (within
-    1e-4 there, but many times slower at small λ over many classes). ``path.gaps`` holds the
-    certified gap of every entry either way, and P − P* ≤ gap·P. ``max_features``
+    Each λ is solved until its certified relative duality gap (P − D)/P is ≤ ``tol`` (``path.gaps``
+    holds it for every entry, and P − P* ≤ gap·P); ``path.converged`` says where that held within
+    ``max_iter`` iterations. ``max_features``
     stops the path early once more input features than that are in use (glmnet's ``dfmax``);
     ``val=(features, labels)`` adds the validation accuracy of every entry.
     """
-    _check_stop(stop)
     start = time.perf_counter()
     prob, n_classes = _prepare(features, labels, alpha, num_classes, device)
     if lambdas is None:
@@ -321,8 +316,9 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         top = lambda_max(prob.x, prob.labels, alpha, group, n_classes)
         lambdas = torch.logspace(math.log10(top), math.log10(epsilon * top), n_lambdas, dtype=torch.float64)
     lambdas = torch.as_tensor(lambdas, dtype=torch.float64).flatten()
-    if (lambdas < 0).any() or (lambdas[1:] > lambdas[:-1]).any():
-        raise ValueError("lambdas must be non-negative and non-increasing (the path runs from λ_max down).")
+    if not (lambdas > 0).all() or (lambdas[1:] > lambdas[:-1]).any():
+        raise ValueError("lambdas must be positive and non-increasing (the path runs from λ_max down; at "
+                         "λ = 0 no duality gap certifies a solution).")
     if val is not None:
         if not isinstance(val, (tuple, list)) or len(val) != 2:
             what = f"a {type(val).__name__} of length {len(val)}" if isinstance(val, (tuple, list)) \
@@ -342,7 +338,7 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
     bar = tqdm(total=len(lambdas), desc="elastic-net path", disable=not progress, leave=False)
     for lam in lambdas.tolist():
         weight, bias, n_iter, converged, gap = _solve(prob, weight, bias, lam, lam_prev, alpha, group,
-                                                      tol, max_iter, stop)
+                                                      tol, max_iter)
         out["ok"].append(converged)
         out["gap"].append(gap)
         lam_prev = lam
