@@ -54,9 +54,9 @@ def test_clique_bound_and_reduced_costs_never_cut_off_a_solution(inst):
 @settings(max_examples=40, deadline=None)
 @given(dense_instances())
 def test_cliques_are_cliques_with_their_least_penalty(inst):
-    A, R, _, n_features, _, _ = inst
+    A, R, _, _, _, _ = inst
     Rs = np.triu(R, 1) + np.triu(R, 1).T
-    label, floor = penalty_cliques(Rs, A.sum(0), n_features)
+    label, floor = penalty_cliques(Rs, A.sum(0))
     assert label.shape == (A.shape[1],) and (label >= 0).all()
     for t in np.unique(label):
         members = np.flatnonzero(label == t)

@@ -9,28 +9,22 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def penalty_cliques(R: np.ndarray, profit: np.ndarray, n_features: int, pool: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def penalty_cliques(R: np.ndarray, profit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint cliques of the penalised graph (``R`` symmetric), grown greedily from the most
     profitable features: ``(label, floor)``, clique ``label[j]`` of each feature and the least pair
     penalty ``floor[t]`` inside clique t (0 for a single feature).
 
-    Only the ``pool`` (default 4·n_f) most profitable features join cliques; a clique grows by the
-    candidate whose smallest penalty to the members is largest, while that keeps
-    ``floor · (size − 1)`` (what an extra member pays at least) from falling.
+    A clique grows by the unassigned feature whose smallest penalty to the members is largest,
+    while that keeps ``floor · (size − 1)`` (what an extra member pays at least) from falling.
     """
     n = len(profit)
     label = np.full(n, -1)
     floors: list[float] = []
-    pool_size = min(n, 4 * n_features if pool is None else pool)
-    order = np.argsort(-profit, kind="stable")[:pool_size]
-    in_pool = np.zeros(n, dtype=bool)
-    in_pool[order] = True
-    for v in order:
+    for v in np.argsort(-profit, kind="stable"):
         if label[v] >= 0:
             continue
         members = [int(v)]
-        least = np.where(in_pool & (label < 0), R[v], 0.0)
+        least = np.where(label < 0, R[v], 0.0)
         least[v] = 0.0
         floor = math.inf
         while True:
@@ -43,9 +37,7 @@ def penalty_cliques(R: np.ndarray, profit: np.ndarray, n_features: int, pool: in
             least[members] = 0.0
         label[members] = len(floors)
         floors.append(floor if len(members) > 1 else 0.0)
-    rest = np.flatnonzero(label < 0)
-    label[rest] = len(floors) + np.arange(len(rest))
-    return label, np.concatenate([floors, np.zeros(len(rest))])
+    return label, np.asarray(floors)
 
 
 def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_features: int,
@@ -83,7 +75,7 @@ def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_
         upper = np.triu(np.asarray(redundancy, dtype=float), 1)
         if cliques:
             profit = b + np.maximum(0.0, A - nu[:, None]).sum(0)
-            label, floor = penalty_cliques(upper + upper.T, profit, nf)
+            label, floor = penalty_cliques(upper + upper.T, profit)
         iu, ju = np.nonzero(upper)
         same = label[iu] == label[ju]
         cap = penalty * (upper[iu, ju] - np.where(same, floor[label[iu]], 0.0))

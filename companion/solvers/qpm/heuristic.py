@@ -134,13 +134,15 @@ def selection_value(A: np.ndarray, R: np.ndarray, b: np.ndarray, s: np.ndarray, 
 
 def perturbed_search(A: np.ndarray, R: np.ndarray, b: np.ndarray, s: np.ndarray, k: int,
                      penalty: float, rng: np.random.Generator, deadline: float | None = None,
-                     patience: int = 300, kick: int = 4, pool: int | None = None) -> np.ndarray:
+                     patience: int | None = None, kick: int = 4, pool: int | None = None
+                     ) -> np.ndarray:
     """Iterated swap search: kick the best selection (swap 1..``kick`` selected features for
     unselected ones among the ``pool`` most promising, default 8·n_f), descend with
-    :func:`swap_search`, keep it if better; stop after ``patience`` kicks without gain or at
-    ``deadline``. ``R`` is symmetric."""
+    :func:`swap_search`, keep it if better; stop after ``patience`` kicks without gain (default
+    max(100, 20·n_f)) or at ``deadline``. ``R`` is symmetric."""
     best = s.copy()
     n_features = int(best.sum())
+    patience = max(100, 20 * n_features) if patience is None else patience
     outside = len(best) - n_features
     if outside == 0 or n_features == 0:
         return best
