@@ -1,4 +1,4 @@
-"""The incumbent: greedy selection, 1-swap local search and deduplication of class signatures."""
+"""The incumbent: greedy selection, 1-swap and iterated swap search, deduplication of signatures."""
 
 from __future__ import annotations
 
