@@ -98,6 +98,8 @@ def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_
         marginal[by_clique] = g[by_clique] - floor[lab] * rank
         order = np.argsort(-marginal, kind="stable")
         value = k * nu.sum() + alpha.sum() + marginal[order[:nf]].sum()
+        # forcing j in, with the pairs to its clique dropped (they only pay): the other n_f − 1
+        # picks are worth at most the top n_f minus the smallest, so j adds at most g_j − μ
         mu = marginal[order[nf - 1]]
         return value, g - mu, order[:nf]
 
