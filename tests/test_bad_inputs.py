@@ -698,8 +698,8 @@ CASES = [
      ValueError, r"must lie in \[0, 1\], got -0\.1"),
     ("VPP runs scored with run options",
      call(evaluate_clips, model=ClipRuns([[]], [torch.ones(1, 2, 4)]), data=make_moving_shapes(
-         n_videos=1, n_frames=1, image_size=16), topk=True), ValueError,
-     r"run options \['topk'\] were given with finished runs; pass them to run_clips"),
+         n_videos=1, n_frames=1, image_size=16), mode="masked"), ValueError,
+     r"run options \['mode'\] were given with finished runs; pass them to run_clips"),
     ("VPP runs scored on other data",
      call(evaluate_clips, model=ClipRuns([[], []], [torch.ones(1, 2, 4)] * 2),
           data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,

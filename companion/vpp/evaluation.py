@@ -113,7 +113,7 @@ def evaluate_clips(model: ClipModel | ClipRuns, data: MovingShapes, *, class_agn
 
     ``model`` is a clip model, or its :class:`ClipRuns` on ``data`` (from :func:`run_clips`) to
     score without running it again; ``batch_size`` and ``run_options`` (a pruned segmenter's
-    ``mode``, ``schedule``, ``topk``) go to :func:`run_clips`. ``class_agnostic=True`` merges all
+    ``mode``, ``schedule``) go to :func:`run_clips`. ``class_agnostic=True`` merges all
     classes into one, so that only the masks (and tracks) count.
     """
     if isinstance(model, ClipRuns):
