@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from companion.data.moving_shapes import make_moving_shapes
-from companion.vpp.evaluation import ap_difference_interval, evaluate_clips, run_clips
+from companion.vpp.evaluation import (
+    ClipRuns,
+    ap_difference_interval,
+    evaluate_clips,
+    object_patches,
+    run_clips,
+    selectivity,
+)
 from companion.vpp.pruning import PrunedSegmenter
 from companion.vpp.schedule import KeepRatioSchedule
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
@@ -120,3 +127,39 @@ def test_evaluating_runs_scores_them_as_evaluating_the_model(models):
         evaluate_clips(runs, data, mode="masked")
     with pytest.raises(ValueError, match="cover 3 clips but the data has 2"):
         evaluate_clips(runs, make_moving_shapes(n_videos=2, n_frames=3, image_size=32, seed=0))
+
+
+def test_object_patches_are_those_at_least_a_quarter_covered():
+    masks = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    masks[0, 0, :2, :1] = True    # 2 of patch 0's 16 pixels
+    masks[0, 1, :2, :2] = True    # with the other instance: 4 of 16, a quarter
+    masks[0, 0, 4:, 4:] = True    # all of patch 3
+    assert object_patches(masks, 4).tolist() == [[True, False, False, True]]
+    assert object_patches(masks[:, :1], 4).tolist() == [[False, False, False, True]]
+
+
+def test_selectivity_counts_kept_object_patches_after_each_module():
+    data = make_moving_shapes(n_videos=3, n_frames=3, image_size=32, seed=0)
+    schedule = KeepRatioSchedule.paper(0.55)
+    obj = [object_patches(data.clip(v)["masks"], 8) for v in range(3)]
+    # keep exactly the object patches from Map-SM on, everything in the first frame
+    keeps = []
+    for o in obj:
+        keep = o[:, None, :].float().expand(-1, CONFIG.depth, -1).clone()
+        keep[:, 0], keep[0] = 1.0, 1.0
+        keeps.append(keep)
+    result = selectivity(ClipRuns([[]] * 3, keeps), data, schedule, 8, n_boot=50)
+    assert [m.block for m in result.modules] == [1, 3, 6, 9]
+    share = float(torch.cat([o[1:] for o in obj]).float().mean())
+    for m in result.modules:
+        assert m.kept == pytest.approx(share)
+        assert m.object_kept.estimate == pytest.approx(1.0) and m.object_kept.low == pytest.approx(1.0)
+        assert m.selective
+    assert result.weakest.estimate == pytest.approx(1 - share)
+    assert "selective" in result._repr_html_()
+    # keeping everything is not selective: the object share equals the kept share
+    flat = selectivity(ClipRuns([[]] * 3, [torch.ones_like(k) for k in keeps]), data, schedule, 8,
+                       n_boot=50)
+    assert not any(m.selective for m in flat.modules) and flat.weakest.estimate == pytest.approx(0)
+    with pytest.raises(ValueError, match="cover 2 clips but the data has 3"):
+        selectivity(ClipRuns([[]] * 2, keeps[:2]), data, schedule, 8)
