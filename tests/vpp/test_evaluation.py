@@ -163,3 +163,16 @@ def test_selectivity_counts_kept_object_patches_after_each_module():
     assert not any(m.selective for m in flat.modules) and flat.weakest.estimate == pytest.approx(0)
     with pytest.raises(ValueError, match="cover 2 clips but the data has 3"):
         selectivity(ClipRuns([[]] * 2, keeps[:2]), data, schedule, 8)
+
+
+def test_side_by_side_times_every_model_against_the_first(models):
+    from companion.vpp.benchmark import side_by_side
+    previous, frame = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    result = side_by_side({"dense": models["dense"], "VPP": models["vpp"]}, previous, frame,
+                          repeats=4, n_boot=20)
+    assert list(result.timing) == ["dense", "VPP"] and result.timing["VPP"].repeats == 4
+    assert result.speedup["dense"].estimate == 1.0
+    assert result.flops["VPP"] < 0.8 * result.flops["dense"]
+    assert "speed-up [95 %]" in result._repr_html_() and "VPP" in repr(result)
+    with pytest.raises(ValueError, match="at least two models"):
+        side_by_side({"dense": models["dense"]}, previous, frame)
