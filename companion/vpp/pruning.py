@@ -20,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .evaluation import object_patches
 from .matching import matching_loss
 from .modules import (
     Mapping,
@@ -46,6 +48,8 @@ class FrameResult:
     prior: Prior                      # what the next frame maps from
     ratio_losses: dict = field(default_factory=dict)  # L_map and L_l per selection block
     mapping: Mapping | None = None
+    # masked mode: per selection block, its soft scores (B, N) and the mask it chose among
+    scores: dict = field(default_factory=dict)
 
     @property
     def pkr(self) -> float:
@@ -80,9 +84,9 @@ class PrunedSegmenter(nn.Module):
         sched = schedule or self.schedule
         x = self.segmenter.embed(images)
         run = self._gathered if mode == "gather" else self._masked
-        x, keep, early, deep, deep_keep, losses, mapping = run(x, prior, sched)
+        x, keep, early, deep, deep_keep, losses, mapping, scores = run(x, prior, sched)
         outputs = self.segmenter.decode(x, images)
-        return FrameResult(outputs, keep, Prior(early, deep, deep_keep), losses, mapping)
+        return FrameResult(outputs, keep, Prior(early, deep, deep_keep), losses, mapping, scores)
 
     def _segments(self, sched: KeepRatioSchedule) -> list[tuple[int, int]]:
         """Runs of blocks that share one keep mask: they end where a mask changes or where the
@@ -97,16 +101,18 @@ class PrunedSegmenter(nn.Module):
         """All tokens, pruned keys masked out: X ← M ⊙ Block(X, keys of M) + (1 − M) ⊙ X."""
         B, N, _ = x.shape
         keep = x.new_ones(B, N)
-        rows, losses, mapping = [], {}, None
+        rows, losses, mapping, scores = [], {}, None, {}
         early = deep = deep_keep = None
         for start, end in self._segments(sched):
             if start == sched.map_block and prior is not None:
                 mapping = self.mapper(early, prior, sched.map_ratio)
+                scores[start] = (mapping.scores, keep)
                 keep = mapping.keep
                 losses["map"] = (mapping.scores.mean() - 0.5) ** 2
             if start in sched.sm_blocks:
                 ratio = sched.sm_ratios[sched.sm_blocks.index(start)]
                 s, rank = self.selectors[str(start)](x)
+                scores[start] = (s, keep.detach())
                 # the ratio loss on the soft scores calibrates them to the budget
                 losses[f"block{start}"] = ((keep.detach() * s).mean() - ratio) ** 2
                 keep = keep * straight_through_topk(s, keep_count(ratio, N), keep.detach(), rank)
@@ -116,7 +122,7 @@ class PrunedSegmenter(nn.Module):
                 early = x
             if start <= sched.prior_block < end:
                 deep, deep_keep = x, keep
-        return x, torch.stack(rows, 1), early, deep, deep_keep, losses, mapping
+        return x, torch.stack(rows, 1), early, deep, deep_keep, losses, mapping, scores
 
     @staticmethod
     def _run_masked(blocks: nn.ModuleList, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -164,7 +170,8 @@ class PrunedSegmenter(nn.Module):
             if start <= sched.prior_block < end:
                 grid, synced = written(), True
                 deep, deep_keep = grid, current
-        return grid if synced else written(), torch.stack(rows, 1), early, deep, deep_keep, {}, mapping
+        return (grid if synced else written(), torch.stack(rows, 1), early, deep, deep_keep, {},
+                mapping, {})
 
     def sparse_loss(self, result: FrameResult, weight: float = 40.0,
                     map_weight: float = 10.0) -> torch.Tensor:
@@ -221,19 +228,34 @@ class PrunedSegmenter(nn.Module):
         return lambda: self.forward_frame(frame, prior, mode).outputs
 
 
+def objectness_loss(result: FrameResult, masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Mean over selection modules of the binary cross-entropy between a module's soft keep
+    scores and the object patches of the frame (:func:`object_patches` of ``masks`` (B, K, H, W)),
+    over the tokens the module chooses among."""
+    target = object_patches(masks, patch_size).float()
+    terms = [(F.binary_cross_entropy(s.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+              * among).sum() / among.sum().clamp(min=1) for s, among in result.scores.values()]
+    return sum(terms) / len(terms) if terms else result.keep.new_zeros(())
+
+
 def chain_loss(model: PrunedSegmenter, batch: dict, key_weight: float = 1.0,
-               ref_weight: float = 0.5) -> tuple[torch.Tensor, dict]:
+               ref_weight: float = 0.5, objectness_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Sparse fine-tuning loss on a frame chain: the first frame only makes a prior (and a
-    sparsity loss); later frames add the segmentation loss (last frame × 1, middle ones × 0.5)."""
+    sparsity loss); later frames add the segmentation loss (last frame × 1, middle ones × 0.5).
+    Every frame adds ``objectness_weight`` × :func:`objectness_loss` (our addition: the task
+    loss alone taught the later modules to keep background)."""
     frames, masks, labels = batch["frames"], batch["masks"], batch["labels"]
     if frames.ndim != 5 or frames.shape[1] < 2:
         raise ValueError(f"A chain batch needs frames of shape (B, L, 3, H, W) with L >= 2, got "
                          f"{tuple(frames.shape)}.")
     L = frames.shape[1]
     prior, total, sparse, pkr = None, 0.0, 0.0, []
+    patch = model.segmenter.config.patch_size
     for t in range(L):
         res = model.forward_frame(frames[:, t], prior)
         sparse = sparse + model.sparse_loss(res)
+        if objectness_weight:
+            sparse = sparse + objectness_weight * objectness_loss(res, masks[:, t], patch)
         if t > 0:
             task, _ = matching_loss(res.outputs, masks[:, t], labels)
             total = total + (key_weight if t == L - 1 else ref_weight) * task

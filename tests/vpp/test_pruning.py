@@ -250,3 +250,24 @@ def test_clips_without_objects_train_and_predict():
     assert torch.isfinite(loss)
     model.eval()
     assert len(model.predict_clip(data.clip(0)["frames"])) == 3
+
+
+def test_objectness_loss_is_the_cross_entropy_to_the_object_patches():
+    from companion.vpp.pruning import FrameResult, objectness_loss
+    masks = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    masks[0, 0, :8, :8] = True                      # patch 0 of a 2 x 2 grid of 8-pixel patches
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    everything = torch.ones(1, 4)
+
+    def result(scores):
+        return FrameResult({}, torch.ones(1, 12, 4), None, scores=scores)
+
+    assert float(objectness_loss(result({3: (target, everything)}), masks, 8)) < 1e-5
+    half = objectness_loss(result({3: (torch.full((1, 4), 0.5), everything)}), masks, 8)
+    assert float(half) == pytest.approx(math.log(2), rel=1e-5)
+    # only the tokens a module chooses among count; the mean runs over modules
+    wrong = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    among = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    two = result({1: (wrong, among), 3: (torch.full((1, 4), 0.5), everything)})
+    assert float(objectness_loss(two, masks, 8)) == pytest.approx(math.log(2) / 2, rel=1e-4)
+    assert float(objectness_loss(result({}), masks, 8)) == 0.0
