@@ -179,13 +179,18 @@ class Selectivity:
     modules: tuple[ModuleSelectivity, ...]
     weakest: Interval  # min over modules of (object share − kept share), bootstrapped jointly
 
-    def _repr_html_(self) -> str:
+    def table(self) -> Table:
         return Table.of(
-            ["module", "layer", "target ρ", "kept, all patches", "kept, object patches [95 %]",
-             "verdict"],
+            ["module", "layer", "target ρ", "kept", "object patches kept [95 %]", "verdict"],
             [[m.module, m.block + 1, f"{m.target:.3f}", f"{m.kept:.3f}",
               f"{m.object_kept.estimate:.3f} [{m.object_kept.low:.3f}, {m.object_kept.high:.3f}]",
-              "selective" if m.selective else "not selective"] for m in self.modules])._repr_html_()
+              "selective" if m.selective else "not selective"] for m in self.modules])
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table())
 
 
 def selectivity(runs: ClipRuns, data: MovingShapes, schedule: KeepRatioSchedule, patch_size: int, *,
