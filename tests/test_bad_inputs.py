@@ -46,6 +46,7 @@ from companion.metrics.conformal import (  # noqa: E402
     baseline_sets,
     conformal_quantile,
 )
+from companion.metrics.efficiency import Timing, speedup_interval  # noqa: E402
 from companion.metrics.plausibility import plausibility  # noqa: E402
 from companion.metrics.segmentation import mask_ap  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
@@ -62,7 +63,7 @@ from companion.usam.sam2_hf import predict_sam2  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
 from companion.usam.uses import cascade  # noqa: E402
 from companion.viz.concept_parts import show_concept_parts  # noqa: E402
-from companion.vpp.evaluation import ClipRuns, evaluate_clips, run_clips  # noqa: E402
+from companion.vpp.evaluation import ClipRuns, evaluate_clips, run_clips, selectivity  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
 from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig  # noqa: E402
@@ -698,8 +699,8 @@ CASES = [
      ValueError, r"must lie in \[0, 1\], got -0\.1"),
     ("VPP runs scored with run options",
      call(evaluate_clips, model=ClipRuns([[]], [torch.ones(1, 2, 4)]), data=make_moving_shapes(
-         n_videos=1, n_frames=1, image_size=16), topk=True), ValueError,
-     r"run options \['topk'\] were given with finished runs; pass them to run_clips"),
+         n_videos=1, n_frames=1, image_size=16), mode="masked"), ValueError,
+     r"run options \['mode'\] were given with finished runs; pass them to run_clips"),
     ("VPP runs scored on other data",
      call(evaluate_clips, model=ClipRuns([[], []], [torch.ones(1, 2, 4)] * 2),
           data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
@@ -708,6 +709,15 @@ CASES = [
      call(run_clips, model=VideoSegmenter(VPP_CONFIG), batch_size=0,
           data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
      r"batch_size must be at least 1, got 0"),
+    ("VPP selectivity on other data",
+     call(selectivity, runs=ClipRuns([[], []], [torch.ones(1, 12, 4)] * 2),
+          data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16),
+          schedule=KeepRatioSchedule(), patch_size=8), ValueError,
+     r"the runs cover 2 clips but the data has 1; measure runs on the data they were made on"),
+    ("speed-up of timings of different rounds",
+     call(speedup_interval, base=Timing(1.0, 1.0, 1.0, 3, (1.0, 1.0, 1.0)),
+          other=Timing(1.0, 1.0, 1.0, 2, (1.0, 1.0))), ValueError,
+     r"Need two timings of the same rounds \(at least 2\) from time_interleaved, got 3 and 2"),
 ]
 
 
