@@ -7,6 +7,7 @@ archives with checksums, and a missing or damaged copy raises an error that says
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable
@@ -399,9 +400,10 @@ def cub_splits(root: str | os.PathLike | None = None, *, image_size: int = 224,
     root = cache_dir("cub") if root is None else Path(root).expanduser()
     augmented, plain = image_transforms(image_size, resize, trivial_augment)
     train = CUB200(root, "train", transform=augmented, download=download)
-    eval_train, test = CUB200(root, "train", transform=plain), CUB200(root, "test", transform=plain)
+    test = CUB200(root, "test", transform=plain)
     if keep_decoded:
         train.keep_decoded(resize_size(image_size, resize))
-        eval_train.decoded = train.decoded
         test.keep_decoded(resize_size(image_size, resize))
+    eval_train = copy.copy(train)  # the same split and pixels, read once, with the test transform
+    eval_train.transform = plain
     return CUBSplits(train=train, eval_train=eval_train, test=test, classes=list(train.classes))

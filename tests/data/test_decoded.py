@@ -47,6 +47,9 @@ def test_items_are_those_of_decoding_every_time(noisy_cub):
     for a, b in ((kept.train, plain.train), (kept.eval_train, plain.eval_train),
                  (kept.test, plain.test)):
         assert torch.equal(items(a), items(b))
+    # the training split read once: eval_train has its images and the test transform
+    assert kept.eval_train.transform is kept.test.transform is not kept.train.transform
+    assert torch.equal(items(kept.eval_train, seed=0), items(kept.eval_train, seed=7))
     # the kept pixels are the resized images: shorter side 16 · 8 / 7 → 18
     shapes = kept.train.decoded.shapes
     assert (shapes.min(dim=1).values == 18).all() and (shapes.max(dim=1).values > 18).all()
