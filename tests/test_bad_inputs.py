@@ -271,6 +271,20 @@ def cub_mask_of_another_size_in_annotations(tmp, mp):
     return lambda: data.annotations(0)
 
 
+def cub_keep_decoded_with_crops(tmp, mp):
+    data = CUB200(write_tiny_cub(tmp / "cub").root, crop_to_bbox=True)
+    return lambda: data.keep_decoded(20)
+
+
+def cub_image_cache_limit(value):
+    def case(tmp, mp):
+        mp.setenv("COMPANION_IMAGE_CACHE_MB", value)
+        mp.setenv("COMPANION_CACHE", str(tmp / "cache"))
+        data = CUB200(write_tiny_cub(tmp / "cub").root)
+        return lambda: data.keep_decoded(20)
+    return case
+
+
 # ------------------------------------------------------------------- item 8: generators
 
 def call(function, **kwargs):
@@ -517,6 +531,12 @@ CASES = [
      r"segmentation .*\.png is 7x5 pixels but its image .*\.jpg is 32x24.*download=True"),
     ("CUB mask of another size, annotations", cub_mask_of_another_size_in_annotations,
      RuntimeError, r"is 64x48 pixels but its image .* is 32x24"),
+    ("CUB keep_decoded with crops", cub_keep_decoded_with_crops, ValueError,
+     r"keep_decoded keeps whole images without masks; .* crop_to_bbox=True"),
+    ("CUB image cache limit 'lots'", cub_image_cache_limit("lots"), ValueError,
+     r"COMPANION_IMAGE_CACHE_MB='lots' must be a number of megabytes ≥ 0"),
+    ("CUB image cache limit -1", cub_image_cache_limit("-1"), ValueError,
+     r"COMPANION_IMAGE_CACHE_MB='-1' must be a number of megabytes ≥ 0 \(0 turns"),
     # item 8
     ("moving n_frames=2.5", moving(n_frames=2.5), TypeError, r"n_frames must be an integer"),
     ("moving n_videos=0", moving(n_videos=0), ValueError, r"n_videos must be >= 1"),
