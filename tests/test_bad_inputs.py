@@ -46,6 +46,7 @@ from companion.metrics.conformal import (  # noqa: E402
     baseline_sets,
     conformal_quantile,
 )
+from companion.metrics.efficiency import Timing, speedup_interval  # noqa: E402
 from companion.metrics.plausibility import plausibility  # noqa: E402
 from companion.metrics.segmentation import mask_ap  # noqa: E402
 from companion.models import Classifier, SmallCNN, create_backbone  # noqa: E402
@@ -62,7 +63,7 @@ from companion.usam.sam2_hf import predict_sam2  # noqa: E402
 from companion.usam.segmenter import create_segmenter  # noqa: E402
 from companion.usam.uses import cascade  # noqa: E402
 from companion.viz.concept_parts import show_concept_parts  # noqa: E402
-from companion.vpp.evaluation import ClipRuns, evaluate_clips, run_clips  # noqa: E402
+from companion.vpp.evaluation import ClipRuns, evaluate_clips, run_clips, selectivity  # noqa: E402
 from companion.vpp.pruning import PrunedSegmenter  # noqa: E402
 from companion.vpp.schedule import KeepRatioSchedule  # noqa: E402
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig  # noqa: E402
@@ -268,6 +269,20 @@ def cub_mask_of_another_size_in_annotations(tmp, mp):
     data = CUB200(tiny.root, segmentations=True, crop_to_bbox=True)
     Image.fromarray(np.zeros((48, 64), np.uint8)).save(data._mask_path(0))
     return lambda: data.annotations(0)
+
+
+def cub_keep_decoded_with_crops(tmp, mp):
+    data = CUB200(write_tiny_cub(tmp / "cub").root, crop_to_bbox=True)
+    return lambda: data.keep_decoded(20)
+
+
+def cub_image_cache_limit(value):
+    def case(tmp, mp):
+        mp.setenv("COMPANION_IMAGE_CACHE_MB", value)
+        mp.setenv("COMPANION_CACHE", str(tmp / "cache"))
+        data = CUB200(write_tiny_cub(tmp / "cub").root)
+        return lambda: data.keep_decoded(20)
+    return case
 
 
 # ------------------------------------------------------------------- item 8: generators
@@ -516,6 +531,12 @@ CASES = [
      r"segmentation .*\.png is 7x5 pixels but its image .*\.jpg is 32x24.*download=True"),
     ("CUB mask of another size, annotations", cub_mask_of_another_size_in_annotations,
      RuntimeError, r"is 64x48 pixels but its image .* is 32x24"),
+    ("CUB keep_decoded with crops", cub_keep_decoded_with_crops, ValueError,
+     r"keep_decoded keeps whole images without masks; .* crop_to_bbox=True"),
+    ("CUB image cache limit 'lots'", cub_image_cache_limit("lots"), ValueError,
+     r"COMPANION_IMAGE_CACHE_MB='lots' must be a number of megabytes ≥ 0"),
+    ("CUB image cache limit -1", cub_image_cache_limit("-1"), ValueError,
+     r"COMPANION_IMAGE_CACHE_MB='-1' must be a number of megabytes ≥ 0 \(0 turns"),
     # item 8
     ("moving n_frames=2.5", moving(n_frames=2.5), TypeError, r"n_frames must be an integer"),
     ("moving n_videos=0", moving(n_videos=0), ValueError, r"n_videos must be >= 1"),
@@ -698,8 +719,8 @@ CASES = [
      ValueError, r"must lie in \[0, 1\], got -0\.1"),
     ("VPP runs scored with run options",
      call(evaluate_clips, model=ClipRuns([[]], [torch.ones(1, 2, 4)]), data=make_moving_shapes(
-         n_videos=1, n_frames=1, image_size=16), topk=True), ValueError,
-     r"run options \['topk'\] were given with finished runs; pass them to run_clips"),
+         n_videos=1, n_frames=1, image_size=16), mode="masked"), ValueError,
+     r"run options \['mode'\] were given with finished runs; pass them to run_clips"),
     ("VPP runs scored on other data",
      call(evaluate_clips, model=ClipRuns([[], []], [torch.ones(1, 2, 4)] * 2),
           data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
@@ -708,6 +729,15 @@ CASES = [
      call(run_clips, model=VideoSegmenter(VPP_CONFIG), batch_size=0,
           data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16)), ValueError,
      r"batch_size must be at least 1, got 0"),
+    ("VPP selectivity on other data",
+     call(selectivity, runs=ClipRuns([[], []], [torch.ones(1, 12, 4)] * 2),
+          data=make_moving_shapes(n_videos=1, n_frames=1, image_size=16),
+          schedule=KeepRatioSchedule(), patch_size=8), ValueError,
+     r"the runs cover 2 clips but the data has 1; measure runs on the data they were made on"),
+    ("speed-up of timings of different rounds",
+     call(speedup_interval, base=Timing(1.0, 1.0, 1.0, 3, (1.0, 1.0, 1.0)),
+          other=Timing(1.0, 1.0, 1.0, 2, (1.0, 1.0))), ValueError,
+     r"Need two timings of the same rounds \(at least 2\) from time_interleaved, got 3 and 2"),
 ]
 
 

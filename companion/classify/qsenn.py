@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..features import extract_features
+from ..features import FeatureSet, extract_features
 from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
 from .base import LastLayer
 from .sldd import FeatureSelection, _check_sizes, keep_largest, select_features
@@ -135,7 +135,8 @@ class QSENN(LastLayer):
     ``selection``), ``path_``, ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
     m, τ), ``mean_`` and ``std_``, ``constant_`` (selected features that no longer vary, e.g. a
     map that stopped firing during fine-tuning: they keep z = 0 and no weight) and ``layer_``
-    (the frozen ``SparseLayer``); after ``iterate``, ``iterations_``.
+    (the frozen ``SparseLayer``); after ``iterate``, ``iterations_`` and ``test_features_``
+    (the final model's test features).
     """
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
@@ -196,8 +197,10 @@ class QSENN(LastLayer):
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
         ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
         ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
+        The test accuracies are read from one pass over ``data.test`` per backbone (the new
+        layer's and the fine-tuned model's of the round before share it); the final model's
+        test features are kept in ``test_features_``.
         """
-        from ..train import evaluate
         from .finetune import finetune
 
         if not schedule:
@@ -210,18 +213,31 @@ class QSENN(LastLayer):
                                  f"but the model has {width}: fit on this model's features "
                                  "first, or leave refit_first=True.")
         records, selection, current = [], None, model
+        test = None  # the test features of the current backbone: one pass per backbone
         for i, (epochs, lr) in enumerate(schedule):
             if i > 0 or refit_first:
                 fs = extract_features(current, data.eval_train, progress=self.progress)
                 self.fit(fs, selection=selection)
             selection = self.selection_
             current = self.attach(current)
-            start = evaluate(current, data.test)["accuracy"]
+            if test is None:
+                test = extract_features(current, data.test, progress=self.progress)
+            start = _accuracy(current.head, test)
             finetune(current, current.head, data.train, epochs=int(epochs), lr=float(lr),
                      checkpoint=None if checkpoint is None else f"{checkpoint}_it{i}",
                      **{"progress": self.progress, **finetune_kwargs})
+            test = extract_features(current, data.test, progress=self.progress)
             records.append(Iteration(i, int(epochs), float(lr), self.ternary_, self.layer_.bias,
-                                     start, evaluate(current, data.test)["accuracy"]))
+                                     start, _accuracy(current.head, test)))
         self.iterations_ = tuple(records)
         self.layer_ = current.head
+        self.test_features_ = test
         return current
+
+
+def _accuracy(head: nn.Module, features: FeatureSet) -> float:
+    """Top-1 accuracy of a head on pooled features, as ``evaluate`` gives it on the model."""
+    device = next(iter(head.buffers())).device
+    with torch.no_grad():
+        logits = head(features.pooled.to(device))
+    return float((logits.argmax(1).cpu() == features.labels).double().mean())

@@ -7,6 +7,7 @@ archives with checksums, and a missing or damaged copy raises an error that says
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from torch.utils.data import Dataset
 from ..download import download, unpack, unpack_interrupted
 from ..runtime import cache_dir
 from .checks import check_choice
-from .transforms import image_transforms
+from .decoded import DecodedImages, decoded_images
+from .transforms import image_transforms, resize_size
 
 N_PARTS = 15
 N_ATTRIBUTES = 312
@@ -93,6 +95,7 @@ class CUB200(Dataset):
         self.transform, self.target_transform = transform, target_transform
         self.mask_transform = mask_transform
         self.crop_to_bbox, self.segmentations = bool(crop_to_bbox), bool(segmentations)
+        self.decoded: DecodedImages | None = None  # see keep_decoded
         if download:
             self._download()
         self._load()
@@ -125,6 +128,21 @@ class CUB200(Dataset):
             part_visible=self.part_visible[index].copy(),
             attributes=self.attributes[index].copy(), certainty=self.certainties[index].copy(),
             segmentation=None if mask is None else np.asarray(mask, np.float32) / 255.0)
+
+    def keep_decoded(self, resize: int, limit_mb: float | None = None) -> bool:
+        """Decode every image once, resized to shorter side ``resize``, and read it from memory since.
+
+        The transform's own ``Resize(resize)`` then returns the same pixels, so items are unchanged;
+        the pixels are cached on disk for the next run (``companion.data.decoded``). Returns
+        whether they are kept (not above ``limit_mb``, ``$COMPANION_IMAGE_CACHE_MB``).
+        """
+        if self.crop_to_bbox or self.segmentations:
+            raise ValueError("keep_decoded keeps whole images without masks; it cannot be used with "
+                             "crop_to_bbox=True or segmentations=True (those read every file).")
+        self.decoded = None
+        self.decoded = decoded_images(self.paths, resize, lambda i: self._read(i)[0],
+                                      name=f"cub_{self.split}", limit_mb=limit_mb)
+        return self.decoded is not None
 
     def class_attribute_matrix(self) -> np.ndarray:
         """``(200, 312)`` percentage of each class's images showing each attribute."""
@@ -325,6 +343,8 @@ class CUB200(Dataset):
 
     def _read(self, index: int, image: bool = True):
         """The (cropped) image, its mask (or None) and the crop's top-left corner."""
+        if image and self.decoded is not None:  # only without crops and masks (keep_decoded)
+            return self.decoded[index], None, np.zeros(2, np.float32)
         path = self.paths[index]
         try:
             with Image.open(path) as raw:
@@ -369,14 +389,21 @@ class CUBSplits:
 
 def cub_splits(root: str | os.PathLike | None = None, *, image_size: int = 224,
                resize: int | None = None, trivial_augment: bool = False,
-               download: bool = True) -> CUBSplits:
+               download: bool = True, keep_decoded: bool = True) -> CUBSplits:
     """CUB-200-2011 as augmented train, plain train and plain test sets (see :func:`image_transforms`).
 
     ``root=None`` uses the companion cache (``cache_dir("cub")``); ``download=True`` fetches the
-    archive there unless a complete copy is present.
+    archive there unless a complete copy is present. ``keep_decoded`` decodes each split's
+    images once (:meth:`CUB200.keep_decoded`, shared by the two training views) instead of in
+    every epoch, where they fit the limit of ``companion.data.decoded``.
     """
     root = cache_dir("cub") if root is None else Path(root).expanduser()
     augmented, plain = image_transforms(image_size, resize, trivial_augment)
     train = CUB200(root, "train", transform=augmented, download=download)
-    return CUBSplits(train=train, eval_train=CUB200(root, "train", transform=plain),
-                     test=CUB200(root, "test", transform=plain), classes=list(train.classes))
+    test = CUB200(root, "test", transform=plain)
+    if keep_decoded:
+        train.keep_decoded(resize_size(image_size, resize))
+        test.keep_decoded(resize_size(image_size, resize))
+    eval_train = copy.copy(train)  # the same split and pixels, read once, with the test transform
+    eval_train.transform = plain
+    return CUBSplits(train=train, eval_train=eval_train, test=test, classes=list(train.classes))

@@ -7,9 +7,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "display_images", "image_transforms"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "display_images", "image_transforms", "resize_size"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def resize_size(image_size: int = 224, resize: int | None = None) -> int:
+    """The shorter side the images are resized to before the crop: ``image_size * 8 / 7`` by default."""
+    return round(int(image_size) * 8 / 7) if resize is None else int(resize)
 
 
 def image_transforms(image_size: int = 224, resize: int | None = None,
@@ -23,7 +28,7 @@ def image_transforms(image_size: int = 224, resize: int | None = None,
 
     if int(image_size) < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}.")
-    resize = round(int(image_size) * 8 / 7) if resize is None else int(resize)
+    resize = resize_size(image_size, resize)
     if resize < int(image_size):
         raise ValueError(f"resize ({resize}) must be at least image_size ({image_size}): the crop "
                          "is taken from the resized image.")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..progress import tqdm
 from ..runtime import resolve_device
+from .bootstrap import Interval, bootstrap_interval
 
 
 def keep_ratio_per_layer(keep: torch.Tensor) -> torch.Tensor:
@@ -54,6 +56,20 @@ class Timing:
     q25: float
     q75: float
     repeats: int
+    samples: tuple[float, ...] = field(default=(), repr=False)  # seconds per round, in order
+
+
+def speedup_interval(base: Timing, other: Timing, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> Interval:
+    """Bootstrap interval of the speed-up median(base) / median(other) of two functions timed
+    side by side by :func:`time_interleaved`: a resample draws whole rounds, both functions'
+    times of a round together, so that load shared by a round cancels."""
+    if len(base.samples) != len(other.samples) or len(base.samples) < 2:
+        raise ValueError(f"Need two timings of the same rounds (at least 2) from time_interleaved, "
+                         f"got {len(base.samples)} and {len(other.samples)} samples.")
+    a, b = np.asarray(base.samples), np.asarray(other.samples)
+    return bootstrap_interval(lambda r: float(np.median(a[r]) / np.median(b[r])), len(a),
+                              n_boot=n_boot, level=level, seed=seed)
 
 
 def _synchronize(device: torch.device) -> Callable[[], None]:
@@ -90,5 +106,5 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 20,
     out = {}
     for n, s in samples.items():
         q = statistics.quantiles(s, n=4) if len(s) > 1 else [s[0]] * 3
-        out[n] = Timing(statistics.median(s), q[0], q[2], len(s))
+        out[n] = Timing(statistics.median(s), q[0], q[2], len(s), tuple(s))
     return out

@@ -171,10 +171,10 @@ def keep_ratio_explorer(draw, keep_ratio: float = 0.7, minimum: float = 0.2) -> 
 
 def plot_kept_clip(model, frames: torch.Tensor, keep_ratio: float) -> Figure:
     """Kept patches over a clip when a pruned segmenter's ratios are scaled so that ρ_map equals
-    ``keep_ratio`` (selective modules keep their scheduled share by top-k)."""
+    ``keep_ratio``."""
     sched = model.schedule
     factor = keep_ratio / (sched.map_ratio if sched.map_block is not None else sched.sm_ratios[0])
-    results = model.predict_clip(frames, mode="gather", schedule=sched.scaled(factor), topk=True)
+    results = model.predict_clip(frames, mode="gather", schedule=sched.scaled(factor))
     keep = torch.cat([r.keep for r in results])  # (T, depth, N)
     first = sched.map_block if sched.map_block is not None else sched.sm_blocks[0]
     rows = {f"layer {first + 1}": keep[:, first], f"layer {sched.depth}": keep[:, -1]}

@@ -13,7 +13,9 @@ from ..data.moving_shapes import MovingShapes
 from ..metrics.bootstrap import Interval, bootstrap_interval
 from ..metrics.efficiency import keep_ratio_per_layer
 from ..metrics.segmentation import APResult, mask_ap, video_ap
+from ..tables import Table
 from .postprocess import FramePrediction, postprocess
+from .schedule import KeepRatioSchedule
 from .tracker import track
 
 
@@ -113,7 +115,7 @@ def evaluate_clips(model: ClipModel | ClipRuns, data: MovingShapes, *, class_agn
 
     ``model`` is a clip model, or its :class:`ClipRuns` on ``data`` (from :func:`run_clips`) to
     score without running it again; ``batch_size`` and ``run_options`` (a pruned segmenter's
-    ``mode``, ``schedule``, ``topk``) go to :func:`run_clips`. ``class_agnostic=True`` merges all
+    ``mode``, ``schedule``) go to :func:`run_clips`. ``class_agnostic=True`` merges all
     classes into one, so that only the masks (and tracks) count.
     """
     if isinstance(model, ClipRuns):
@@ -146,3 +148,85 @@ def evaluate_clips(model: ClipModel | ClipRuns, data: MovingShapes, *, class_agn
     per_layer = keep_ratio_per_layer(torch.cat(runs.keeps))
     return ClipEvaluation(frame, video, per_layer, float(per_layer.mean()),
                           np.asarray(clip_of, dtype=int))
+
+
+def object_patches(masks: torch.Tensor, patch_size: int, coverage: float = 0.25) -> torch.Tensor:
+    """Patches at least ``coverage`` covered by an instance: (T, N) bool from masks (T, K, H, W)."""
+    covered = torch.nn.functional.avg_pool2d(masks.any(1).float()[:, None], patch_size)
+    return covered.flatten(1) >= coverage
+
+
+@dataclass(frozen=True)
+class ModuleSelectivity:
+    """What one selection module keeps, over the frames that have a prior."""
+
+    module: str        # "Map-SM" or "selective module"
+    block: int         # the first block that runs on its choice (layer = block + 1)
+    target: float      # ρ of the schedule
+    kept: float        # share of all patches kept
+    object_kept: Interval  # share of the object patches kept, with a bootstrap interval over clips
+
+    @property
+    def selective(self) -> bool:
+        """The object patches' share lies above the kept share, beyond the interval."""
+        return self.object_kept.low > self.kept
+
+
+@dataclass(frozen=True)
+class Selectivity:
+    """Per-module kept shares and their foreground selectivity (see :func:`selectivity`)."""
+
+    modules: tuple[ModuleSelectivity, ...]
+    weakest: Interval  # min over modules of (object share − kept share), bootstrapped jointly
+
+    def table(self) -> Table:
+        return Table.of(
+            ["module", "layer", "target ρ", "kept", "object patches kept [95 %]", "verdict"],
+            [[m.module, m.block + 1, f"{m.target:.3f}", f"{m.kept:.3f}",
+              f"{m.object_kept.estimate:.3f} [{m.object_kept.low:.3f}, {m.object_kept.high:.3f}]",
+              "selective" if m.selective else "not selective"] for m in self.modules])
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table())
+
+
+def selectivity(runs: ClipRuns, data: MovingShapes, schedule: KeepRatioSchedule, patch_size: int, *,
+                coverage: float = 0.25, n_boot: int = 1000, seed: int = 0) -> Selectivity:
+    """Kept share of all patches and of object patches (:func:`object_patches`) after every
+    selection module of ``schedule``, on the frames after each clip's first (those with a
+    prior), with bootstrap intervals over clips (whole clips drawn with replacement)."""
+    if len(runs.keeps) != len(data):
+        raise ValueError(f"the runs cover {len(runs.keeps)} clips but the data has {len(data)}; "
+                         "measure runs on the data they were made on.")
+    points = [("Map-SM", schedule.map_block, schedule.map_ratio)] \
+        if schedule.map_block is not None else []
+    points += [("selective module", b, r)
+               for b, r in zip(schedule.sm_blocks, schedule.sm_ratios, strict=True)]
+    blocks = [b for _, b, _ in points]
+    kept_all, kept_obj, n_obj, n_all = [], [], [], []  # per clip, per module
+    for v, keep in enumerate(runs.keeps):
+        obj = object_patches(data.clip(v)["masks"][1:], patch_size, coverage).float()
+        later = keep[1:][:, blocks]                                   # (T−1, modules, N)
+        kept_all.append(later.sum((0, 2)).numpy())
+        kept_obj.append((later * obj[:, None]).sum((0, 2)).numpy())
+        n_obj.append(float(obj.sum()))
+        n_all.append(float(later.shape[0] * later.shape[2]))
+    kept_all, kept_obj = np.stack(kept_all), np.stack(kept_obj)
+    n_obj, n_all = np.asarray(n_obj), np.asarray(n_all)
+    share = kept_all.sum(0) / n_all.sum()
+
+    def recall(drawn: np.ndarray) -> np.ndarray:
+        total = n_obj[drawn].sum()
+        return kept_obj[drawn].sum(0) / total if total > 0 else np.full(len(points), np.nan)
+
+    modules = tuple(
+        ModuleSelectivity(name, block, target, float(share[i]),
+                          bootstrap_interval(lambda d, i=i: float(recall(d)[i]), len(data),
+                                             n_boot=n_boot, seed=seed))
+        for i, (name, block, target) in enumerate(points))
+    weakest = bootstrap_interval(lambda d: float(np.min(recall(d) - share)), len(data),
+                                 n_boot=n_boot, seed=seed)
+    return Selectivity(modules, weakest)

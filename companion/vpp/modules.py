@@ -4,7 +4,7 @@ For frame t the temporal mapping module matches every early token of frame t to 
 frame t−1 (similarity plus a distance prior), copies that token's *deep* feature from frame t−1,
 and scores it with a small MLP: deep features are foreground-selective, so the copy tells where the
 objects are now. The top ρ_map·N tokens are kept (straight-through top-K). Later layers use
-selective modules with hard Gumbel decisions.
+selective modules that keep the top ρ_l·N tokens of their own scores the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,19 @@ from torch import nn
 from .vit import Mlp
 
 
-def straight_through_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Hard top-k mask with the gradient of the soft scores: y − sg(s) + s (Map-SM step 8)."""
-    hard = torch.zeros_like(scores).scatter_(-1, scores.topk(k, dim=-1).indices, 1.0)
+def straight_through_topk(scores: torch.Tensor, k: int, among: torch.Tensor | None = None,
+                          rank: torch.Tensor | None = None) -> torch.Tensor:
+    """Hard top-k mask with the gradient of the soft scores: y − sg(s) + s (Map-SM step 8).
+
+    ``among`` (B, N) restricts the choice to the tokens where it is 1; ``rank`` (default: the
+    scores) is what the top k are chosen by. Without a gradient to carry, the hard mask itself
+    (exact zeros and ones).
+    """
+    ranked = scores if rank is None else rank
+    ranked = ranked if among is None else ranked.masked_fill(among < 0.5, float("-inf"))
+    hard = torch.zeros_like(scores).scatter_(-1, ranked.topk(k, dim=-1).indices, 1.0)
+    if not (scores.requires_grad and torch.is_grad_enabled()):
+        return hard
     return hard - scores.detach() + scores
 
 
@@ -31,10 +41,14 @@ def keep_count(ratio: float, n: int) -> int:
 
 
 class SelectiveModule(nn.Module):
-    """Per-token keep/drop decision: LogSoftmax(MLP(LN(x))) with D → D/4 → 2, hard Gumbel (τ = 10).
+    """Per-token keep score s = softmax(MLP(LN(x)))[keep] (D → D/4 → 2), kept under a hard budget.
 
-    In training the decision is a straight-through hard Gumbel sample; at evaluation it is the
-    noise-free argmax (the released code keeps sampling with noise scale 1/τ at test time).
+    The paper decides per token (hard Gumbel) and pulls the kept share towards ρ_l with a ratio
+    loss; on our data that loss is too weak next to the task loss to bind. Here the module keeps
+    exactly ⌊ρ_l N⌋ of the tokens still kept, the best-scored ones, with the straight-through
+    gradient of the soft scores (as Map-SM does): the task loss reaches the scores through the
+    soft keep mask, and the ratio is met by construction. In training the scores carry Gumbel
+    noise of scale 1/τ.
     """
 
     def __init__(self, dim: int, tau: float = 10.0):
@@ -43,21 +57,21 @@ class SelectiveModule(nn.Module):
         self.mlp = Mlp(dim, max(1, dim // 4), 2)
         self.tau = tau
 
-    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """f = LogSoftmax(MLP(LN(x))) (B, N, 2); channel 0 = keep."""
-        return F.log_softmax(self.mlp(self.norm(x)), dim=-1)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft keep scores s (B, N) in (0, 1) and what top-k ranks by: in training s itself
+        (noisy), at evaluation the logit margin, in the order of s but never tied at s = 1."""
+        logits = self.mlp(self.norm(x))
+        s = keep_scores(logits, self.tau, self.training)
+        return s, (s if self.training else logits[..., 0] - logits[..., 1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.log_probs(x)
-        if self.training:
-            return F.gumbel_softmax(self.tau * f, tau=self.tau, hard=True)[..., 0]
-        return (f[..., 0] >= f[..., 1]).to(x.dtype)
 
-    def top_k(self, x: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
-        """Keep exactly the k best-scored tokens among those still kept (for keep-ratio sweeps)."""
-        f = self.log_probs(x)
-        margin = (f[..., 0] - f[..., 1]).masked_fill(keep < 0.5, float("-inf"))
-        return torch.zeros_like(keep).scatter_(-1, margin.topk(k, dim=-1).indices, 1.0)
+def keep_scores(logits: torch.Tensor, tau: float, noisy: bool) -> torch.Tensor:
+    """s = softmax(f)[..., 0] of f = LogSoftmax(logits) (channel 0 = keep); with ``noisy`` a soft
+    Gumbel sample GumbelSoftmax(τ f, τ) instead (noise of scale 1/τ)."""
+    f = F.log_softmax(logits, dim=-1)
+    if noisy:
+        return F.gumbel_softmax(tau * f, tau=tau, hard=False)[..., 0]
+    return f.softmax(-1)[..., 0]
 
 
 def distance_prior(grid: int) -> torch.Tensor:
@@ -105,8 +119,12 @@ class TemporalMappingModule(nn.Module):
         self.mlp = Mlp(dim, max(1, dim // 2), 2)
         self.register_buffer("phi_dist", distance_prior(grid), persistent=False)
 
-    def associate(self, early: torch.Tensor, prior: Prior) -> torch.Tensor:
-        """A (B, N, N): one-hot rows picking the previous-frame source of every token."""
+    def associate(self, early: torch.Tensor, prior: Prior) -> tuple[torch.Tensor, torch.Tensor]:
+        """The previous-frame source of every token (B, N) and its copied deep feature X̂ (B, N, D).
+
+        In training A = GumbelSoftmax_hard(τ_m Φ) and X̂ = A X_6^{t−1} (gradient to the early
+        tokens); at evaluation the argmax of Φ, and X̂ is gathered by index.
+        """
         if prior.early.shape != early.shape:
             raise ValueError(f"The prior was made from tokens of shape {tuple(prior.early.shape)} "
                              f"but this frame has {tuple(early.shape)}: frames of one clip must have "
@@ -116,20 +134,18 @@ class TemporalMappingModule(nn.Module):
         sources = sources | ~sources.any(1, keepdim=True)  # a frame that kept nothing: any source
         phi = phi.masked_fill(~sources[:, None, :], float("-inf"))
         if self.training:
-            return F.gumbel_softmax(self.tau_map * phi, tau=self.tau_map, hard=True)
-        return torch.zeros_like(phi).scatter_(-1, phi.argmax(-1, keepdim=True), 1.0)
+            A = F.gumbel_softmax(self.tau_map * phi, tau=self.tau_map, hard=True)
+            return A.argmax(-1), A @ prior.deep
+        source = phi.argmax(-1)
+        return source, prior.deep.gather(1, source.unsqueeze(-1).expand(-1, -1, prior.deep.shape[-1]))
 
     def forward(self, early: torch.Tensor, prior: Prior, keep_ratio: float) -> Mapping:
-        A = self.associate(early, prior)
-        mapped = A @ prior.deep
+        source, mapped = self.associate(early, prior)
         f = F.log_softmax(self.mlp(self.norm(mapped)), dim=-1)
         B, N, _ = f.shape
         k = self.smoothing
         f = f.transpose(1, 2).reshape(B, 2, self.grid, self.grid)
         f = F.avg_pool2d(F.pad(f, (k // 2,) * 4, mode="replicate"), k, stride=1)
         f = f.reshape(B, 2, N).transpose(1, 2)
-        if self.training:
-            s = F.gumbel_softmax(self.tau_select * f, tau=self.tau_select, hard=False)[..., 0]
-        else:
-            s = f.softmax(-1)[..., 0]
-        return Mapping(straight_through_topk(s, keep_count(keep_ratio, N)), s, A.argmax(-1), mapped)
+        s = keep_scores(f, self.tau_select, self.training)
+        return Mapping(straight_through_topk(s, keep_count(keep_ratio, N)), s, source, mapped)

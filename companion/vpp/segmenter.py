@@ -25,6 +25,24 @@ def frame_outputs(outputs: dict, index: int) -> dict:
             "aux": [(logits[one], masks[one]) for logits, masks in outputs["aux"]]}
 
 
+def patch_linear(images: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` (kernel = stride, no padding) on ``images`` (B, C, H, W) as one matrix product
+    over the flattened patches: (B, H/k·W/k, out), the patches in raster order. The same numbers
+    as the convolution, without its CPU kernel's fixed cost on small inputs."""
+    B, C, H, W = images.shape
+    k = conv.kernel_size[0]
+    patches = images.reshape(B, C, H // k, k, W // k, k).permute(0, 2, 4, 1, 3, 5)
+    return F.linear(patches.reshape(B, (H // k) * (W // k), C * k * k),
+                    conv.weight.reshape(conv.out_channels, -1), conv.bias)
+
+
+def _as_patch_linear(conv: nn.Conv2d, size: int) -> bool:
+    """Whether ``conv`` on ``size``² inputs is a plain patchify (see :func:`patch_linear`)."""
+    k, st = conv.kernel_size, conv.stride
+    return k[0] == k[1] == st[0] == st[1] and conv.padding == (0, 0) and size % k[0] == 0 \
+        and conv.groups == 1 and conv.dilation == (1, 1)
+
+
 class DecoderLayer(nn.Module):
     """Query decoder layer: cross-attention to the tokens, self-attention, MLP (pre-norm)."""
 
@@ -96,6 +114,8 @@ class VideoSegmenter(nn.Module):
             nn.Conv2d(c.dim, c.pixel_dim, 1)
         self.stem = nn.Sequential(nn.Conv2d(3, c.pixel_dim, 4, stride=4), nn.GELU(),
                                   nn.Conv2d(c.pixel_dim, c.pixel_dim, 3, padding=1))
+        self._patchify = _as_patch_linear(self.patch_embed, c.image_size)
+        self._normalise = c.pixel_mean != (0.0, 0.0, 0.0) or c.pixel_std != (1.0, 1.0, 1.0)
         self.queries = nn.Parameter(0.02 * torch.randn(1, c.num_queries, c.dim))
         self.decoder = nn.ModuleList(DecoderLayer(c.dim, c.heads) for _ in range(c.decoder_layers))
         self.decoder_norm = nn.LayerNorm(c.dim)
@@ -115,8 +135,10 @@ class VideoSegmenter(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, N, D) of [0, 1] frames normalised as the backbone expects, with positions."""
         self.check_images(images)
-        x = (images - self.pixel_mean) / self.pixel_std
-        return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        x = (images - self.pixel_mean) / self.pixel_std if self._normalise else images
+        tokens = patch_linear(x, self.patch_embed) if self._patchify else \
+            self.patch_embed(x).flatten(2).transpose(1, 2)
+        return tokens + self.pos_embed
 
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Dense backbone: tokens after the last block (B, N, D), before the final norm."""
@@ -126,7 +148,8 @@ class VideoSegmenter(nn.Module):
         return x
 
     def decode(self, tokens: torch.Tensor, images: torch.Tensor) -> dict:
-        """Head on the backbone tokens: class logits (B, Q, C+1), mask logits (B, Q, S/4, S/4)."""
+        """Head on the backbone tokens: class logits (B, Q, C+1), mask logits (B, Q, S/4, S/4);
+        in training also every earlier decoder layer's pair (``aux``, for the loss)."""
         c = self.config
         memory = self.norm(tokens)
         fmap = memory.transpose(1, 2).reshape(-1, c.dim, c.grid, c.grid)
@@ -137,10 +160,12 @@ class VideoSegmenter(nn.Module):
         pixels = pixels + up
         q = self.queries.repeat(tokens.shape[0], 1, 1)
         layers = []
-        for layer in self.decoder:
+        for i, layer in enumerate(self.decoder):
             q = layer(q, memory)
-            h = self.decoder_norm(q)
-            layers.append((self.class_head(h), torch.einsum("bqc,bchw->bqhw", self.mask_head(h), pixels)))
+            if self.training or i == len(self.decoder) - 1:  # the earlier layers feed the aux loss
+                h = self.decoder_norm(q)
+                layers.append((self.class_head(h),
+                               torch.einsum("bqc,bchw->bqhw", self.mask_head(h), pixels)))
         return {"logits": layers[-1][0], "masks": layers[-1][1], "aux": layers[:-1]}
 
     def forward(self, images: torch.Tensor) -> dict:

@@ -220,3 +220,49 @@ def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
         layers[refit] = [(it.ternary.weight, it.bias, it.accuracy) for it in q.iterations_]
     for (w, b, a), (w2, b2, a2) in zip(layers[True], layers[False], strict=True):
         assert torch.equal(w, w2) and torch.allclose(b, b2) and a == pytest.approx(a2)
+
+
+
+def test_iterate_reads_the_test_accuracies_from_one_pass_per_backbone(monkeypatch):
+    """The new layer's start and the fine-tuned model of the round before share one test pass;
+    the accuracies are evaluate()'s on the model, and the final test features are kept."""
+    import sys
+
+    from companion.features import extract_features
+    from companion.train import evaluate
+
+    model, Data = tiny_cnn_and_data()
+
+    class Counted(torch.utils.data.Dataset):  # the test split, counting its passes
+        passes = 0
+
+        def __len__(self):
+            return len(Data.test)
+
+        def __getitem__(self, i):
+            Counted.passes += i == 0
+            return Data.test[i]
+
+    class Split:
+        train = eval_train = Data.train
+        test = Counted()
+
+    seen = []  # evaluate() of each round's model before and after its fine-tuning
+    finetune_module = sys.modules["companion.classify.finetune"]  # the name is the function's
+    finetune = finetune_module.finetune
+
+    def recorded(m, layer, data, **kwargs):
+        before = evaluate(m, Data.test)["accuracy"]
+        history = finetune(m, layer, data, **kwargs)
+        seen.append((before, evaluate(m, Data.test)["accuracy"]))
+        return history
+
+    monkeypatch.setattr(finetune_module, "finetune", recorded)
+    q = QSENN(4, 2, n_lambdas=10, progress=False)
+    out = q.iterate(model, Split, paper_schedule((1, 1, 1), lr=1e-3), batch_size=32, dropout=0.0)
+    assert Counted.passes == 1 + 3  # the dense backbone, then one per fine-tuned model
+    assert [(it.start_accuracy, it.accuracy) for it in q.iterations_] == \
+        [pytest.approx(pair, abs=1e-9) for pair in seen]
+    final = extract_features(out, Data.test, progress=False)
+    assert torch.equal(q.test_features_.pooled, final.pooled)
+    assert torch.equal(q.test_features_.labels, final.labels)

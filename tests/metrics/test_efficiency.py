@@ -5,7 +5,14 @@ import time
 import pytest
 import torch
 
-from companion.metrics.efficiency import count_flops, keep_ratio_per_layer, patch_keep_ratio, time_interleaved
+from companion.metrics.efficiency import (
+    Timing,
+    count_flops,
+    keep_ratio_per_layer,
+    patch_keep_ratio,
+    speedup_interval,
+    time_interleaved,
+)
 from companion.vpp.vit import Block
 
 
@@ -51,3 +58,17 @@ def test_timing_waits_for_cuda_kernels(monkeypatch, device, per_call):
     timed = len(calls) - 2  # the warm-up round ends with a single synchronize
     assert len(synced) == per_call * (timed + 1)
     assert all(d == torch.device(device) for d in synced)
+
+
+def test_speedup_interval_bootstraps_paired_rounds():
+    base = Timing(0.0, 0.0, 0.0, 4, (4.0, 4.0, 8.0, 4.0))
+    other = Timing(0.0, 0.0, 0.0, 4, (2.0, 2.0, 4.0, 2.0))  # always twice as fast
+    iv = speedup_interval(base, other, n_boot=50)
+    assert (iv.estimate, iv.low, iv.high) == (2.0, 2.0, 2.0)
+    out = time_interleaved({"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.004)},
+                           repeats=8, warmup=0, progress=False)
+    assert len(out["fast"].samples) == 8
+    iv = speedup_interval(out["slow"], out["fast"], n_boot=50)
+    assert 1.0 < iv.low <= iv.estimate <= iv.high
+    with pytest.raises(ValueError, match="same rounds"):
+        speedup_interval(base, Timing(0.0, 0.0, 0.0, 1, (1.0,)))

@@ -95,34 +95,61 @@ def test_straight_through_topk_is_hard_forward_and_soft_backward():
     assert torch.equal(s.grad, g)
 
 
-def test_selective_module_eval_is_argmax_and_top_k_keeps_exactly_k():
+def test_straight_through_topk_chooses_among_the_kept_by_the_given_rank():
+    s = torch.tensor([[0.9, 0.8, 0.7, 0.6]], requires_grad=True)
+    among = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
+    rank = torch.tensor([[5.0, 1.0, 3.0, 2.0]])
+    assert straight_through_topk(s, 2, among).tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert straight_through_topk(s, 2, among, rank).tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    with torch.no_grad():  # no gradient to carry: exact zeros and ones
+        hard = straight_through_topk(s, 1)
+    assert torch.equal(hard, torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+
+
+def test_selective_module_ranks_in_the_order_of_its_scores():
     torch.manual_seed(0)
     sm = SelectiveModule(16).eval()
     x = torch.randn(1, 30, 16)
-    f = sm.log_probs(x)
-    assert torch.equal(sm(x), (f[..., 0] >= f[..., 1]).float())
-    keep = (torch.rand(1, 30) > 0.3).float()
-    chosen = sm.top_k(x, keep, 7)
-    assert chosen.sum() == 7 and (chosen <= keep).all()
+    s, rank = sm(x)
+    assert ((s > 0) & (s < 1)).all()
+    order = rank.argsort(descending=True)
+    assert (s[0, order[0]][1:] <= s[0, order[0]][:-1]).all()
+    sm.train()
+    s, rank = sm(x)
+    assert rank is s  # in training the noisy scores themselves
 
 
 def _clip(n_frames=3):
     return make_moving_shapes(n_videos=1, n_frames=n_frames, image_size=48, seed=5).clip(0)["frames"]
 
 
-def test_masked_and_gather_modes_agree(model):
+@pytest.mark.parametrize("schedule", [KeepRatioSchedule.paper(0.55), KeepRatioSchedule.paper(0.4),
+                                      KeepRatioSchedule.later_only(0.55)])
+def test_masked_and_gather_modes_agree(schedule):
+    torch.manual_seed(0)
+    model = PrunedSegmenter(VideoSegmenter(CONFIG), schedule).eval()
+    frames = _clip(4)
+    masked = model.predict_clip(frames, mode="masked")
+    gather = model.predict_clip(frames, mode="gather")
+    for a, b in zip(masked, gather, strict=True):
+        assert torch.equal(a.keep, b.keep)
+        assert torch.allclose(a.prior.deep, b.prior.deep, atol=1e-4)
+        assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
+        assert torch.allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-4)
+
+
+def test_keeping_everything_is_the_dense_model(model):
+    keep_all = KeepRatioSchedule(map_ratio=1.0, sm_ratios=(1.0, 1.0, 1.0))
     frames = _clip()
-    for topk in (False, True):
-        masked = model.predict_clip(frames, mode="masked", topk=topk)
-        gather = model.predict_clip(frames, mode="gather", topk=topk)
-        for a, b in zip(masked, gather, strict=True):
-            assert torch.equal(a.keep, b.keep)
-            assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
-            assert torch.allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-4)
+    dense = [model.segmenter(frames[t:t + 1]) for t in range(len(frames))]
+    for mode in ("masked", "gather"):
+        for res, ref in zip(model.predict_clip(frames, mode, keep_all), dense, strict=True):
+            assert res.keep.all()
+            assert torch.allclose(res.outputs["masks"], ref["masks"], atol=1e-4)
 
 
-def test_keep_masks_are_monotone_and_follow_the_schedule_with_top_k(model):
-    results = model.predict_clip(_clip(), topk=True)
+def test_keep_masks_are_monotone_and_every_module_keeps_its_budget(model):
+    results = model.predict_clip(_clip())
     first, later = results[0].keep[0], results[1].keep[0]
     assert (first[1:] <= first[:-1]).all() and (later[1:] <= later[:-1]).all()
     assert first[:3].all()                                  # no prior: blocks 0-2 dense
@@ -134,9 +161,9 @@ def test_keep_masks_are_monotone_and_follow_the_schedule_with_top_k(model):
 def test_pruned_tokens_pass_unchanged_and_gather_does_fewer_flops(model):
     from companion.metrics.efficiency import count_flops
     frames = _clip(2)
-    prior = model.forward_frame(frames[:1], None, "gather", topk=True).prior
+    prior = model.forward_frame(frames[:1], None, "gather").prior
     dense = count_flops(lambda: model.segmenter(frames[1:]))
-    sparse = count_flops(lambda: model.forward_frame(frames[1:], prior, "gather", topk=True))
+    sparse = count_flops(lambda: model.forward_frame(frames[1:], prior, "gather"))
     assert sparse < 0.8 * dense
 
 
@@ -154,10 +181,11 @@ def test_sparse_loss_formula(model):
     assert "map" not in first.ratio_losses
     assert float(model.sparse_loss(first).detach()) == pytest.approx(
         float((40 * sum(first.ratio_losses.values()) / 3).detach()), rel=1e-6)
-    for b in (3, 6, 9):  # L_l = (mean M_l − ρ_l)²
+    n = CONFIG.num_tokens
+    for b in (3, 6, 9):  # the hard budget holds in training too; L_l pulls the soft scores to ρ_l
         ratio = model.schedule.sm_ratios[(3, 6, 9).index(b)]
-        assert float(second.ratio_losses[f"block{b}"].detach()) == pytest.approx(
-            (float(second.keep[:, b].mean().detach()) - ratio) ** 2, rel=1e-5)
+        assert (second.keep[:, b].detach() > 0.5).sum(1).tolist() == [math.floor(ratio * n + 1e-6)]
+        assert 0 <= float(second.ratio_losses[f"block{b}"].detach()) <= max(ratio, 1 - ratio) ** 2
 
 
 def test_gradients_reach_the_selection_modules(model):
@@ -198,7 +226,7 @@ def test_single_frame_clip_runs_dense_early_layers(model):
     assert result.mapping is None and result.keep[0, :3].all()
 
 
-def test_a_selector_that_drops_everything_stays_finite_in_both_modes():
+def test_a_selector_that_wants_to_drop_everything_still_keeps_its_budget():
     torch.manual_seed(0)
     model = PrunedSegmenter(VideoSegmenter(CONFIG), KeepRatioSchedule.paper(0.55)).eval()
     with torch.no_grad():
@@ -206,8 +234,9 @@ def test_a_selector_that_drops_everything_stays_finite_in_both_modes():
     frames = _clip(3)
     masked = model.predict_clip(frames, mode="masked")
     gather = model.predict_clip(frames, mode="gather")
+    budget = math.floor(0.56 * CONFIG.num_tokens + 1e-6)
     for a, b in zip(masked, gather, strict=True):
-        assert a.keep[0, 3:].sum() == 0
+        assert a.keep[0, 3].sum() == budget and torch.equal(a.keep, b.keep)
         assert torch.isfinite(a.outputs["masks"]).all()
         assert torch.allclose(a.outputs["masks"], b.outputs["masks"], atol=1e-4)
 
@@ -221,3 +250,24 @@ def test_clips_without_objects_train_and_predict():
     assert torch.isfinite(loss)
     model.eval()
     assert len(model.predict_clip(data.clip(0)["frames"])) == 3
+
+
+def test_objectness_loss_is_the_cross_entropy_to_the_object_patches():
+    from companion.vpp.pruning import FrameResult, objectness_loss
+    masks = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    masks[0, 0, :8, :8] = True                      # patch 0 of a 2 x 2 grid of 8-pixel patches
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    everything = torch.ones(1, 4)
+
+    def result(scores):
+        return FrameResult({}, torch.ones(1, 12, 4), None, scores=scores)
+
+    assert float(objectness_loss(result({3: (target, everything)}), masks, 8)) < 1e-5
+    half = objectness_loss(result({3: (torch.full((1, 4), 0.5), everything)}), masks, 8)
+    assert float(half) == pytest.approx(math.log(2), rel=1e-5)
+    # only the tokens a module chooses among count; the mean runs over modules
+    wrong = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    among = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    two = result({1: (wrong, among), 3: (torch.full((1, 4), 0.5), everything)})
+    assert float(objectness_loss(two, masks, 8)) == pytest.approx(math.log(2) / 2, rel=1e-4)
+    assert float(objectness_loss(result({}), masks, 8)) == 0.0

@@ -173,5 +173,5 @@ def test_frames_are_normalised_as_the_pretrained_config_says():
     plain = VideoSegmenter(SMALL)
     assert "pixel_mean" not in plain.state_dict()
     with torch.no_grad():
-        assert torch.equal(plain.embed(x), plain.patch_embed(x).flatten(2).transpose(1, 2)
-                           + plain.pos_embed)
+        assert torch.allclose(plain.embed(x), plain.patch_embed(x).flatten(2).transpose(1, 2)
+                              + plain.pos_embed, atol=1e-6)

@@ -12,13 +12,16 @@ the classes that carry a uniqueness cut. Products ``s_i s_j`` are linearised (``
 plus triangle inequalities) only for the penalised pairs (``R_ij > 0``). Uniqueness is added lazily,
 as in the paper: when two classes get the same signature, the pair gets the constraint "c1 uses a
 feature that c2 does not" (``Σ_j d_j ≥ 1``, ``d_j ≤ W_c1j``, ``d_j ≤ 1 − W_c2j``) and the model is
-solved again. A Lagrangian bound (which also relaxes the pair penalty) gives safe candidate
-pre-filtering (reduced-cost fixing) and a bound for the heuristic; a greedy/swap heuristic gives the
-incumbent, which is HiGHS's cutoff and sets each class's starting window. Every round's relaxation
+solved again. A Lagrangian bound (which also relaxes the pair penalty, except for the part of it
+inside disjoint cliques of penalised features, which it keeps exactly) gives safe candidate
+pre-filtering (reduced-cost fixing) and a bound for the heuristic; a greedy/swap heuristic with an
+iterated swap search gives the incumbent, which is HiGHS's cutoff and sets each class's starting
+window. Every round's relaxation
 bounds the candidate problem, so the loop stops as soon as the gap is closed.
 
 Modules: ``problem`` (input checks, result, objective, constraint check), ``heuristic``
-(greedy/swap/dedup), ``bound`` (Lagrangian bound, candidate filtering), ``model`` (the MILP in
+(greedy/swap/iterated swap/dedup), ``bound`` (penalty cliques, Lagrangian bound, candidate
+filtering), ``model`` (the MILP in
 cvxpy), ``solve`` (the lazy loop), ``extension`` (the hook for extra constraints) and ``sharing``
 (CHiQPM's forced sharing, built on that hook).
 """

@@ -9,18 +9,56 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
+def penalty_cliques(R: np.ndarray, profit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint cliques of the penalised graph (``R`` symmetric), grown greedily from the most
+    profitable features: ``(label, floor)``, clique ``label[j]`` of each feature and the least pair
+    penalty ``floor[t]`` inside clique t (0 for a single feature).
+
+    A clique grows by the unassigned feature whose smallest penalty to the members is largest,
+    while that keeps ``floor · (size − 1)`` (what an extra member pays at least) from falling.
+    """
+    n = len(profit)
+    label = np.full(n, -1)
+    floors: list[float] = []
+    for v in np.argsort(-profit, kind="stable"):
+        if label[v] >= 0:
+            continue
+        members = [int(v)]
+        least = np.where(label < 0, R[v], 0.0)
+        least[v] = 0.0
+        floor = math.inf
+        while True:
+            u = int(np.argmax(least))
+            if least[u] <= 0 or least[u] * len(members) < min(floor, R[v].max()) * (len(members) - 1):
+                break
+            members.append(u)
+            floor = min(floor, float(least[u]))
+            least = np.minimum(least, R[u])
+            least[members] = 0.0
+        label[members] = len(floors)
+        floors.append(floor if len(members) > 1 else 0.0)
+    return label, np.asarray(floors)
+
+
 def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_features: int,
                      per_class: int, incumbent: float | None = None, iterations: int = 1000,
                      redundancy: ArrayLike | None = None, penalty: float = 1.0, patience: int = 20,
-                     deadline: float | None = None) -> tuple[float, np.ndarray]:
+                     deadline: float | None = None, cliques: bool = True
+                     ) -> tuple[float, np.ndarray]:
     """Upper bound on the optimum by relaxing ``Σ_j W_cj = k`` (ν_c), ``Σ s = n_f`` (μ) and, with
-    ``redundancy`` (upper-triangular or symmetric), the pair penalty (α).
+    ``redundancy`` (upper-triangular or symmetric), the pair penalty (α), except for a clique
+    part of it that the subproblem keeps exactly.
 
-    For multipliers ν and ``0 ≤ α_ij ≤ λ R_ij``, ``−λ R_ij s_i s_j ≤ α_ij (1 − s_i − s_j)`` on 0/1
+    The penalty is split as ``Σ_t r_t m_t(m_t − 1)/2 + Σ_ij ρ_ij s_i s_j``: disjoint cliques t of the
+    penalised graph (:func:`penalty_cliques`; single features when ``cliques`` is False) with
+    their least pair penalty ``r_t``, ``m_t`` selected members, and the residual ``ρ ≥ 0``. For
+    multipliers ν and ``0 ≤ α_ij ≤ λ ρ_ij``, ``−λ ρ_ij s_i s_j ≤ α_ij (1 − s_i − s_j)`` on 0/1
     points, so each feature's profit is ``g_j = b_j + Σ_c max(0, A_cj − ν_c) − Σ_i α_ij`` and
-    ``L(ν, α) = k Σ_c ν_c + Σ α + Σ (top n_f of g)`` bounds every feasible solution (uniqueness is
-    dropped, which can only raise the maximum). Minimised by projected subgradient steps (Polyak
-    steps towards ``incumbent`` when given). Returns ``(bound, reduced)``, where
+    ``L(ν, α) = k Σ_c ν_c + Σ α + max_{|S| = n_f} [Σ_S g − λ Σ_t r_t m_t(m_t − 1)/2]`` bounds every
+    feasible solution (uniqueness is dropped, which can only raise the maximum). The inner maximum
+    is separable and concave in the m_t, so the n_f largest marginal values (a clique's m-th best
+    profit minus ``λ r_t (m − 1)``) solve it exactly. Minimised by projected subgradient steps
+    (Polyak steps towards ``incumbent`` when given). Returns ``(bound, reduced)``, where
     ``bound + min(0, reduced_j)`` bounds every solution that selects feature j. Any multipliers
     give a valid bound, so ``deadline`` (a ``time.perf_counter()`` value) may stop the descent
     early.
@@ -29,9 +67,20 @@ def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_
     n = A.shape[1]
     b = np.zeros(n) if bias is None else np.asarray(bias, dtype=float)
     k, nf = per_class, n_features
+    # start between each class's k-th and (k+1)-th best feature overall
+    part = -np.sort(-A, axis=1)
+    nu = part[:, k] if n > k else part[:, k - 1] - 1.0
+    label, floor = np.arange(n), np.zeros(n)
     if redundancy is not None and penalty > 0:
-        iu, ju = np.nonzero(np.triu(np.asarray(redundancy, dtype=float), 1))
-        cap = penalty * np.triu(np.asarray(redundancy, dtype=float), 1)[iu, ju]
+        upper = np.triu(np.asarray(redundancy, dtype=float), 1)
+        if cliques:
+            profit = b + np.maximum(0.0, A - nu[:, None]).sum(0)
+            label, floor = penalty_cliques(upper + upper.T, profit)
+        iu, ju = np.nonzero(upper)
+        same = label[iu] == label[ju]
+        cap = penalty * (upper[iu, ju] - np.where(same, floor[label[iu]], 0.0))
+        floor = penalty * floor
+        iu, ju, cap = iu[cap > 0], ju[cap > 0], cap[cap > 0]
     else:
         iu = ju = np.zeros(0, dtype=int)
         cap = np.zeros(0)
@@ -40,14 +89,20 @@ def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_
     def evaluate(nu, alpha):
         paid = np.bincount(iu, alpha, n) + np.bincount(ju, alpha, n)
         g = b + np.maximum(0.0, A - nu[:, None]).sum(0) - paid
-        order = np.argsort(-g)
-        value = k * nu.sum() + alpha.sum() + g[order[:nf]].sum()
-        mu = g[order[nf - 1]]
+        # marginal value of each feature as its clique's m-th pick, m = rank in the clique + 1
+        by_clique = np.lexsort((-g, label))
+        lab = label[by_clique]
+        first = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        rank = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+        marginal = np.empty(n)
+        marginal[by_clique] = g[by_clique] - floor[lab] * rank
+        order = np.argsort(-marginal, kind="stable")
+        value = k * nu.sum() + alpha.sum() + marginal[order[:nf]].sum()
+        # forcing j in, with the pairs to its clique dropped (they only pay): the other n_f − 1
+        # picks are worth at most the top n_f minus the smallest, so j adds at most g_j − μ
+        mu = marginal[order[nf - 1]]
         return value, g - mu, order[:nf]
 
-    # start between each class's k-th and (k+1)-th best feature overall
-    part = -np.sort(-A, axis=1)
-    nu = part[:, k] if n > k else part[:, k - 1] - 1.0
     best_value, best_reduced = math.inf, None
     step_scale, stall = 2.0, 0
     for it in range(iterations):
@@ -66,7 +121,7 @@ def lagrangian_bound(similarity: ArrayLike, bias: ArrayLike | None = None, *, n_
         chosen = np.zeros(n, dtype=bool)
         chosen[top] = True
         pair_grad = 1.0 - chosen[iu] - chosen[ju]
-        # projected: components pushing α out of [0, λR] do not move
+        # projected: components pushing α out of [0, λρ] do not move
         pair_grad[((alpha <= 0) & (pair_grad > 0)) | ((alpha >= cap) & (pair_grad < 0))] = 0.0
         norm2 = float(grad @ grad + pair_grad @ pair_grad)
         if norm2 == 0:

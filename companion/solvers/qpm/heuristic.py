@@ -1,4 +1,4 @@
-"""The incumbent: greedy selection, 1-swap local search and deduplication of class signatures."""
+"""The incumbent: greedy selection, 1-swap and iterated swap search, deduplication of signatures."""
 
 from __future__ import annotations
 
@@ -124,12 +124,61 @@ def greedy(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k: int,
     return s
 
 
+def selection_value(A: np.ndarray, R: np.ndarray, b: np.ndarray, s: np.ndarray, k: int,
+                    penalty: float) -> float:
+    """Objective of selection ``s`` (bool mask) with each class on its top k (no uniqueness)."""
+    sel = np.flatnonzero(s)
+    top = -np.sort(-A[:, sel], axis=1)[:, :k]
+    return float(top.sum() + b[sel].sum() - penalty * R[np.ix_(sel, sel)].sum() / 2)
+
+
+def perturbed_search(A: np.ndarray, R: np.ndarray, b: np.ndarray, s: np.ndarray, k: int,
+                     penalty: float, rng: np.random.Generator, deadline: float | None = None,
+                     patience: int | None = None, kick: int = 4, pool: int | None = None
+                     ) -> np.ndarray:
+    """Iterated swap search: kick the best selection (swap 1..``kick`` selected features for
+    unselected ones among the ``pool`` most promising, default 8·n_f), descend with
+    :func:`swap_search`, keep it if better; stop after ``patience`` kicks without gain (default
+    max(100, 20·n_f)) or at ``deadline``. ``R`` is symmetric."""
+    best = s.copy()
+    n_features = int(best.sum())
+    patience = max(100, 20 * n_features) if patience is None else patience
+    outside = len(best) - n_features
+    if outside == 0 or n_features == 0:
+        return best
+    best_value = selection_value(A, R, b, best, k, penalty)
+    nu = -np.sort(-A, axis=1)[:, min(k, A.shape[1] - 1)]
+    promise = b + np.maximum(0.0, A - nu[:, None]).sum(0)
+    candidates = np.argsort(-promise, kind="stable")[:min(len(best), 8 * n_features if pool is None
+                                                          else pool)]
+    stall = 0
+    while stall < patience and (deadline is None or time.perf_counter() < deadline):
+        trial = best.copy()
+        inside = np.flatnonzero(trial)
+        free = candidates[~trial[candidates]]
+        if len(free) == 0:
+            free = np.flatnonzero(~trial)
+        r = int(rng.integers(1, min(kick, len(inside), len(free)) + 1))
+        trial[rng.choice(inside, r, replace=False)] = False
+        trial[rng.choice(free, r, replace=False)] = True
+        trial = swap_search(A, R, b, trial, k, penalty, deadline=deadline)
+        value = selection_value(A, R, b, trial, k, penalty)
+        if value > best_value + 1e-9 * max(1.0, abs(best_value)):
+            best, best_value, stall = trial, value, 0
+        else:
+            stall += 1
+    return best
+
+
 def heuristic_solution(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: int, k: int,
                        penalty: float, unique: bool, restarts: int, seed: int,
                        deadline: float | None = None,
-                       repair: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None
+                       repair: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None,
+                       explore: float | None = None
                        ) -> tuple[np.ndarray, np.ndarray, float, bool]:
-    """Greedy + swap search (several randomised restarts) → (W, selected, objective, feasible).
+    """Greedy + swap search (several randomised restarts), then an iterated swap search from the
+    best start until ``explore`` (a ``perf_counter`` value; None: until it stalls) →
+    (W, selected, objective, feasible).
 
     Restarts stop at ``deadline`` (the first start always runs). ``repair(W, selected)`` returns a
     row-repaired W that meets extra constraints, or None; the best repaired start wins, and when
@@ -137,11 +186,16 @@ def heuristic_solution(A: np.ndarray, R: np.ndarray, b: np.ndarray, n_features: 
     """
     rng = np.random.default_rng(seed)
     best, best_ok = None, None
+    starts = []
     for start in range(restarts + 1):
         if start and deadline is not None and time.perf_counter() > deadline:
             break
         s = greedy(A, R, b, n_features, k, penalty, rng if start else None)
-        s = swap_search(A, R, b, s, k, penalty, deadline=deadline)
+        starts.append(swap_search(A, R, b, s, k, penalty, deadline=deadline))
+    top = max(starts, key=lambda s: selection_value(A, R, b, s, k, penalty))
+    if explore is None or time.perf_counter() < explore:
+        starts.append(perturbed_search(A, R, b, top, k, penalty, rng, deadline=explore))
+    for s in starts:
         sel = np.flatnonzero(s)
         W = top_k(A, sel, k)
         if unique:

@@ -48,10 +48,11 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
     ``max_rounds`` caps the lazy re-solves, ``restarts`` and ``seed`` drive the heuristic. Warns
     with :class:`NotProvenOptimalWarning` when the answer is not proven optimal.
 
-    ``time_limit`` covers the whole call: the heuristic stops at half of it, the Lagrangian bound
-    at 60 %, and each MILP round gets what is left once its model is built. A round that stops
-    before it finds a point better than the incumbent returns the incumbent, status
-    ``"time_limit"`` and the gap to the best bound proven so far.
+    ``time_limit`` covers the whole call: the heuristic's restarts stop at half of it and its
+    iterated swap search at 30 % (or when it stalls), the Lagrangian bound at 60 %, and each MILP
+    round gets what is left once its model is built. A round that stops before it finds a point
+    better than the incumbent returns the incumbent, status ``"time_limit"`` and the gap to the
+    best bound proven so far.
 
     ``extension`` (a :class:`QPMExtension`, e.g. :class:`ForcedSharing`) adds variables and linear
     constraints to every MILP round. Its constraints only shrink the feasible set, so the
@@ -100,7 +101,7 @@ def solve_assignment(similarity: ArrayLike, redundancy: ArrayLike | None = None,
 
     W, sel, incumbent, ok = heuristic_solution(
         A, R, b, n_features, k, penalty, unique, restarts, seed, deadline=t0 + 0.5 * time_limit,
-        repair=feasible if extension is not None else None)
+        repair=feasible if extension is not None else None, explore=t0 + 0.3 * time_limit)
     start = extension.start() if extension is not None else None
     if start is not None:  # a known solution (an earlier solve's) competes with the heuristic's
         sel0 = np.sort(np.asarray(start[1]))
