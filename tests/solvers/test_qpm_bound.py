@@ -1,27 +1,14 @@
 """QPM's clique-strengthened Lagrangian bound and iterated swap search, against exhaustive search."""
 
-import itertools
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_qpm_solver import best_with_each_feature  # the exhaustive search, shared
 
 from companion.solvers.qpm.bound import lagrangian_bound, penalty_cliques
 from companion.solvers.qpm.heuristic import perturbed_search, selection_value, swap_search
-
-
-def best_with_each_feature(A, R, b, n_features, k, penalty):
-    """For every feature j, the best objective of a solution that selects j (no uniqueness)."""
-    N = A.shape[1]
-    Rs = np.triu(R, 1)
-    best = np.full(N, -np.inf)
-    for sel in itertools.combinations(range(N), n_features):
-        s = list(sel)
-        value = -np.sort(-A[:, s], axis=1)[:, :k].sum() + b[s].sum() - \
-            penalty * Rs[np.ix_(s, s)].sum()
-        best[s] = np.maximum(best[s], value)
-    return best
 
 
 @st.composite
