@@ -282,3 +282,13 @@ def test_newton_and_gradient_solvers_agree_on_a_nearly_separable_many_class_path
     assert (excess <= gradient.gaps + 1e-12).all()
     for i in range(1, len(newton)):
         assert kkt_residual(x, y, newton.entry(i)) <= 1e-3 * float(newton.lambdas[i])
+
+
+def test_a_zero_tolerance_stops_at_max_iter_with_an_honest_gap():
+    # An example hypothesis found: with tol = 0 the restricted problem's gap reached exactly 0 in
+    # no iterations while the full one stayed above it, and the rounds repeated without end.
+    x, y = make_data(n=60, d=6, c=3, seed=2840)
+    lam = 0.5395160490567402 * lambda_max(x, y, 0.5)
+    fit = fit_elastic_net(x, y, lam, alpha=0.5, max_iter=32, tol=0.0, device="cpu")
+    assert fit.n_iter <= 32
+    assert 0 <= fit.gap < 1e-12

@@ -232,7 +232,7 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
             w_act, bias, n_iter, converged = newton_solve(prob, idx, w_act, bias, lam, alpha, group,
                                                           inner_tol, max(max_iter - total, 1))
             w_act, bias = w_act.to(weight.dtype), bias.to(weight.dtype)
-            total += n_iter
+            total += max(n_iter, 1)  # a round counts: max_iter bounds the rounds, too
         if not converged and total < max_iter:  # large supports, or Newton stalled (e.g. α = 1)
             w_act, bias, n_iter, converged, step, p_best = _prox_gradient(
                 prob, idx, w_act, bias, lam, alpha, group, step, 1.0 / prob.lipschitz, inner_tol,
@@ -253,6 +253,8 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
         if violators.any():
             active |= violators
         elif converged:  # the restricted gap was met but the full point's dual is weaker: solve tighter
+            if inner_tol == 0:  # nothing tighter to ask for: stop with the honest gap
+                return weight, bias, total, False, gap
             inner_tol *= 0.25
 
 
