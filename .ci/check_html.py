@@ -54,6 +54,9 @@ ANNOTATE = """async () => {
       return r.width > 1 && r.height > 1 && getComputedStyle(m).visibility === 'visible';
     });
   };
+  // measure hidden cells as a reader who opens them sees them
+  const closed = [...document.querySelectorAll('details:not([open])')];
+  for (const d of closed) d.open = true;
   for (const output of document.querySelectorAll('div.cell_output > *')) {
     const height = output.getBoundingClientRect().height;
     if (height > 0 && !shows(output)) output.setAttribute('data-blank-gap', String(Math.round(height)));
@@ -61,6 +64,7 @@ ANNOTATE = """async () => {
       .filter((el) => el.scrollWidth > el.clientWidth + 2 && el.clientWidth > 0);
     if (inner) output.setAttribute('data-overflow', String(inner.scrollWidth - inner.clientWidth));
   }
+  for (const d of closed) d.open = false;
   return document.documentElement.outerHTML;
 }"""
 
