@@ -29,6 +29,8 @@ import numpy as np
 
 from companion.classify.qpm import qpm_problem
 from companion.solvers.qpm import ForcedSharing, NotProvenOptimalWarning, solve_assignment
+from companion.solvers.qpm.bound import lagrangian_bound
+from companion.solvers.qpm.heuristic import greedy, heuristic_solution, selection_value, swap_search
 
 
 def synthetic_features(n_classes: int, n_dims: int, n_samples: int, seed: int = 0):
@@ -96,6 +98,94 @@ def time_to_gap(candidates: list[int], limits: list[float], solver: str) -> None
     print(f"load average (1, 5, 15 min) after: {os.getloadavg()}")
 
 
+def local_optimum(A, R, n_features, k, penalty, allowed=None):
+    """Greedy + 1-swap selection (bool mask over all features), only ``allowed`` features."""
+    allowed = np.ones(A.shape[1], dtype=bool) if allowed is None else allowed
+    idx = np.flatnonzero(allowed)
+    Ai, Ri, bi = A[:, idx], R[np.ix_(idx, idx)], np.zeros(len(idx))
+    s = swap_search(Ai, Ri, bi, greedy(Ai, Ri, bi, n_features, k, penalty), k, penalty)
+    out = np.zeros(A.shape[1], dtype=bool)
+    out[idx[s]] = True
+    return out
+
+
+def penalty_parts(A, R, s, k):
+    """Z_A, penalty, penalised pairs of selection ``s`` and the penalty on pairs that some class
+    uses together (each class on its k best selected features)."""
+    sel = np.flatnonzero(s)
+    order = np.argsort(-A[:, sel], axis=1, kind="stable")[:, :k]
+    W = np.zeros((len(A), len(sel)))
+    np.put_along_axis(W, order, 1.0, axis=1)
+    P = R[np.ix_(sel, sel)]
+    together = (W.T @ W) > 0
+    return (selection_value(A, R, np.zeros(A.shape[1]), s, k, 0.0), P.sum() / 2,
+            int((P > 0).sum() // 2), (P * together).sum() / 2)
+
+
+def diagnose(candidates: list[int], explore: float) -> None:
+    """Where the gap at n_f = 50, k = 5 comes from: incumbents, the bound's floor, feature fixing.
+
+    A selection S and one disjoint from it, S', mixed half and half, have every s_j ≤ 1/2, so
+    every penalised pair meets y_ij ≥ s_i + s_j − 1 at y = 0: the Lagrangian bound without cliques
+    (any multipliers) and every relaxation that linearises the pairs this way lie at or above
+    (Z_A(S) + Z_A(S')) / 2, the "mixture floor" (tested in tests/solvers/test_qpm_bound.py).
+    """
+    nf, k = 50, 5
+    for n_dims in candidates:
+        X, y = synthetic_features(200, n_dims, 4000, 0)
+        prob = qpm_problem(X, y, n_features=nf, per_class=k, n_classes=200)
+        A, n = prob.similarity, prob.similarity.shape[1]
+        upper = np.triu(prob.redundancy, 1)
+        R, b = upper + upper.T, np.zeros(n)
+
+        free = local_optimum(A, R, nf, k, 0.0)
+        cpu = time.process_time()
+        _, sel, objective, _ = heuristic_solution(A, R, b, nf, k, 1.0, False, 2, 0,
+                                                  explore=time.perf_counter() + explore)
+        best = np.zeros(n, dtype=bool)
+        best[sel] = True
+        print(f"{n_dims} candidates, {int((upper > 0).sum())} penalised pairs")
+        za, pen, pairs, together = penalty_parts(A, R, free, k)
+        print(f"  penalty-free local optimum: Z_A {za:.2f}, penalty {pen:.2f} ({pairs} pairs), "
+              f"objective {za - pen:.2f}")
+        za, pen, pairs, together = penalty_parts(A, R, best, k)
+        print(f"  incumbent (heuristic, {time.process_time() - cpu:.0f} CPU-s): objective "
+              f"{objective:.2f} = Z_A {za:.2f} − penalty {pen:.2f} ({pairs} pairs, {together:.2f} "
+              "of it on pairs that some class uses together)")
+        floors = []
+        for name, s in (("penalty-free optimum", free), ("incumbent", best)):
+            other = local_optimum(A, R, nf, k, 0.0, allowed=~s)
+            floors.append((selection_value(A, R, b, s, k, 0.0)
+                           + selection_value(A, R, b, other, k, 0.0)) / 2)
+            print(f"  best selection disjoint from the {name}: Z_A "
+                  f"{selection_value(A, R, b, other, k, 0.0):.2f}, mixture floor {floors[-1]:.2f}")
+        plain, _ = lagrangian_bound(A, None, n_features=nf, per_class=k, redundancy=upper,
+                                    cliques=False, incumbent=objective)
+        root, reduced = lagrangian_bound(A, None, n_features=nf, per_class=k, redundancy=upper,
+                                         incumbent=objective)
+        free_bound, _ = lagrangian_bound(A, None, n_features=nf, per_class=k, incumbent=objective)
+        floor = max(floors)
+        print(f"  bounds: without penalty {free_bound:.2f}, pairwise {plain:.2f} (floor "
+              f"{floor:.2f}), with cliques {root:.2f}")
+        print(f"  gap to the incumbent: pairwise bound at least "
+              f"{max(0.0, floor - objective) / objective:.2%} (its floor), clique bound "
+              f"{(root - objective) / objective:.2%}")
+        # branching on a feature: fixed in, its pairs are linear (b_j −= R_fj); fixed out, it is gone
+        for f in np.argsort(-reduced, kind="stable")[:3]:
+            bias_in = -R[f].copy()
+            bias_in[f] = 1e3
+            cut = upper.copy()
+            cut[f, :] = cut[:, f] = 0.0
+            fixed_in = lagrangian_bound(A, bias_in, n_features=nf, per_class=k, redundancy=cut,
+                                        incumbent=objective + 1e3)[0] - 1e3
+            bias_out = np.zeros(n)
+            bias_out[f] = -1e3
+            fixed_out = lagrangian_bound(A, bias_out, n_features=nf, per_class=k,
+                                         redundancy=upper, incumbent=objective)[0]
+            print(f"  feature {f} fixed in: bound {fixed_in:.2f}; fixed out: {fixed_out:.2f} "
+                  f"(root {root:.2f})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small instances only")
@@ -105,7 +195,14 @@ def main():
                         help="gap after each of --limits for each of --candidates")
     parser.add_argument("--candidates", default="128,256,2048")
     parser.add_argument("--limits", default="60,180,600")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="where the gap comes from, for each of --candidates")
+    parser.add_argument("--explore", type=float, default=60.0,
+                        help="seconds of iterated swap search for --diagnose's incumbent")
     args = parser.parse_args()
+    if args.diagnose:
+        diagnose([int(v) for v in args.candidates.split(",")], args.explore)
+        return
     if args.time_to_gap:
         time_to_gap([int(v) for v in args.candidates.split(",")],
                     [float(v) for v in args.limits.split(",")], args.solver)

@@ -81,3 +81,26 @@ def test_iterated_swap_search_keeps_the_size_and_never_loses(inst, seed):
     assert selection_value(A, Rs, b, out, k, penalty) >= selection_value(A, Rs, b, s, k, penalty)
     best = best_with_each_feature(A, R, b, n_features, k, penalty).max()
     assert selection_value(A, Rs, b, out, k, penalty) <= best + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 4), st.integers(0, 2**31), st.sampled_from([0.5, 1.0, 3.0]))
+def test_pairwise_bound_never_falls_below_a_mixture_of_two_disjoint_selections(n_features, seed,
+                                                                               penalty):
+    # half of S and half of a disjoint S' give every feature s_j ≤ 1/2, so each linearised pair
+    # y_ij ≥ s_i + s_j − 1 holds at y = 0: for any multipliers the bound without cliques is at
+    # least the mean of the two selections' values without the penalty (the benchmark's floor)
+    rng = np.random.default_rng(seed)
+    N, k, C = 2 * n_features + int(rng.integers(0, 3)), int(rng.integers(1, n_features + 1)), 3
+    A = rng.normal(size=(C, N)).round(2)
+    R = np.triu(rng.random((N, N)), 1).round(2)  # every pair penalised
+    b = rng.normal(scale=0.3, size=N).round(2)
+    order = rng.permutation(N)
+    first, second = (np.isin(np.arange(N), order[part]) for part in
+                     (slice(0, n_features), slice(n_features, 2 * n_features)))
+    floor = (selection_value(A, R, b, first, k, 0.0) + selection_value(A, R, b, second, k, 0.0)) / 2
+    bound, _ = lagrangian_bound(A, b, n_features=n_features, per_class=k, redundancy=R,
+                                penalty=penalty, cliques=False)
+    assert bound >= floor - 1e-9
+    # the best selection pays its penalty, so the floor can lie above the optimum
+    assert best_with_each_feature(A, R, b, n_features, k, penalty).max() <= bound + 1e-6
