@@ -12,10 +12,22 @@ reduced-cost fixing. Measured on 2 cores shared by four people (load average 4�
 had a third of the wall time): 128 and 256 candidates are proven within 1 % before 60 s (gaps
 0.27 % and 0.94 %, in 3 and 5 s); 2048 candidates end at status ``time_limit`` with gaps 4.47 %,
 4.21 % and 4.21 % after 60, 180 and 600 s (4.60 % before the clique bound and the iterated swap
-search). The aim, ≤ 1 % within 600 s, is not reached, and the bound is what stops it: the
-clique-strengthened Lagrangian bound (321.4) stays within 0.6 % of the bound without the penalty
-(323.4), while every local optimum found (seven greedy starts, iterated swap search) pays a penalty
-of about 9 and lies between 305.7 and 308.5.
+search). At a load of 11 the 60-s solve had 22 CPU-s, its bound stopped early and its gap is
+6.78 % (the limit is wall time). The aim, ≤ 1 % within 600 s, is not reached, and the bound is
+what stops it.
+
+``--diagnose [--candidates 256,2048] [--explore 60]`` shows why. At 2048 candidates the incumbent
+(307.75; 308.9 after longer iterated searches) is Z_A 316.7 minus a penalty of 9.0, all of it on
+pairs that some class uses together. Yet 50 features disjoint from the penalty-free optimum (Z_A
+320.9) still reach Z_A 315.6, and half of one selection plus half of the other puts every s_j at
+1/2 or less, where each linearised pair (y_ij ≥ s_i + s_j − 1) costs nothing: every relaxation
+that linearises each pair on its own, the Lagrangian bound without cliques under any multipliers
+(so a better multiplier search cannot help), stays at or above that mixture's value, 318.2, a gap
+of at least 3.4 %. The clique bound is 321.5 (323.4 without any penalty). Branching on features
+does not close it either: fixing one of the three most profitable features in or out lowers the
+clique bound by 0 to 0.64, against the 13.7 to be closed. A bound that prices the penalty needs
+products of the selection variables for all 2048 features (a semidefinite or second-moment
+relaxation).
 """
 
 from __future__ import annotations
