@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -32,8 +33,20 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=N
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# torch's counter knows the CUDA attention kernels; the CPU kernel needs the same formula.
-_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+def _encoder_layer_flops(src_shape, embed_dim, num_heads, qkv_weight_shape, *args,
+                         out_shape=None, **kwargs) -> int:
+    """A fused pre-norm encoder layer: qkv, projection, two MLP layers and attention."""
+    *batch, n, d = src_shape
+    tokens = math.prod(batch) * n
+    hidden = args[11][0]  # ffn_weight_1 (hidden, d)
+    linear = 2 * tokens * (qkv_weight_shape[0] * d + d * d + 2 * d * hidden)
+    return linear + 4 * tokens * n * d
+
+
+# torch's counter knows the CUDA attention kernels; the CPU kernel needs the same formula, and
+# the fused encoder layer (companion.vpp.vit.Block at inference) one of its own.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+                   torch.ops.aten._transformer_encoder_layer_fwd: _encoder_layer_flops}
 
 
 def count_flops(fn: Callable[[], object]) -> int:
