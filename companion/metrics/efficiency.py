@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..progress import tqdm
@@ -59,6 +60,28 @@ def count_flops(fn: Callable[[], object]) -> int:
     with torch.no_grad(), counter:
         fn()
     return int(counter.get_total_flops())
+
+
+class _OperationCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(fn: Callable[[], object]) -> int:
+    """Tensor operations (ATen calls, views included) that one call of ``fn`` dispatches.
+
+    Each costs a fixed time besides its arithmetic (dispatch, allocation), so on small tensors
+    the count, not the FLOPs, sets the time.
+    """
+    counter = _OperationCounter()
+    with torch.no_grad(), counter:
+        fn()
+    return counter.count
 
 
 @dataclass(frozen=True)

@@ -54,11 +54,25 @@ class DecoderLayer(nn.Module):
         self.mlp = Mlp(dim, 2 * dim)
 
     def forward(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        h = self.norm_cross(q)
-        q = q + self.cross(h, memory, memory, need_weights=False)[0]
+        q = q + attend(self.cross, self.norm_cross(q), memory)
         h = self.norm_self(q)
-        q = q + self.self_attn(h, h, h, need_weights=False)[0]
+        q = q + attend(self.self_attn, h, h)
         return q + self.mlp(self.norm_mlp(q))
+
+
+def attend(attn: nn.MultiheadAttention, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    """``attn(q, kv, kv)`` (batch first, no dropout) in a few operations: one projection of
+    the queries and one of keys and values together (all three in one for self-attention)."""
+    D, heads = q.shape[-1], attn.num_heads
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    if q is kv:
+        query, key, value = F.linear(q, w, b).chunk(3, -1)
+    else:
+        query = F.linear(q, w[:D], b[:D])
+        key, value = F.linear(kv, w[D:], b[D:]).chunk(2, -1)
+    out = F.scaled_dot_product_attention(*(t.unflatten(-1, (heads, D // heads)).transpose(1, 2)
+                                           for t in (query, key, value)))
+    return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
 @dataclass(frozen=True)
