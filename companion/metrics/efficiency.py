@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..progress import tqdm
@@ -32,8 +34,20 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=N
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# torch's counter knows the CUDA attention kernels; the CPU kernel needs the same formula.
-_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+def _encoder_layer_flops(src_shape, embed_dim, num_heads, qkv_weight_shape, *args,
+                         out_shape=None, **kwargs) -> int:
+    """A fused pre-norm encoder layer: qkv, projection, two MLP layers and attention."""
+    *batch, n, d = src_shape
+    tokens = math.prod(batch) * n
+    hidden = args[11][0]  # ffn_weight_1 (hidden, d)
+    linear = 2 * tokens * (qkv_weight_shape[0] * d + d * d + 2 * d * hidden)
+    return linear + 4 * tokens * n * d
+
+
+# torch's counter knows the CUDA attention kernels; the CPU kernel needs the same formula, and
+# the fused encoder layer (companion.vpp.vit.Block at inference) one of its own.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+                   torch.ops.aten._transformer_encoder_layer_fwd: _encoder_layer_flops}
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -46,6 +60,28 @@ def count_flops(fn: Callable[[], object]) -> int:
     with torch.no_grad(), counter:
         fn()
     return int(counter.get_total_flops())
+
+
+class _OperationCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(fn: Callable[[], object]) -> int:
+    """Tensor operations (ATen calls, views included) that one call of ``fn`` dispatches.
+
+    Each costs a fixed time besides its arithmetic (dispatch, allocation), so on small tensors
+    the count, not the FLOPs, sets the time.
+    """
+    counter = _OperationCounter()
+    with torch.no_grad(), counter:
+        fn()
+    return counter.count
 
 
 @dataclass(frozen=True)

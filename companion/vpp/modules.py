@@ -64,6 +64,11 @@ class SelectiveModule(nn.Module):
         s = keep_scores(logits, self.tau, self.training)
         return s, (s if self.training else logits[..., 0] - logits[..., 1])
 
+    def margin(self, x: torch.Tensor) -> torch.Tensor:
+        """What top-k ranks by at evaluation, the logit margin (B, N), without the scores."""
+        logits = self.mlp(self.norm(x))
+        return logits[..., 0] - logits[..., 1]
+
 
 def keep_scores(logits: torch.Tensor, tau: float, noisy: bool) -> torch.Tensor:
     """s = softmax(f)[..., 0] of f = LogSoftmax(logits) (channel 0 = keep); with ``noisy`` a soft
@@ -129,10 +134,10 @@ class TemporalMappingModule(nn.Module):
             raise ValueError(f"The prior was made from tokens of shape {tuple(prior.early.shape)} "
                              f"but this frame has {tuple(early.shape)}: frames of one clip must have "
                              "the same size; start a new clip (prior=None) when the size changes.")
-        phi = early @ prior.early.transpose(1, 2) + self.phi_dist
         sources = prior.keep > 0.5
         sources = sources | ~sources.any(1, keepdim=True)  # a frame that kept nothing: any source
-        phi = phi.masked_fill(~sources[:, None, :], float("-inf"))
+        bias = self.phi_dist.masked_fill(~sources[:, None, :], float("-inf"))
+        phi = torch.baddbmm(bias, early, prior.early.transpose(1, 2))
         if self.training:
             A = F.gumbel_softmax(self.tau_map * phi, tau=self.tau_map, hard=True)
             return A.argmax(-1), A @ prior.deep
@@ -141,11 +146,21 @@ class TemporalMappingModule(nn.Module):
 
     def forward(self, early: torch.Tensor, prior: Prior, keep_ratio: float) -> Mapping:
         source, mapped = self.associate(early, prior)
-        f = F.log_softmax(self.mlp(self.norm(mapped)), dim=-1)
-        B, N, _ = f.shape
-        k = self.smoothing
-        f = f.transpose(1, 2).reshape(B, 2, self.grid, self.grid)
-        f = F.avg_pool2d(F.pad(f, (k // 2,) * 4, mode="replicate"), k, stride=1)
-        f = f.reshape(B, 2, N).transpose(1, 2)
+        logits = self.mlp(self.norm(mapped))
+        B, N, _ = logits.shape
+        k = keep_count(keep_ratio, N)
+        if not self.training:  # s = softmax(f)[..., 0] = sigmoid of the smoothed logit margin
+            s = torch.sigmoid(self._smooth(logits[..., :1] - logits[..., 1:])[..., 0])
+            hard = torch.zeros_like(s).scatter_(-1, s.topk(k, dim=-1).indices, 1.0)
+            return Mapping(hard, s, source, mapped)
+        f = self._smooth(F.log_softmax(logits, dim=-1))
         s = keep_scores(f, self.tau_select, self.training)
-        return Mapping(straight_through_topk(s, keep_count(keep_ratio, N)), s, source, mapped)
+        return Mapping(straight_through_topk(s, k), s, source, mapped)
+
+    def _smooth(self, f: torch.Tensor) -> torch.Tensor:
+        """The k×k mean filter (edges replicated) of per-token channels f (B, N, C) on the grid."""
+        B, N, C = f.shape
+        k = self.smoothing
+        f = f.transpose(1, 2).reshape(B, C, self.grid, self.grid)
+        f = F.avg_pool2d(F.pad(f, (k // 2,) * 4, mode="replicate"), k, stride=1)
+        return f.reshape(B, C, N).transpose(1, 2)

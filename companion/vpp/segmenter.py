@@ -54,11 +54,25 @@ class DecoderLayer(nn.Module):
         self.mlp = Mlp(dim, 2 * dim)
 
     def forward(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        h = self.norm_cross(q)
-        q = q + self.cross(h, memory, memory, need_weights=False)[0]
+        q = q + attend(self.cross, self.norm_cross(q), memory)
         h = self.norm_self(q)
-        q = q + self.self_attn(h, h, h, need_weights=False)[0]
+        q = q + attend(self.self_attn, h, h)
         return q + self.mlp(self.norm_mlp(q))
+
+
+def attend(attn: nn.MultiheadAttention, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    """``attn(q, kv, kv)`` (batch first, no dropout) in a few operations: one projection of
+    the queries and one of keys and values together (all three in one for self-attention)."""
+    D, heads = q.shape[-1], attn.num_heads
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    if q is kv:
+        query, key, value = F.linear(q, w, b).chunk(3, -1)
+    else:
+        query = F.linear(q, w[:D], b[:D])
+        key, value = F.linear(kv, w[D:], b[D:]).chunk(2, -1)
+    out = F.scaled_dot_product_attention(*(t.unflatten(-1, (heads, D // heads)).transpose(1, 2)
+                                           for t in (query, key, value)))
+    return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,7 @@ class VideoSegmenter(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, c.pixel_dim, 4, stride=4), nn.GELU(),
                                   nn.Conv2d(c.pixel_dim, c.pixel_dim, 3, padding=1))
         self._patchify = _as_patch_linear(self.patch_embed, c.image_size)
+        self._stem_patchify = _as_patch_linear(self.stem[0], c.image_size)
         self._normalise = c.pixel_mean != (0.0, 0.0, 0.0) or c.pixel_std != (1.0, 1.0, 1.0)
         self.queries = nn.Parameter(0.02 * torch.randn(1, c.num_queries, c.dim))
         self.decoder = nn.ModuleList(DecoderLayer(c.dim, c.heads) for _ in range(c.decoder_layers))
@@ -150,12 +165,10 @@ class VideoSegmenter(nn.Module):
     def decode(self, tokens: torch.Tensor, images: torch.Tensor) -> dict:
         """Head on the backbone tokens: class logits (B, Q, C+1), mask logits (B, Q, S/4, S/4);
         in training also every earlier decoder layer's pair (``aux``, for the loss)."""
-        c = self.config
         memory = self.norm(tokens)
-        fmap = memory.transpose(1, 2).reshape(-1, c.dim, c.grid, c.grid)
-        pixels = self.stem(images)
-        up = self.upsample(fmap)
-        if up.shape[-2:] != pixels.shape[-2:]:  # patch sizes that are not a multiple of 4 (e.g. 14)
+        pixels = self.pixel_map(images)
+        up = self.upsampled(memory)
+        if up.shape[-2:] != pixels.shape[-2:]:  # patch sizes that are not a multiple of 4 (e.g. 6)
             up = F.interpolate(up, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
         pixels = pixels + up
         q = self.queries.repeat(tokens.shape[0], 1, 1)
@@ -167,6 +180,28 @@ class VideoSegmenter(nn.Module):
                 layers.append((self.class_head(h),
                                torch.einsum("bqc,bchw->bqhw", self.mask_head(h), pixels)))
         return {"logits": layers[-1][0], "masks": layers[-1][1], "aux": layers[:-1]}
+
+    def pixel_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The stem's stride-4 view of the frames (B, pixel_dim, S/4, S/4); its first
+        convolution, a patchify, as one matrix product (:func:`patch_linear`)."""
+        conv, s = self.stem[0], self.config.image_size
+        if not self._stem_patchify:
+            return self.stem(images)
+        x = patch_linear(images, conv).transpose(1, 2).reshape(-1, conv.out_channels, s // 4, s // 4)
+        return self.stem[2](self.stem[1](x))
+
+    def upsampled(self, memory: torch.Tensor) -> torch.Tensor:
+        """The normed tokens (B, N, D) upsampled to the pixel decoder (B, pixel_dim, h, w): the
+        1×1 or stride-k transposed convolution as one matrix product over the tokens."""
+        c, layer = self.config, self.upsample
+        B, g = memory.shape[0], c.grid
+        if isinstance(layer, nn.Conv2d):
+            out = F.linear(memory, layer.weight.flatten(1), layer.bias)
+            return out.transpose(1, 2).reshape(B, c.pixel_dim, g, g)
+        k = layer.kernel_size[0]
+        out = memory @ layer.weight.flatten(1)  # (B, N, pixel_dim·k·k)
+        out = out.reshape(B, g, g, c.pixel_dim, k, k).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(B, c.pixel_dim, g * k, g * k) + layer.bias.view(1, -1, 1, 1)
 
     def forward(self, images: torch.Tensor) -> dict:
         return self.decode(self.forward_tokens(images), images)

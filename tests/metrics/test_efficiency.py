@@ -8,6 +8,7 @@ import torch
 from companion.metrics.efficiency import (
     Timing,
     count_flops,
+    count_operations,
     keep_ratio_per_layer,
     patch_keep_ratio,
     speedup_interval,
@@ -34,6 +35,15 @@ def test_block_flops_match_the_analytic_count(n):
     linear = 2 * n * d * (3 * d + d + 4 * d + 4 * d)   # qkv, proj, fc1, fc2
     attention = 2 * 2 * n * n * d                      # QKᵀ and AV
     assert count_flops(lambda: block(x)) == linear + attention
+
+
+def test_operations_are_counted_one_per_call():
+    x = torch.randn(4, 8)
+    assert count_operations(lambda: (x + 1) * 2) == 2
+    assert count_operations(lambda: x.t().sum()) == 2
+    block, tokens = Block(8, 2).eval(), x[None]  # at inference one fused kernel
+    assert count_operations(lambda: block(tokens)) == 1
+    assert count_operations(lambda: block.feed_forward(block.attend(tokens))) > 10
 
 
 def test_interleaved_timing_orders_slow_and_fast_calls():

@@ -86,6 +86,22 @@ def test_mapping_only_uses_sources_kept_in_the_previous_deep_layer():
     assert set(out.source.unique().tolist()) <= {2, 5}
 
 
+def test_mapping_scores_at_evaluation_are_the_smoothed_softmax_of_training():
+    """Evaluation's sigmoid of the smoothed logit margin against the training formula without
+    noise: the softmax of the smoothed log-softmax, and the top-K of those scores kept."""
+    torch.manual_seed(2)
+    mapper = TemporalMappingModule(8, 4).eval()
+    x = torch.randn(1, 16, 8)
+    out = mapper(x, _prior_from(torch.randn(1, 16, 8), torch.randn(1, 16, 8), torch.ones(1, 16)),
+                 keep_ratio=0.5)
+    f = torch.nn.functional.log_softmax(mapper.mlp(mapper.norm(out.mapped)), dim=-1)
+    f = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(
+        f.transpose(1, 2).reshape(1, 2, 4, 4), (1,) * 4, mode="replicate"), 3, stride=1)
+    want = f.reshape(1, 2, 16).transpose(1, 2).softmax(-1)[..., 0]
+    assert torch.allclose(out.scores, want, atol=1e-6)
+    assert torch.equal(out.keep[0].nonzero().flatten(), want[0].topk(8).indices.sort().values)
+
+
 def test_straight_through_topk_is_hard_forward_and_soft_backward():
     s = torch.tensor([[0.1, 0.9, 0.5, 0.7]], requires_grad=True)
     m = straight_through_topk(s, 2)

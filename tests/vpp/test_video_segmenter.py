@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from companion.data.moving_shapes import make_moving_shapes
+from companion.metrics.efficiency import count_flops
 from companion.vpp.matching import _pairwise_mask_costs, frame_targets, hungarian_match, matching_loss
 from companion.vpp.postprocess import FramePrediction, postprocess
 from companion.vpp.segmenter import VideoSegmenter, VideoSegmenterConfig
@@ -27,6 +28,34 @@ def test_key_mask_equals_running_the_block_on_the_kept_tokens_only():
     for b in range(2):
         ref = block(x[b:b + 1, keep[b]])
         assert torch.allclose(out[b, keep[b]], ref[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 20])
+def test_the_fused_inference_block_is_the_block_and_counts_the_same_flops(tokens):
+    torch.manual_seed(0)
+    block = Block(32, 4).eval()
+    for p in block.parameters():  # away from the initial biases of 0 and norms of 1
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, tokens, 32)
+    with torch.no_grad():
+        fused, steps = block(x), block.feed_forward(block.attend(x))
+    assert torch.allclose(fused, steps, atol=1e-5)
+    assert count_flops(lambda: block(x)) == count_flops(lambda: block.feed_forward(block.attend(x)))
+    x.requires_grad_(True)
+    block(x).sum().backward()  # with a gradient to carry: the differentiable path
+    assert x.grad is not None and block.attn.qkv.weight.grad is not None
+
+
+@pytest.mark.parametrize("patch", [8, 6, 16])
+def test_the_head_matrix_products_are_its_convolutions(patch):
+    torch.manual_seed(0)
+    model = VideoSegmenter(VideoSegmenterConfig(image_size=48, patch_size=patch, dim=32)).eval()
+    c = model.config
+    images, memory = torch.rand(2, 3, 48, 48), torch.randn(2, c.num_tokens, 32)
+    grid = memory.transpose(1, 2).reshape(2, 32, c.grid, c.grid)
+    with torch.no_grad():
+        assert torch.allclose(model.pixel_map(images), model.stem(images), atol=1e-5)
+        assert torch.allclose(model.upsampled(memory), model.upsample(grid), atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None)
