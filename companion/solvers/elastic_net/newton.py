@@ -34,22 +34,26 @@ from .dual import _dual, _relative_gap
 from .problem import _penalty, _Problem, _softmax_ce
 
 _ARMIJO = 1e-4
-_SWEEPS = 10  # coordinate-descent sweeps over the quadratic model per quasi-Newton step
+_SWEEPS = 4  # coordinate-descent sweeps over the quadratic model per quasi-Newton step
 _CG_MAX = 50  # conjugate-gradient iterations per Newton step
 _CG_RTOL = 0.1  # relative residual at which CG stops (an inexact Newton step)
 GRAM_MAX = 160  # screened columns up to which the Gram matrices are formed (C·s² memory)
 
 
 def _pair_products(x1: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Products x_i x_j of the columns of ``x1`` over the upper triangle (i ≤ j): (N, s(s+1)/2)."""
+    """Products x_i x_j of the columns of ``x1`` over the upper triangle (i ≤ j): (s(s+1)/2, N).
+
+    Row-major (pairs by samples): gathering the columns of an (N, s) tensor is several times slower.
+    """
     iu, ju = torch.triu_indices(x1.shape[1], x1.shape[1], device=x1.device)
-    return x1[:, iu] * x1[:, ju], iu, ju
+    rows = x1.T.contiguous()
+    return rows[iu] * rows[ju], iu, ju
 
 
 def _class_grams(curv: Tensor, pairs: tuple[Tensor, Tensor, Tensor], size: int) -> Tensor:
     """G_k = X1ᵀ diag(curv_k) X1 for every class: (C, s, s) from ``curv`` (C, N)."""
     prod, iu, ju = pairs
-    tri = (curv.to(prod.dtype) @ prod).to(curv.dtype)
+    tri = (curv.to(prod.dtype) @ prod.T).to(curv.dtype)
     gram = torch.zeros(curv.shape[0], size, size, dtype=curv.dtype, device=curv.device)
     gram[:, iu, ju] = tri
     gram[:, ju, iu] = tri
@@ -64,30 +68,30 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
     all classes (group: one proximal step on the column's norm, with the largest class curvature).
     """
     s = z.shape[1] - 1
-    # column-major copies, so that the column updated is contiguous: u (s + 1, C), q_k = G_k (u_k − z_k)
-    u, q, g = z.T.contiguous(), torch.zeros_like(z.T).contiguous(), grad.T.contiguous()
+    # column-major copies, so that the column updated is contiguous: u (s + 1, C) and the model's
+    # gradient r = g + G_k (u_k − z_k) at u
+    u, r = z.T.contiguous(), grad.T.contiguous()
     rows = gram.permute(1, 2, 0).contiguous()  # rows[j] = (G_k[j, :])_k as (s + 1, C)
     diag = gram.diagonal(dim1=1, dim2=2).T.contiguous()
     l1, ridge = lam * alpha, lam * (1 - alpha)
-    shrink = 1 / (diag + ridge)
+    shrink = -1 / (diag + ridge)
     scale = float(z[:, :s].abs().max()) if s else 0.0
     for _ in range(sweeps):
         before = u.clone()
         for j in range(s + 1):
             old = u[j]
-            slope = g[j] + q[j]
             if j == s:
-                new = old - slope / diag[j].clamp_min(1e-300)
+                new = old - r[j] / diag[j].clamp_min(1e-300)
             elif group:
                 a_max = float(diag[j].max())
-                v = old - slope / max(a_max, 1e-300)
+                v = old - r[j] / max(a_max, 1e-300)
                 norm = float(v.norm())
                 new = v * max(0.0, 1 - l1 / (a_max * norm)) / (1 + ridge / a_max) if norm > 0 else v
-            else:
-                new = torch.nn.functional.softshrink(old * diag[j] - slope, l1) * shrink[j]
-            delta = new - old
+            else:  # the minimiser over u_j: −S(r_j − G_jj u_j, λα) / (G_jj + λ(1−α)), S soft-thresholding
+                new = torch.nn.functional.softshrink(torch.addcmul(r[j], old, diag[j], value=-1), l1)
+                new *= shrink[j]
+            r.addcmul_(rows[j], new - old)
             u[j] = new
-            q.addcmul_(rows[j], delta)
         scale = max(scale, float(u[:s].abs().max()) if s else 0.0)
         if float((u - before).abs().max()) <= 1e-6 * max(scale, 1e-12):
             break
