@@ -26,8 +26,9 @@ def make_data(n=240, d=8, c=3, seed=0, dtype=torch.float64):
     return standardize(x)[0], y
 
 
-def kkt_residual(x, y, fit):
-    """Max violation of the optimality conditions of the elastic-net problem at ``fit``."""
+def kkt_residual(x, y, fit, bias=True):
+    """Max violation of the optimality conditions of the elastic-net problem at ``fit`` (``bias``:
+    with the unpenalised bias's gradient)."""
     w, b = fit.weight.double().requires_grad_(), fit.bias.double().requires_grad_()
     loss = torch.nn.functional.cross_entropy(x.double() @ w.T + b, y)
     gw, gb = torch.autograd.grad(loss, (w, b))
@@ -43,7 +44,12 @@ def kkt_residual(x, y, fit):
         on = w != 0
         viol_on = (smooth[on] + l1 * w[on].sign()).abs().max() if on.any() else torch.tensor(0.0)
         viol_off = (smooth[~on].abs() - l1).clamp_min(0).max() if (~on).any() else torch.tensor(0.0)
-    return max(float(viol_on), float(viol_off), float(gb.abs().max()))
+    return max(float(viol_on), float(viol_off), float(gb.abs().max()) if bias else 0.0)
+
+
+def bias_gradient(x, y, fit):
+    logits = x.double() @ fit.weight.detach().double().T + fit.bias.detach().double()
+    return float((torch.softmax(logits, dim=1) - torch.nn.functional.one_hot(y).double()).mean(0).abs().max())
 
 
 @pytest.mark.parametrize("alpha,lam", [(0.5, 0.02), (0.99, 0.005), (1.0, 0.01)])
@@ -78,7 +84,10 @@ def test_solution_satisfies_kkt(seed, d, c, alpha, frac, group):
     fit = fit_elastic_net(x, y, lam, alpha=alpha, group=group, tol=1e-9 if alpha == 1 else 1e-12,
                           max_iter=50000, device="cpu")
     assert fit.converged
-    assert kkt_residual(x, y, fit) < 1e-6
+    assert kkt_residual(x, y, fit, bias=False) < 1e-6
+    # the gap is second-order in the bias's gradient r (the shift δ = N·r of the dual point costs
+    # O(r²)), so tol 1e-9 bounds r only to about 1e-5 (seed 0, d = 2, c = 2, α = 1, frac 0.875: 1.7e-6)
+    assert bias_gradient(x, y, fit) < 1e-4
 
 
 @pytest.mark.parametrize("group", [False, True])
