@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -34,7 +36,11 @@ from companion.solvers.elastic_net import elastic_net_objective, elastic_net_pat
 SIZES = {  # name: (N examples, d features, C classes)
     "smoke": (3000, 64, 10),
     "cub": (5994, 2048, 200),
+    "rehearsal": (5994, 50, 200),
 }
+# Q-SENN's and SLDD's path over 200 classes: pooled features (N, 96) and labels of the rehearsal's
+# model, saved with torch.save((features, labels), path); the first 50 columns are used, as there.
+REHEARSAL = Path(os.environ.get("COMPANION_REHEARSAL_FEATURES", "/work/enet_data/rehearsal_features.pt"))
 
 
 def make_problem(n: int, d: int, c: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +54,15 @@ def make_problem(n: int, d: int, c: int, seed: int = 0) -> tuple[torch.Tensor, t
     feats = torch.relu(latent @ basis + 0.5 * torch.randn(n, d, generator=gen))
     feats = feats[:, feats.std(dim=0) > 0]
     return standardize(feats)[0], labels
+
+
+def rehearsal_problem() -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The rehearsal's features where the file exists, else a synthetic problem of the same shape."""
+    if REHEARSAL.is_file():
+        feats, labels = torch.load(REHEARSAL)
+        feats = feats[:, :50]
+        return standardize(feats[:, feats.std(dim=0) > 0])[0], labels, f"features from {REHEARSAL.name}"
+    return (*make_problem(*SIZES["rehearsal"]), "synthetic (no rehearsal features file)")
 
 
 def run_glm_saga(x, y, alpha, n_lambdas, epsilon, batch_size, tol, lookbehind, max_epochs):
@@ -68,10 +83,13 @@ def run_glm_saga(x, y, alpha, n_lambdas, epsilon, batch_size, tol, lookbehind, m
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=[*SIZES, "all"], default="all")
+    parser.add_argument("--size", choices=[*SIZES, "all"], default="all",
+                        help="all: smoke and cub (rehearsal: our path only, --ours-only)")
     parser.add_argument("--alpha", type=float, default=0.99)
-    parser.add_argument("--n-lambdas", type=int, default=None, help="default: 20 (smoke), 5 (cub)")
-    parser.add_argument("--epsilon", type=float, default=None, help="default: 1e-3 (smoke), 0.1 (cub)")
+    parser.add_argument("--n-lambdas", type=int, default=None,
+                        help="default: 20 (smoke), 5 (cub), 100 (rehearsal)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="default: 1e-3 (smoke, rehearsal), 0.1 (cub)")
     parser.add_argument("--tol", type=float, default=1e-4,
                         help="ours: relative duality gap (glm-saga: its own tol)")
     parser.add_argument("--ours-only", action="store_true", help="skip glm-saga (e.g. at the CUB size)")
@@ -84,13 +102,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
-    for size in SIZES if args.size == "all" else [args.size]:
+    for size in ["smoke", "cub"] if args.size == "all" else [args.size]:
         n, d, c = SIZES[size]
-        k = args.n_lambdas or (20 if size == "smoke" else 5)
-        eps = args.epsilon or (1e-3 if size == "smoke" else 0.1)
-        x, y = make_problem(n, d, c)
-        print(f"\n== {size}: N={n}, d={x.shape[1]}, C={c}, alpha={args.alpha}, {k} lambdas down to "
-              f"{eps:g}·λ_max")
+        k = args.n_lambdas or {"smoke": 20, "cub": 5, "rehearsal": 100}[size]
+        eps = args.epsilon or (0.1 if size == "cub" else 1e-3)
+        x, y, source = rehearsal_problem() if size == "rehearsal" else (*make_problem(n, d, c), "synthetic")
+        print(f"\n== {size} ({source}): N={n}, d={x.shape[1]}, C={c}, alpha={args.alpha}, {k} lambdas "
+              f"down to {eps:g}·λ_max")
         elastic_net_path(x[:200], y[:200], n_lambdas=2, device=args.device, progress=False)  # warm-up
         cpu = time.process_time()
         ours = elastic_net_path(x, y, alpha=args.alpha, n_lambdas=k, epsilon=eps, tol=args.tol,
@@ -98,7 +116,7 @@ def main() -> None:
         cpu_ours = time.process_time() - cpu
         print(f"ours (certified gap ≤ {args.tol:g}): {ours.seconds:.2f} s wall, {cpu_ours:.2f} s CPU; "
               f"max certified relative gap {float(ours.gaps.max()):.2e}", flush=True)
-        if args.ours_only:
+        if args.ours_only or size == "rehearsal":  # glm-saga would take hours here
             print(f"{'i':>3} {'lambda':>10} {'obj ours':>12} {'rel gap':>9} {'iters':>6} {'nnz':>6}")
             for i in range(len(ours)):
                 print(f"{i:>3} {float(ours.lambdas[i]):>10.5f} {float(ours.objectives[i]):>12.6f} "
