@@ -43,11 +43,18 @@ GRAM_MAX = 160  # screened columns up to which the Gram matrices are formed (C·
 def _pair_products(x1: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Products x_i x_j of the columns of ``x1`` over the upper triangle (i ≤ j): (s(s+1)/2, N).
 
-    Row-major (pairs by samples): gathering the columns of an (N, s) tensor is several times slower.
+    Row-major (pairs by samples), written row block by row block into one tensor: gathering the
+    columns of an (N, s) tensor, or the rows for every pair, is several times slower.
     """
-    iu, ju = torch.triu_indices(x1.shape[1], x1.shape[1], device=x1.device)
+    s1 = x1.shape[1]
+    iu, ju = torch.triu_indices(s1, s1, device=x1.device)
     rows = x1.T.contiguous()
-    return rows[iu] * rows[ju], iu, ju
+    prod = torch.empty(len(iu), x1.shape[0], dtype=x1.dtype, device=x1.device)
+    start = 0
+    for i in range(s1):  # the pairs (i, j ≥ i), in the order of triu_indices
+        torch.mul(rows[i:], rows[i], out=prod[start:start + s1 - i])
+        start += s1 - i
+    return prod, iu, ju
 
 
 def _class_grams(curv: Tensor, pairs: tuple[Tensor, Tensor, Tensor], size: int) -> Tensor:
