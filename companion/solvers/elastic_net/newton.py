@@ -3,12 +3,14 @@
 Each iteration certifies the current point (the softmax residual is the dual point; the relative
 duality gap ≤ ``tol`` stops) and then takes up to two steps:
 
-1. When some zero weight violates its optimality condition (|∂f/∂w| > λα), a proximal quasi-Newton
-   step finds the new support: the loss is modelled per class k by its gradient and the weighted
-   Gram G_k = [X, 1]ᵀ diag(p_k(1 − p_k)) [X, 1] / N (the diagonal blocks of the multinomial
-   Hessian), the model plus the exact penalty is minimised by cyclic coordinate descent over the
-   columns, all classes at once (glmnet's inner loop on the Gram matrices: no pass over the data),
-   and the step is shortened until it lowers the objective (Armijo; Yuan, Ho & Lin, 2012).
+1. When zero weights violate their optimality condition (|∂f/∂w| = λα + e > λα) by enough to keep
+   the gap above ``tol`` (their share of the gap, Σ e²/(2λ(1−α)), is above a tenth of tol·P; at α =
+   1, any violation), a proximal quasi-Newton step finds the new support: the loss is modelled per
+   class k by its gradient and the weighted Gram G_k = [X, 1]ᵀ diag(p_k(1 − p_k)) [X, 1] / N (the
+   diagonal blocks of the multinomial Hessian), the model plus the exact penalty is minimised by
+   cyclic coordinate descent over the columns, all classes at once (glmnet's inner loop on the Gram
+   matrices: no pass over the data), and the step is shortened until it lowers the objective
+   (Armijo; Yuan, Ho & Lin, 2012).
 2. A Newton–CG step on the support (the non-zero weights, where the penalty is smooth): conjugate
    gradients on the exact Hessian (applied as a product, never formed) preconditioned by the
    Cholesky factors of the same per-class Grams restricted to each class's support, then a line
@@ -16,11 +18,13 @@ duality gap ≤ ``tol`` stops) and then takes up to two steps:
    The block preconditioner takes the features' correlations out of the system, which is what
    stalled unpreconditioned (Jacobi) CG at small λ; the class coupling −p_k p_l is left to CG.
 
-The Grams cost one product of the (C, N) curvatures with the (N, s(s+1)/2) pairwise column
-products, once per λ; they stay as the metric and the preconditioner while the solve runs. The
-pairwise products are cached per column set, so the path computes them again only when the
-screened columns change. The loss, softmax and certificate are in float64; the Hessian products
-run in float32 (they only steer the step).
+The softmax and loss at the start come from the caller (the accepted point of the previous λ, or the
+predictor's), and those of the returned point go back to it for the full certificate, so no pass
+over the data is repeated. The Grams cost one product of the (C, N) curvatures with the (s(s+1)/2,
+N) pairwise column products, once per λ; they stay as the metric and the preconditioner while the
+solve runs. The pairwise products are cached per column set, so the path computes them again only
+when the screened columns change. The loss, softmax and certificate are in float64; the Hessian
+products run in float32 (they only steer the step).
 """
 
 from __future__ import annotations
