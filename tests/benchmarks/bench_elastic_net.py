@@ -8,8 +8,8 @@ On the smoke size (20 λ down to 0.001·λ_max, one thread, a loaded machine) ou
 against glm-saga's 28.8 in the same run (26×; the solver before the predictor step took 2.5 CPU-s
 right after it, 10.7× against glm-saga's 21.0 CPU-s on a quieter machine), lower in objective at
 every λ and 8 % lower at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200
-classes (100 λ to 0.001·λ_max; ours only): 50 CPU-s, certified at every λ, against 155 CPU-s
-before, on the same loaded machine.
+classes (100 λ to 0.001·λ_max; ours only): 50 CPU-s, certified at every λ, against 197 CPU-s
+before (run right after it on the same loaded machine; 250 Newton iterations against 647).
 
     python tests/benchmarks/bench_elastic_net.py                    # smoke and CUB-like sizes
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
