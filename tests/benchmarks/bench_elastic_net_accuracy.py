@@ -5,6 +5,8 @@ On scikit-learn's digits data (standardised, constant pixels dropped; not ours),
 of our path at its default settings (certified relative duality gap ≤ 1e-4), the certified gap
 beside it, and the CPU and wall times.
 The reference is scikit-learn's saga (C = 1/(N·λ), l1_ratio = α) at ``--saga-tol``.
+On digits ours is within 3.6e-7 of the reference at every λ, in 0.26 CPU-s against saga's 46
+(0.68 CPU-s before the predictor step, within 2.2e-7).
 
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_elastic_net_accuracy.py
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_elastic_net_accuracy.py --dataset wine --saga-tol 1e-8

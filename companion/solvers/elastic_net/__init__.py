@@ -10,6 +10,9 @@ columns of W). The bias is not penalised. The features are expected to be standa
 
 Solver: warm starts along the path and sequential strong-rule screening with a KKT check
 (Tibshirani et al., 2012), so the inner solver only touches the feature columns that can be active.
+Each λ after the second starts from the better (lower objective at the new λ) of the last solution
+and a predictor step, the last two solutions extrapolated linearly in log λ with weights that
+would change sign set to zero; it saves Newton iterations and leaves the certified answer as is.
 On up to ``newton.GRAM_MAX`` screened columns the inner solver takes Newton steps (``newton``):
 a proximal quasi-Newton step on a per-class quadratic model (coordinate descent on the weighted
 Gram matrices, glmnet's inner loop) whenever a zero weight violates its optimality condition, and

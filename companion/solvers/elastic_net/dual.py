@@ -25,11 +25,13 @@ def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam:
     p = p_t.double()
     pi = prob.counts / n
     delta = prob.counts - p.sum(dim=1)
-    a = p + (delta / n)[:, None]
-    neg = a < 0
-    t = float((-a[neg] / (pi[:, None].expand_as(a)[neg] - a[neg])).max()) if neg.any() else 0.0
+    # the least t is set by each class's smallest entry of A = P + δ/N (−a/(π − a) falls with a)
+    low = p.amin(dim=1) + delta / n
+    neg = low < 0
+    t = float((-low[neg] / (pi[neg] - low[neg])).max()) if bool(neg.any()) else 0.0
     t = min(max(t, 0.0), 1.0)
-    q = ((1 - t) * a + t * pi[:, None]).clamp_min(0)  # clamp: rounding below 0 only, ~1e-17
+    # Q = (1−t)P + ((1−t)δ/N + tπ) 1ᵀ; clamp: rounding below 0 only, ~1e-17
+    q = (p * (1 - t)).add_(((1 - t) * delta / n + t * pi)[:, None]).clamp_min_(0)
     col_mean = prob.col_mean if cols is None else prob.col_mean[cols]
     class_mean = prob.class_mean if cols is None else prob.class_mean[:, cols]
     # Gᵀ X = (1−t)(P−Y)ᵀX/N + ((1−t)δ/N + tπ) x̄ᵀ − t YᵀX/N  (class-major: (C, d))
@@ -40,7 +42,7 @@ def _dual(prob: _Problem, p_t: Tensor, grad_w: Tensor, cols: Tensor | None, lam:
     high = flat if alpha >= 1 else 1.0
     # Q_κ = (1−κ)Y + κQ: off the labels q_κ = κq, on them a_i = 1 − κ(1 − q_{i,y_i})
     q_true = q.gather(0, prob.labels[None]).squeeze(0)
-    total_xlogx = float(torch.xlogy(q, q).sum())
+    total_xlogx = -float(torch.special.entr(q).sum())
     true_xlogx = float(torch.xlogy(q_true, q_true).sum())
     off_mass, off_xlogx = n - float(q_true.sum()), total_xlogx - true_xlogx
     miss = (1 - q_true).cpu().numpy()

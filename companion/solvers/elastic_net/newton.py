@@ -3,12 +3,14 @@
 Each iteration certifies the current point (the softmax residual is the dual point; the relative
 duality gap ≤ ``tol`` stops) and then takes up to two steps:
 
-1. When some zero weight violates its optimality condition (|∂f/∂w| > λα), a proximal quasi-Newton
-   step finds the new support: the loss is modelled per class k by its gradient and the weighted
-   Gram G_k = [X, 1]ᵀ diag(p_k(1 − p_k)) [X, 1] / N (the diagonal blocks of the multinomial
-   Hessian), the model plus the exact penalty is minimised by cyclic coordinate descent over the
-   columns, all classes at once (glmnet's inner loop on the Gram matrices: no pass over the data),
-   and the step is shortened until it lowers the objective (Armijo; Yuan, Ho & Lin, 2012).
+1. When zero weights violate their optimality condition (|∂f/∂w| = λα + e > λα) by enough to keep
+   the gap above ``tol`` (their share of the gap, Σ e²/(2λ(1−α)), is above a tenth of tol·P; at α =
+   1, any violation), a proximal quasi-Newton step finds the new support: the loss is modelled per
+   class k by its gradient and the weighted Gram G_k = [X, 1]ᵀ diag(p_k(1 − p_k)) [X, 1] / N (the
+   diagonal blocks of the multinomial Hessian), the model plus the exact penalty is minimised by
+   cyclic coordinate descent over the columns, all classes at once (glmnet's inner loop on the Gram
+   matrices: no pass over the data), and the step is shortened until it lowers the objective
+   (Armijo; Yuan, Ho & Lin, 2012).
 2. A Newton–CG step on the support (the non-zero weights, where the penalty is smooth): conjugate
    gradients on the exact Hessian (applied as a product, never formed) preconditioned by the
    Cholesky factors of the same per-class Grams restricted to each class's support, then a line
@@ -16,14 +18,18 @@ duality gap ≤ ``tol`` stops) and then takes up to two steps:
    The block preconditioner takes the features' correlations out of the system, which is what
    stalled unpreconditioned (Jacobi) CG at small λ; the class coupling −p_k p_l is left to CG.
 
-The Grams cost one product of the (C, N) curvatures with the (N, s(s+1)/2) pairwise column
-products, once per λ; they stay as the metric and the preconditioner while the solve runs. The
-pairwise products are cached per column set, so the path computes them again only when the
-screened columns change. The loss, softmax and certificate are in float64; the Hessian products
-run in float32 (they only steer the step).
+The softmax and loss at the start come from the caller (the accepted point of the previous λ, or the
+predictor's), and those of the returned point go back to it for the full certificate, so no pass
+over the data is repeated. The Grams cost one product of the (C, N) curvatures with the (s(s+1)/2,
+N) pairwise column products, once per λ; they stay as the metric and the preconditioner while the
+solve runs. The pairwise products are cached per column set, so the path computes them again only
+when the screened columns change. The loss, softmax and certificate are in float64; the Hessian
+products run in float32 (they only steer the step).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -32,22 +38,33 @@ from .dual import _dual, _relative_gap
 from .problem import _penalty, _Problem, _softmax_ce
 
 _ARMIJO = 1e-4
-_SWEEPS = 10  # coordinate-descent sweeps over the quadratic model per quasi-Newton step
+_SWEEPS = 4  # coordinate-descent sweeps over the quadratic model per quasi-Newton step
 _CG_MAX = 50  # conjugate-gradient iterations per Newton step
 _CG_RTOL = 0.1  # relative residual at which CG stops (an inexact Newton step)
 GRAM_MAX = 160  # screened columns up to which the Gram matrices are formed (C·s² memory)
 
 
 def _pair_products(x1: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Products x_i x_j of the columns of ``x1`` over the upper triangle (i ≤ j): (N, s(s+1)/2)."""
-    iu, ju = torch.triu_indices(x1.shape[1], x1.shape[1], device=x1.device)
-    return x1[:, iu] * x1[:, ju], iu, ju
+    """Products x_i x_j of the columns of ``x1`` over the upper triangle (i ≤ j): (s(s+1)/2, N).
+
+    Row-major (pairs by samples), written row block by row block into one tensor: gathering the
+    columns of an (N, s) tensor, or the rows for every pair, is several times slower.
+    """
+    s1 = x1.shape[1]
+    iu, ju = torch.triu_indices(s1, s1, device=x1.device)
+    rows = x1.T.contiguous()
+    prod = torch.empty(len(iu), x1.shape[0], dtype=x1.dtype, device=x1.device)
+    start = 0
+    for i in range(s1):  # the pairs (i, j ≥ i), in the order of triu_indices
+        torch.mul(rows[i:], rows[i], out=prod[start:start + s1 - i])
+        start += s1 - i
+    return prod, iu, ju
 
 
 def _class_grams(curv: Tensor, pairs: tuple[Tensor, Tensor, Tensor], size: int) -> Tensor:
     """G_k = X1ᵀ diag(curv_k) X1 for every class: (C, s, s) from ``curv`` (C, N)."""
     prod, iu, ju = pairs
-    tri = (curv.to(prod.dtype) @ prod).to(curv.dtype)
+    tri = (curv.to(prod.dtype) @ prod.T).to(curv.dtype)
     gram = torch.zeros(curv.shape[0], size, size, dtype=curv.dtype, device=curv.device)
     gram[:, iu, ju] = tri
     gram[:, ju, iu] = tri
@@ -62,36 +79,34 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
     all classes (group: one proximal step on the column's norm, with the largest class curvature).
     """
     s = z.shape[1] - 1
-    u, q = z.clone(), torch.zeros_like(z)  # q_k = G_k (u_k − z_k)
+    # column-major copies, so that the column updated is contiguous: u (s + 1, C) and the model's
+    # gradient r = g + G_k (u_k − z_k) at u
+    u, r = z.T.contiguous(), grad.T.contiguous()
+    rows = gram.permute(1, 2, 0).contiguous()  # rows[j] = (G_k[j, :])_k as (s + 1, C)
+    diag = gram.diagonal(dim1=1, dim2=2).T.contiguous()
     l1, ridge = lam * alpha, lam * (1 - alpha)
-    diag = gram.diagonal(dim1=1, dim2=2)
+    shrink = -1 / (diag + ridge)
     scale = float(z[:, :s].abs().max()) if s else 0.0
     for _ in range(sweeps):
-        largest = 0.0
+        before = u.clone()
         for j in range(s + 1):
-            a = diag[:, j]
-            slope = grad[:, j] + q[:, j]
-            old = u[:, j]
+            old = u[j]
             if j == s:
-                new = old - slope / a.clamp_min(1e-300)
+                new = old - r[j] / diag[j].clamp_min(1e-300)
             elif group:
-                a_max = float(a.max())
-                v = old - slope / max(a_max, 1e-300)
+                a_max = float(diag[j].max())
+                v = old - r[j] / max(a_max, 1e-300)
                 norm = float(v.norm())
                 new = v * max(0.0, 1 - l1 / (a_max * norm)) / (1 + ridge / a_max) if norm > 0 else v
-            else:
-                v = old * a - slope
-                new = torch.sign(v) * (v.abs() - l1).clamp_min(0) / (a + ridge)
-            delta = new - old
-            moved = float(delta.abs().max())
-            if moved > 0:
-                u[:, j] = new
-                q += delta[:, None] * gram[:, j, :]
-                largest = max(largest, moved)
-        scale = max(scale, float(u[:, :s].abs().max()) if s else 0.0)
-        if largest <= 1e-6 * max(scale, 1e-12):
+            else:  # the minimiser over u_j: −S(r_j − G_jj u_j, λα) / (G_jj + λ(1−α)), S soft-thresholding
+                new = torch.nn.functional.softshrink(torch.addcmul(r[j], old, diag[j], value=-1), l1)
+                new *= shrink[j]
+            r.addcmul_(rows[j], new - old)
+            u[j] = new
+        scale = max(scale, float(u[:s].abs().max()) if s else 0.0)
+        if float((u - before).abs().max()) <= 1e-6 * max(scale, 1e-12):
             break
-    return u
+    return u.T
 
 
 def _support_terms(weight: Tensor, mask: Tensor, lam: float, alpha: float,
@@ -205,11 +220,16 @@ def _quasi_newton_step(x1: Tensor, labels: Tensor, grad: Tensor, weight: Tensor,
     return None
 
 
-def newton_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam: float, alpha: float,
-                 group: bool, tol: float, max_iter: int) -> tuple[Tensor, Tensor, int, bool]:
+def newton_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, p: Tensor, loss: float,
+                 lam: float, alpha: float, group: bool, tol: float, max_iter: int,
+                 above: bool = False) -> tuple[Tensor, Tensor, Tensor, float, int, bool, float]:
     """Newton iterations on the columns ``idx`` until the restricted problem's gap is ≤ ``tol``.
 
-    Returns (W, b) in float64, the iterations and whether the gap was met.
+    ``p`` (C, N) and ``loss`` are the float64 softmax and mean cross-entropy at the start (the
+    columns outside ``idx`` have W = 0, so they are those of the restricted problem, too); ``above``
+    says its gap is known to exceed ``tol`` (the first check is skipped). Returns (W, b) in float64,
+    the softmax and loss there, the iterations, whether the gap was met and the restricted relative
+    gap at the returned point (inf where it was not computed there).
     """
     x = prob.x[:, idx].double()
     n, s = x.shape
@@ -219,21 +239,20 @@ def newton_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam:
     if key not in prob.pairs:
         prob.pairs.clear()
         prob.pairs[key] = _pair_products(x1.float())
-    weight, bias = weight.double(), bias.double()
-    f, p = _softmax_ce(torch.addmm(bias[:, None], weight, x.T), labels)
-    primal = float(f) + float(_penalty(weight, lam, alpha, group))
-    gram = None
+    weight, bias, p = weight.double(), bias.double(), p.double()
+    primal = loss + float(_penalty(weight, lam, alpha, group))
+    gram, gap = None, math.inf
     for it in range(1, max_iter + 1):
         grad = (p - onehot_t) @ x1 / n
-        if _relative_gap(primal, _dual(prob, p, grad[:, :s], idx, lam, alpha, group)) <= tol:
-            return weight, bias, it - 1, True
+        if not (above and it == 1):
+            gap = _relative_gap(primal, _dual(prob, p, grad[:, :s], idx, lam, alpha, group))
+            if gap <= tol:
+                return weight, bias, p, primal - float(_penalty(weight, lam, alpha, group)), it - 1, True, gap
         if gram is None:
             gram = _class_grams(p * (1 - p) / n, prob.pairs[key], s + 1)
             gram.diagonal(dim1=1, dim2=2).add_(1e-10 + 1e-6 * lam)
-        score = grad[:, :s].norm(dim=0) if group else grad[:, :s].abs()
-        zero = (weight == 0).all(dim=0) if group else weight == 0
         moved = False
-        if bool(((score > lam * alpha * (1 + 1e-9)) & zero).any()):
+        if _support_is_short(grad[:, :s], weight, primal, lam, alpha, group, tol):
             step = _quasi_newton_step(x1, labels, grad, weight, bias, primal, gram, lam, alpha, group)
             if step is not None:
                 weight, bias, p, primal = step
@@ -241,5 +260,25 @@ def newton_solve(prob: _Problem, idx: Tensor, weight: Tensor, bias: Tensor, lam:
         weight, bias, p, primal, accepted = _newton_cg_step(x1, labels, onehot_t, weight, bias, p, primal,
                                                             gram, lam, alpha, group)
         if not (moved or accepted):
-            return weight, bias, it, False
-    return weight, bias, max_iter, False
+            return weight, bias, p, primal - float(_penalty(weight, lam, alpha, group)), it, False, gap
+        gap = math.inf
+    return weight, bias, p, primal - float(_penalty(weight, lam, alpha, group)), max_iter, False, gap
+
+
+def _support_is_short(grad: Tensor, weight: Tensor, primal: float, lam: float, alpha: float, group: bool,
+                      tol: float) -> bool:
+    """Whether zero weights violate their optimality condition by enough to need a support step.
+
+    A zero weight with |∂f/∂w| = λα + e adds about e²/(2λ(1−α)) to the duality gap (its share of
+    R*); while all of them together add less than a tenth of the gap allowed (tol·P), Newton steps on
+    the support alone reach the tolerance and the quasi-Newton step is skipped. At α = 1 the gap is
+    first-order in e, and any violation takes the step.
+    """
+    score = grad.norm(dim=0) if group else grad.abs()
+    zero = (weight == 0).all(dim=0) if group else weight == 0
+    excess = (score - lam * alpha)[zero & (score > lam * alpha * (1 + 1e-9))]
+    if excess.numel() == 0:
+        return False
+    if alpha >= 1:
+        return True
+    return float(excess.pow(2).sum()) / (2 * lam * (1 - alpha)) > 0.1 * tol * primal

@@ -181,26 +181,20 @@ _ANDERSON = 5  # iterates combined by the Anderson (primal) and the dual extrapo
 _GAP_EVERY = 10  # iterations between duality-gap checks (a check costs about one elementwise pass)
 
 
-def _full_state(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, alpha: float,
-                group: bool) -> tuple[Tensor, float, float]:
-    """Full gradient w.r.t. W, the primal value and the certified relative gap at (W, b).
-
-    The primal value and the softmax behind the dual point are computed in float64 whatever the
-    features' precision, so that a float32 solve is certified to far below ``tol``.
-    """
+def _point(prob: _Problem, weight: Tensor, bias: Tensor) -> tuple[Tensor, float]:
+    """The softmax (C, N) and the mean cross-entropy at (W, b), in float64 whatever the features'
+    precision, so that a float32 solve is certified to far below ``tol``."""
     loss, p = _softmax_ce(_logits_t(prob.x.double(), weight.double(), bias.double()), prob.labels)
+    return p, float(loss)
+
+
+def _certify(prob: _Problem, weight: Tensor, p: Tensor, loss: float, lam: float, alpha: float,
+             group: bool) -> tuple[Tensor, float, float]:
+    """Full gradient w.r.t. W, the primal value and the certified relative gap at the point whose
+    softmax is ``p`` and mean cross-entropy ``loss``."""
     grad = (p.to(prob.x.dtype) - prob.onehot_t) @ prob.x / prob.x.shape[0]
-    primal = float(loss) + float(_penalty(weight.double(), lam, alpha, group))
+    primal = loss + float(_penalty(weight.double(), lam, alpha, group))
     return grad, primal, _relative_gap(primal, _dual(prob, p, grad, None, lam, alpha, group))
-
-
-def _full_gradient(prob: _Problem, weight: Tensor, bias: Tensor) -> Tensor:
-    _, p = _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)
-    return (p - prob.onehot_t) @ prob.x / prob.x.shape[0]
-
-
-def _loss(prob: _Problem, weight: Tensor, bias: Tensor) -> Tensor:
-    return _softmax_ce(_logits_t(prob.x, weight, bias), prob.labels)[0]
 
 
 def _screen(grad: Tensor, weight: Tensor, threshold: float, group: bool) -> Tensor:
@@ -209,28 +203,34 @@ def _screen(grad: Tensor, weight: Tensor, threshold: float, group: bool) -> Tens
     return (score >= threshold) | (weight != 0).any(dim=0)
 
 
-def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: float, alpha: float,
-           group: bool, tol: float, max_iter: int) -> tuple[Tensor, Tensor, int, bool, float]:
-    """Solve at λ from a warm start with strong-rule screening and a KKT check on the rest.
+def _solve(prob: _Problem, weight: Tensor, bias: Tensor, p: Tensor, loss: float, lam: float, lam_prev: float,
+           alpha: float, group: bool, tol: float,
+           max_iter: int) -> tuple[Tensor, Tensor, Tensor, float, int, bool, float]:
+    """Solve at λ from a warm start (W, b) with softmax ``p`` and loss ``loss`` there (``_point``),
+    with strong-rule screening and a KKT check on the rest.
 
     The restricted problem on the screened columns is solved to a relative gap ``tol`` (Newton
     steps up to ``GRAM_MAX`` columns; proximal gradient beyond, or where Newton stalls); then the gap
     of the full problem is certified at (W, b). Columns that violate their KKT condition join; when
     none does but the full gap is still above ``tol``, the restricted problem is solved tighter.
-    Returns (W, b,
-    iterations, converged, certified relative gap of the full problem at (W, b)).
+    Returns (W, b, softmax and loss at (W, b), iterations, converged, certified relative gap of the
+    full problem at (W, b)).
     """
-    grad, _, gap = _full_state(prob, weight, bias, lam, alpha, group)
+    d = prob.x.shape[1]
+    grad, primal, gap = _certify(prob, weight, p, loss, lam, alpha, group)
     if gap <= tol:  # the warm start is already good enough (e.g. at λ_max)
-        return weight, bias, 0, True, gap
+        return weight, bias, p, loss, 0, True, gap
     active = _screen(grad, weight, alpha * (2 * lam - lam_prev), group)
     step, total, inner_tol = 1.0 / prob.lipschitz, 0, tol
     while True:
         idx = torch.nonzero(active).flatten()
-        p_best, w_act, converged = None, weight[:, idx], False
+        full = len(idx) == d  # the restricted problem is the full one: its gap certifies
+        p_best, w_act, converged, inner_gap, moved_off = None, weight[:, idx], False, math.inf, False
         if len(idx) <= GRAM_MAX:
-            w_act, bias, n_iter, converged = newton_solve(prob, idx, w_act, bias, lam, alpha, group,
-                                                          inner_tol, max(max_iter - total, 1))
+            # a full gap above tol ≥ inner_tol: the first check of the full restricted problem is known
+            w_act, bias, p, loss, n_iter, converged, inner_gap = newton_solve(
+                prob, idx, w_act, bias, p, loss, lam, alpha, group, inner_tol, max(max_iter - total, 1),
+                above=full)
             w_act, bias = w_act.to(weight.dtype), bias.to(weight.dtype)
             total += max(n_iter, 1)  # a round counts: max_iter bounds the rounds, too
         if not converged and total < max_iter:  # large supports, or Newton stalled (e.g. α = 1)
@@ -238,24 +238,47 @@ def _solve(prob: _Problem, weight: Tensor, bias: Tensor, lam: float, lam_prev: f
                 prob, idx, w_act, bias, lam, alpha, group, step, 1.0 / prob.lipschitz, inner_tol,
                 min(max_iter - total, _ROUND))
             total += n_iter
+            inner_gap, moved_off = math.inf, True  # the softmax p is that of the Newton point
         weight = torch.zeros_like(weight)
         weight[:, idx] = w_act
-        grad, primal, gap = _full_state(prob, weight, bias, lam, alpha, group)
-        if p_best is not None:  # the inner solve's best dual point, now against every column
-            g_best = (p_best - prob.onehot_t) @ prob.x / prob.x.shape[0]
-            gap = min(gap, _relative_gap(primal, _dual(prob, p_best, g_best, None, lam, alpha, group)))
-        score = grad.norm(dim=0) if group else grad.abs().amax(dim=0)
-        violators = (~active) & (score > alpha * lam)
+        if full and inner_gap < math.inf:
+            gap, violators = inner_gap, torch.zeros_like(active)
+        else:
+            if moved_off:
+                p, loss = _point(prob, weight, bias)
+            grad, primal, gap = _certify(prob, weight, p, loss, lam, alpha, group)
+            if p_best is not None:  # the inner solve's best dual point, now against every column
+                g_best = (p_best - prob.onehot_t) @ prob.x / prob.x.shape[0]
+                gap = min(gap, _relative_gap(primal, _dual(prob, p_best, g_best, None, lam, alpha, group)))
+            score = grad.norm(dim=0) if group else grad.abs().amax(dim=0)
+            violators = (~active) & (score > alpha * lam)
         if gap <= tol:
-            return weight, bias, total, True, gap
+            return weight, bias, p, loss, total, True, gap
         if total >= max_iter:
-            return weight, bias, total, False, gap
+            return weight, bias, p, loss, total, False, gap
         if violators.any():
             active |= violators
         elif converged:  # the restricted gap was met but the full point's dual is weaker: solve tighter
             if inner_tol == 0:  # nothing tighter to ask for: stop with the honest gap
-                return weight, bias, total, False, gap
+                return weight, bias, p, loss, total, False, gap
             inner_tol *= 0.25
+
+
+def _predict(lams: tuple[float, float, float], prev: tuple[Tensor, Tensor], last: tuple[Tensor, Tensor],
+             group: bool) -> tuple[Tensor, Tensor] | None:
+    """The next solution extrapolated linearly in log λ from the last two (a predictor step).
+
+    Weights that would change sign (group: columns that would turn against the last one) are set to
+    zero; weights (columns) at zero stay there. ``None`` when the last two λ coincide.
+    """
+    lam_prev, lam_last, lam = (math.log(v) for v in lams)
+    if lam_last == lam_prev:
+        return None
+    ratio = (lam - lam_last) / (lam_last - lam_prev)
+    (w0, b0), (w1, b1) = prev, last
+    w = w1 + ratio * (w1 - w0)
+    keep = ((w * w1).sum(dim=0, keepdim=True) > 0) if group else (w * w1 > 0)
+    return torch.where(keep, w, torch.zeros_like(w)), b1 + ratio * (b1 - b0)
 
 
 def _prior_bias(prob: _Problem) -> Tensor:
@@ -291,10 +314,12 @@ def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: floa
         bias = _prior_bias(prob)
     else:
         weight, bias = init.weight.to(prob.x), init.bias.to(prob.x)
-    weight, bias, n_iter, converged, gap = _solve(prob, weight, bias, float(lam), float(lam), alpha,
-                                                  group, tol, max_iter)
-    obj = float(_loss(prob, weight, bias) + _penalty(weight, float(lam), alpha, group))
-    return ElasticNetFit(weight.cpu(), bias.cpu(), float(lam), alpha, group, obj, n_iter, converged, gap)
+    p, loss = _point(prob, weight, bias)
+    lam = float(lam)
+    weight, bias, p, loss, n_iter, converged, gap = _solve(prob, weight, bias, p, loss, lam, lam, alpha,
+                                                           group, tol, max_iter)
+    obj = loss + float(_penalty(weight.double(), lam, alpha, group))
+    return ElasticNetFit(weight.cpu(), bias.cpu(), lam, alpha, group, obj, n_iter, converged, gap)
 
 
 def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n_lambdas: int = 100,
@@ -336,19 +361,28 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
     weight = torch.zeros(n_classes, prob.x.shape[1], dtype=prob.x.dtype, device=prob.x.device)
     bias = _prior_bias(prob)
     out: dict[str, list] = {k: [] for k in ("w", "b", "obj", "acc", "val", "iter", "ok", "gap")}
+    p, loss = _point(prob, weight, bias)
+    older: tuple[float, Tensor, Tensor] | None = None  # the solution before the last one (λ, W, b)
     lam_prev = float(lambdas[0])
     bar = tqdm(total=len(lambdas), desc="elastic-net path", disable=not progress, leave=False)
     for lam in lambdas.tolist():
-        weight, bias, n_iter, converged, gap = _solve(prob, weight, bias, lam, lam_prev, alpha, group,
-                                                      tol, max_iter)
+        last = (lam_prev, weight, bias)
+        guess = None if older is None else _predict((older[0], lam_prev, lam), older[1:], last[1:], group)
+        if guess is not None:  # start from the predictor where it is lower than the warm start
+            p_g, loss_g = _point(prob, *guess)
+            if loss_g + float(_penalty(guess[0].double(), lam, alpha, group)) < \
+                    loss + float(_penalty(weight.double(), lam, alpha, group)):
+                (weight, bias), p, loss = guess, p_g, loss_g
+        weight, bias, p, loss, n_iter, converged, gap = _solve(prob, weight, bias, p, loss, lam, lam_prev,
+                                                               alpha, group, tol, max_iter)
+        older = last
         out["ok"].append(converged)
         out["gap"].append(gap)
         lam_prev = lam
-        logits_t = _logits_t(prob.x, weight, bias)
         out["w"].append(weight.cpu())
         out["b"].append(bias.cpu())
-        out["obj"].append(float(_softmax_ce(logits_t, prob.labels)[0] + _penalty(weight, lam, alpha, group)))
-        out["acc"].append(float((logits_t.argmax(dim=0) == prob.labels).double().mean()))
+        out["obj"].append(loss + float(_penalty(weight.double(), lam, alpha, group)))
+        out["acc"].append(float((p.argmax(dim=0) == prob.labels).double().mean()))
         out["iter"].append(n_iter)
         if val is not None:
             out["val"].append(float(((xv @ weight.T + bias).argmax(dim=1) == yv).double().mean()))
