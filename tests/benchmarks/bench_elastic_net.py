@@ -44,9 +44,10 @@ SIZES = {  # name: (N examples, d features, C classes)
     "cub": (5994, 2048, 200),
     "rehearsal": (5994, 50, 200),
 }
-# Q-SENN's and SLDD's path over 200 classes: pooled features (N, 96) and labels of the rehearsal's
-# model, saved with torch.save((features, labels), path); the first 50 columns are used, as there.
-REHEARSAL = Path(os.environ.get("COMPANION_REHEARSAL_FEATURES", "/work/enet_data/rehearsal_features.pt"))
+# Q-SENN's and SLDD's path over 200 classes: pooled features (N, ≥ 50) and labels of the rehearsal's
+# model, saved with torch.save((features, labels), path) and named by COMPANION_REHEARSAL_FEATURES;
+# the first 50 columns are used, as there. Without it, a synthetic problem of the same shape.
+REHEARSAL = os.environ.get("COMPANION_REHEARSAL_FEATURES")
 
 
 def make_problem(n: int, d: int, c: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,11 +64,14 @@ def make_problem(n: int, d: int, c: int, seed: int = 0) -> tuple[torch.Tensor, t
 
 
 def rehearsal_problem() -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The rehearsal's features where the file exists, else a synthetic problem of the same shape."""
-    if REHEARSAL.is_file():
+    """The rehearsal's features named by COMPANION_REHEARSAL_FEATURES, else a synthetic problem."""
+    if REHEARSAL:
+        if not Path(REHEARSAL).is_file():
+            raise SystemExit(f"COMPANION_REHEARSAL_FEATURES={REHEARSAL} is not a file: save "
+                             "(features, labels) there with torch.save, or unset it.")
         feats, labels = torch.load(REHEARSAL)
         feats = feats[:, :50]
-        return standardize(feats[:, feats.std(dim=0) > 0])[0], labels, f"features from {REHEARSAL.name}"
+        return standardize(feats[:, feats.std(dim=0) > 0])[0], labels, f"features from {Path(REHEARSAL).name}"
     return (*make_problem(*SIZES["rehearsal"]), "synthetic (no rehearsal features file)")
 
 
