@@ -4,7 +4,12 @@ The recipe of Norrenbrock et al. (2024) on cached pooled features f (N × D):
 
 1. ``select_features`` (SLDD's, reused): n_f features by the group-lasso path, in iteration 0 only.
 2. ``elastic_net_path`` (α = 0.99) on the n_f selected, standardised features; the least
-   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d.
+   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d. A refit
+   (``fit(..., warm_start=(W, b))``, as ``iterate`` does from its second iteration on) solves
+   at that last λ directly instead, warm-started from the previous iteration's W^d: the paper
+   runs glm-saga's whole path every time, but only its last entry is used, and with α < 1 the
+   objective is strongly convex in W, so that entry is one unique minimiser whatever route
+   reaches it (both are certified by the same duality gap).
 3. ``quantise_ternary``: τ = the midpoint between the (k·n_c)-th and (k·n_c + 1)-th largest |W^d|;
    the k·n_c entries above it become sign(w)·m with one global m = mean |w| of the kept entries,
    the rest 0.
@@ -22,6 +27,7 @@ class has the same net count (here: every class gets bias B).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from ..features import FeatureSet, extract_features
-from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
+from ..solvers.elastic_net import (
+    ElasticNetFit,
+    ElasticNetPath,
+    constant_columns,
+    elastic_net_path,
+    fit_elastic_net,
+    lambda_max,
+    standardize,
+)
 from .base import LastLayer
 from .sldd import FeatureSelection, _check_sizes, keep_largest, select_features
 from .sparse import SparseLayer
@@ -132,7 +146,9 @@ class QSENN(LastLayer):
     """Q-SENN's last layer: SLDD's selection, the least regularised path entry, quantised to ±m.
 
     Fitted state: ``selection_`` (the group path and order of entry; reused when ``fit`` is given
-    ``selection``), ``path_``, ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
+    ``selection``), ``path_`` (None after a direct refit), ``solution_`` (the ``ElasticNetFit`` at
+    λ = ε·λ_max: the path's last entry or the direct refit, with its certified ``gap``),
+    ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
     m, τ), ``mean_`` and ``std_``, ``constant_`` (selected features that no longer vary, e.g. a
     map that stopped firing during fine-tuning: they keep z = 0 and no weight) and ``layer_``
     (the frozen ``SparseLayer``); after ``iterate``, ``iterations_`` and ``test_features_``
@@ -149,8 +165,14 @@ class QSENN(LastLayer):
         self.device, self.progress = device, progress
 
     def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
-             selection: FeatureSelection | None = None) -> None:
-        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1."""
+             selection: FeatureSelection | None = None,
+             warm_start: tuple[Tensor, Tensor] | None = None) -> None:
+        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1.
+
+        ``warm_start=(W, b)``, a dense solution on the same n_f selected features (an earlier
+        fit's ``dense_weight_``, ``dense_bias_``), replaces the path of step 2 by one solve at
+        the path's last λ from that start (``path_`` is then None); it needs ``selection``.
+        """
         _check_sizes(pooled.shape[1], self.n_features, self.per_class)
         opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
                     max_iter=self.max_iter, device=self.device, progress=self.progress)
@@ -162,6 +184,8 @@ class QSENN(LastLayer):
             raise ValueError(f"selection must hold {self.n_features} indices into the "
                              f"{pooled.shape[1]} features, got {len(selection.indices)} up to "
                              f"{int(selection.indices.max())}.")
+        if warm_start is not None:
+            warm_start = self._check_warm_start(warm_start, selection)
         self.selection_ = selection
         chosen = pooled[:, selection.indices]
         # a selected map that stopped firing after fine-tuning: it keeps z = 0 and gets no weight
@@ -174,16 +198,55 @@ class QSENN(LastLayer):
         z, mean, std = standardize(chosen[:, ~constant])
         self.mean_, self.std_ = chosen.mean(dim=0), torch.ones(len(constant))
         self.mean_[~constant], self.std_[~constant] = mean, std
-        # the path on the varying ones (path_.weights has their columns only)
-        self.path_: ElasticNetPath = elastic_net_path(z, labels, alpha=self.alpha,
-                                                      num_classes=self.n_classes_, **opts)
+        # on the varying ones (path_.weights and solution_.weight have their columns only)
+        if warm_start is None:
+            self.path_: ElasticNetPath | None = elastic_net_path(
+                z, labels, alpha=self.alpha, num_classes=self.n_classes_, **opts)
+            self.solution_: ElasticNetFit = self.path_.entry(-1)
+        else:
+            self.path_ = None
+            self.solution_ = self._solve_last(z, labels, warm_start[0][:, ~constant],
+                                              warm_start[1])
         self.dense_weight_ = torch.zeros(self.n_classes_, len(constant))
-        self.dense_weight_[:, ~constant] = self.path_.weights[-1].float().cpu()
-        self.dense_bias_ = self.path_.biases[-1].float().cpu()
+        self.dense_weight_[:, ~constant] = self.solution_.weight.float().cpu()
+        self.dense_bias_ = self.solution_.bias.float().cpu()
         self.ternary_ = quantise_ternary(self.dense_weight_, self.per_class)
         bias = qsenn_bias(self.ternary_.weight, self.dense_bias_)
         self.layer_ = SparseLayer(selection.indices, self.ternary_.weight, self.mean_, self.std_,
                                   bias)
+
+    def last_lambda(self, z: Tensor, labels: Tensor) -> float:
+        """ε·λ_max as the path's last entry has it (the same log-spaced grid, to the last bit)."""
+        top = lambda_max(z, labels, self.alpha, num_classes=self.n_classes_)
+        grid = torch.logspace(math.log10(top), math.log10(self.epsilon * top), self.n_lambdas,
+                              dtype=torch.float64)
+        return float(grid[-1])
+
+    def _solve_last(self, z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor) -> ElasticNetFit:
+        """W^d at the path's last λ by one certified solve from (``weight``, ``bias``)."""
+        lam = self.last_lambda(z, labels)
+        start = ElasticNetFit(weight.to(z), bias.to(z), lam, self.alpha, False, math.inf, 0, False)
+        return fit_elastic_net(z, labels, lam, alpha=self.alpha, init=start,
+                               num_classes=self.n_classes_, tol=self.tol,
+                               max_iter=self.max_iter, device=self.device)
+
+    def _check_warm_start(self, warm_start: Any, selection: FeatureSelection | None
+                          ) -> tuple[Tensor, Tensor]:
+        if selection is None:
+            raise ValueError("warm_start is a solution on selected features: pass the selection "
+                             "it was fitted on as well (fit(..., selection=..., warm_start=...)).")
+        if not isinstance(warm_start, (tuple, list)) or len(warm_start) != 2:
+            raise ValueError("warm_start must be a pair (W, b), e.g. (dense_weight_, dense_bias_) "
+                             "of an earlier fit.")
+        weight, bias = (torch.as_tensor(t, dtype=torch.float32) for t in warm_start)
+        shape = (self.n_classes_, len(selection.indices))
+        if weight.shape != shape or bias.shape != shape[:1]:
+            raise ValueError(f"warm_start must be W of shape {shape} and b of shape "
+                             f"({shape[0]},) (classes × selected features), got "
+                             f"{tuple(weight.shape)} and {tuple(bias.shape)}.")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise ValueError("warm_start contains NaN or infinite values.")
+        return weight, bias
 
     def iterate(self, model: nn.Module, data: Any, schedule: tuple[tuple[int, float], ...],
                 *, checkpoint: str | None = None, refit_first: bool = True,
@@ -197,6 +260,9 @@ class QSENN(LastLayer):
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
         ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
         ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
+        From the second round on, the refit keeps the selection and solves at the path's last λ
+        directly, warm-started from the round before's W^d (``fit``'s ``warm_start``): the same
+        unique W^d as the path's last entry, without the 99 λ before it.
         The test accuracies are read from one pass over ``data.test`` per backbone (the new
         layer's and the fine-tuned model's of the round before share it); the final model's
         test features are kept in ``test_features_``.
@@ -217,7 +283,8 @@ class QSENN(LastLayer):
         for i, (epochs, lr) in enumerate(schedule):
             if i > 0 or refit_first:
                 fs = extract_features(current, data.eval_train, progress=self.progress)
-                self.fit(fs, selection=selection)
+                warm = None if selection is None else (self.dense_weight_, self.dense_bias_)
+                self.fit(fs, selection=selection, warm_start=warm)
             selection = self.selection_
             current = self.attach(current)
             if test is None:
