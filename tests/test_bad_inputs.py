@@ -271,6 +271,11 @@ def cub_mask_of_another_size_in_annotations(tmp, mp):
     return lambda: data.annotations(0)
 
 
+def cub_segmentation_without_segmentations(tmp, mp):
+    data = CUB200(write_tiny_cub(tmp / "cub").root)
+    return lambda: data.segmentation(0)
+
+
 def cub_keep_decoded_with_crops(tmp, mp):
     data = CUB200(write_tiny_cub(tmp / "cub").root, crop_to_bbox=True)
     return lambda: data.keep_decoded(20)
@@ -548,6 +553,8 @@ CASES = [
      r"segmentation .*\.png is 7x5 pixels but its image .*\.jpg is 32x24.*download=True"),
     ("CUB mask of another size, annotations", cub_mask_of_another_size_in_annotations,
      RuntimeError, r"is 64x48 pixels but its image .* is 32x24"),
+    ("CUB segmentation without segmentations", cub_segmentation_without_segmentations,
+     ValueError, r"made without segmentations: pass segmentations=True"),
     ("CUB keep_decoded with crops", cub_keep_decoded_with_crops, ValueError,
      r"keep_decoded keeps whole images without masks; .* crop_to_bbox=True"),
     ("CUB image cache limit 'lots'", cub_image_cache_limit("lots"), ValueError,

@@ -176,6 +176,9 @@ class QSENN(LastLayer):
         _check_sizes(pooled.shape[1], self.n_features, self.per_class)
         opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
                     max_iter=self.max_iter, device=self.device, progress=self.progress)
+        if warm_start is not None and selection is None:
+            raise ValueError("warm_start is a solution on selected features: pass the selection "
+                             "it was fitted on as well (fit(..., selection=..., warm_start=...)).")
         if selection is None:
             selection = select_features(pooled, labels, self.n_features, alpha=self.select_alpha,
                                         **opts)
@@ -230,11 +233,8 @@ class QSENN(LastLayer):
                                num_classes=self.n_classes_, tol=self.tol,
                                max_iter=self.max_iter, device=self.device)
 
-    def _check_warm_start(self, warm_start: Any, selection: FeatureSelection | None
+    def _check_warm_start(self, warm_start: Any, selection: FeatureSelection
                           ) -> tuple[Tensor, Tensor]:
-        if selection is None:
-            raise ValueError("warm_start is a solution on selected features: pass the selection "
-                             "it was fitted on as well (fit(..., selection=..., warm_start=...)).")
         if not isinstance(warm_start, (tuple, list)) or len(warm_start) != 2:
             raise ValueError("warm_start must be a pair (W, b), e.g. (dense_weight_, dense_bias_) "
                              "of an earlier fit.")
