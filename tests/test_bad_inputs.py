@@ -28,7 +28,7 @@ from companion.classify.base import NotFittedError  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
-from companion.classify.qsenn import quantise_ternary  # noqa: E402
+from companion.classify.qsenn import QSENN, quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -699,6 +699,8 @@ CASES = [
      NotFittedError, r"not fitted yet: call fit\(features\) first"),
     ("Q-SENN iterate reusing a fit on other features", qsenn_iterate_without_refit(True),
      ValueError, r"reuses a fit on 12 features, but the model has 8.*refit_first=True"),
+    ("Q-SENN unknown refit", call(QSENN, refit="saga"), ValueError,
+     r"Unknown refit 'saga': choose one of 'direct', 'path'"),
     ("Q-SENN warm start without its selection", qsenn_warm_start("no selection"), ValueError,
      r"warm_start is a solution on selected features: pass the selection"),
     ("Q-SENN warm start of the wrong shape", qsenn_warm_start("shape"), ValueError,

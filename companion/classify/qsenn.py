@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.checks import check_choice
 from ..features import FeatureSet, extract_features
 from ..solvers.elastic_net import (
     ElasticNetFit,
@@ -157,9 +158,10 @@ class QSENN(LastLayer):
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
                  alpha: float = 0.99, n_lambdas: int = 100, epsilon: float = 1e-3,
-                 tol: float = 1e-4, max_iter: int = 2000, device: str | torch.device | None = None,
-                 progress: bool = True):
+                 tol: float = 1e-4, max_iter: int = 2000, refit: str = "direct",
+                 device: str | torch.device | None = None, progress: bool = True):
         self.n_features, self.per_class = n_features, per_class
+        self.refit = check_choice("refit", refit, ("direct", "path"))
         self.select_alpha, self.alpha, self.n_lambdas = select_alpha, alpha, n_lambdas
         self.epsilon, self.tol, self.max_iter = epsilon, tol, max_iter
         self.device, self.progress = device, progress
@@ -260,9 +262,11 @@ class QSENN(LastLayer):
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
         ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
         ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
-        From the second round on, the refit keeps the selection and solves at the path's last λ
-        directly, warm-started from the round before's W^d (``fit``'s ``warm_start``): the same
-        unique W^d as the path's last entry, without the 99 λ before it.
+        From the second round on, the refit keeps the selection and, with ``refit="direct"`` (the
+        default), solves at the path's last λ directly, warm-started from the round before's W^d
+        (``fit``'s ``warm_start``): the same unique W^d as the path's last entry up to the
+        certified gap, without the λ before it; ``refit="path"`` runs the whole path each time,
+        as the paper does.
         The test accuracies are read from one pass over ``data.test`` per backbone (the new
         layer's and the fine-tuned model's of the round before share it); the final model's
         test features are kept in ``test_features_``.
@@ -283,7 +287,8 @@ class QSENN(LastLayer):
         for i, (epochs, lr) in enumerate(schedule):
             if i > 0 or refit_first:
                 fs = extract_features(current, data.eval_train, progress=self.progress)
-                warm = None if selection is None else (self.dense_weight_, self.dense_bias_)
+                warm = None if selection is None or self.refit == "path" else \
+                    (self.dense_weight_, self.dense_bias_)
                 self.fit(fs, selection=selection, warm_start=warm)
             selection = self.selection_
             current = self.attach(current)

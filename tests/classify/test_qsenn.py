@@ -229,9 +229,11 @@ def test_iterate_refits_on_fine_tuned_features(tmp_path):
     assert torch.equal(out.head.selection, q.selection_.indices)
 
 
-def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
+@pytest.mark.parametrize("how", ["direct", "path"])
+def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch, how):
     """refit_first=False: the first round reuses fit(model's features), the same layers result
-    with one path fewer."""
+    with one path fewer; with refit="path" the later rounds run the whole path, with "direct"
+    none."""
     import companion.classify.qsenn as qsenn_module
     from companion.features import extract_features
 
@@ -242,13 +244,14 @@ def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
     layers = {}
     for refit in (True, False):
         model, Data = tiny_cnn_and_data()
-        q = QSENN(4, 2, n_lambdas=10, progress=False)
+        q = QSENN(4, 2, n_lambdas=10, refit=how, progress=False)
         if not refit:
             q.fit(extract_features(model, Data.eval_train, progress=False))
         runs.clear()
         q.iterate(model, Data, paper_schedule((1, 1), lr=1e-3), batch_size=32, dropout=0.0,
                   refit_first=refit)
-        assert len(runs) == int(refit)  # iteration 1 solves its last λ directly: no path
+        assert len(runs) == int(refit) + (how == "path")  # "direct": iteration 1 runs no path
+        assert (q.path_ is None) == (how == "direct")
         layers[refit] = [(it.ternary.weight, it.bias, it.accuracy) for it in q.iterations_]
     for (w, b, a), (w2, b2, a2) in zip(layers[True], layers[False], strict=True):
         assert torch.equal(w, w2) and torch.allclose(b, b2) and a == pytest.approx(a2)
