@@ -28,7 +28,7 @@ from companion.classify.base import NotFittedError  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
-from companion.classify.qsenn import QSENN, quantise_ternary  # noqa: E402
+from companion.classify.qsenn import quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -442,23 +442,6 @@ def qsenn_iterate_without_refit(fitted):
     return make
 
 
-def qsenn_warm_start(kind):
-    """QSENN.fit with a warm start: without the selection, of the wrong shape, or not finite."""
-    def make(tmp, mp):
-        from companion.classify import QSENN
-
-        y = torch.arange(40) % 4
-        x = torch.rand(40, 12, generator=torch.Generator().manual_seed(0)) + y[:, None]
-        first = QSENN(2, 1, n_lambdas=5, progress=False).fit(x, y)
-        weight, bias = first.dense_weight_, first.dense_bias_
-        selection = None if kind == "no selection" else first.selection_
-        warm = {"no selection": (weight, bias), "shape": (weight[:, :1], bias),
-                "nan": (weight * math.nan, bias)}[kind]
-        return lambda: QSENN(2, 1, n_lambdas=5, progress=False).fit(
-            x, y, selection=selection, warm_start=warm)
-    return make
-
-
 LOWER_R = np.tril(np.full((4, 4), 0.5), -1)
 
 
@@ -699,14 +682,6 @@ CASES = [
      NotFittedError, r"not fitted yet: call fit\(features\) first"),
     ("Q-SENN iterate reusing a fit on other features", qsenn_iterate_without_refit(True),
      ValueError, r"reuses a fit on 12 features, but the model has 8.*refit_first=True"),
-    ("Q-SENN unknown refit", call(QSENN, refit="saga"), ValueError,
-     r"Unknown refit 'saga': choose one of 'direct', 'path'"),
-    ("Q-SENN warm start without its selection", qsenn_warm_start("no selection"), ValueError,
-     r"warm_start is a solution on selected features: pass the selection"),
-    ("Q-SENN warm start of the wrong shape", qsenn_warm_start("shape"), ValueError,
-     r"warm_start must be W of shape \(4, 2\) and b of shape \(4,\).*got \(4, 1\) and \(4,\)"),
-    ("Q-SENN warm start not finite", qsenn_warm_start("nan"), ValueError,
-     r"warm_start contains NaN or infinite values"),
     ("DINO-QPM backbone timm does not know",
      call(frozen_vit, name="timm:vit_no_such_dinov2", pretrained=False), ValueError,
      r"timm has no model 'vit_no_such_dinov2'; see timm\.list_models"),

@@ -4,12 +4,7 @@ The recipe of Norrenbrock et al. (2024) on cached pooled features f (N × D):
 
 1. ``select_features`` (SLDD's, reused): n_f features by the group-lasso path, in iteration 0 only.
 2. ``elastic_net_path`` (α = 0.99) on the n_f selected, standardised features; the least
-   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d. A refit
-   (``fit(..., warm_start=(W, b))``, as ``iterate`` does from its second iteration on) solves
-   at that last λ directly instead, warm-started from the previous iteration's W^d: the paper
-   runs glm-saga's whole path every time, but only its last entry is used, and with α < 1 the
-   objective is strongly convex in W, so that entry is one unique minimiser whatever route
-   reaches it (both are certified by the same duality gap).
+   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d.
 3. ``quantise_ternary``: τ = the midpoint between the (k·n_c)-th and (k·n_c + 1)-th largest |W^d|;
    the k·n_c entries above it become sign(w)·m with one global m = mean |w| of the kept entries,
    the rest 0.
@@ -27,24 +22,14 @@ class has the same net count (here: every class gets bias B).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..data.checks import check_choice
 from ..features import FeatureSet, extract_features
-from ..solvers.elastic_net import (
-    ElasticNetFit,
-    ElasticNetPath,
-    constant_columns,
-    elastic_net_path,
-    fit_elastic_net,
-    lambda_max,
-    standardize,
-)
+from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
 from .base import LastLayer
 from .sldd import FeatureSelection, _check_sizes, keep_largest, select_features
 from .sparse import SparseLayer
@@ -147,9 +132,7 @@ class QSENN(LastLayer):
     """Q-SENN's last layer: SLDD's selection, the least regularised path entry, quantised to ±m.
 
     Fitted state: ``selection_`` (the group path and order of entry; reused when ``fit`` is given
-    ``selection``), ``path_`` (None after a direct refit), ``solution_`` (the ``ElasticNetFit`` at
-    λ = ε·λ_max: the path's last entry or the direct refit, with its certified ``gap``),
-    ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
+    ``selection``), ``path_``, ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
     m, τ), ``mean_`` and ``std_``, ``constant_`` (selected features that no longer vary, e.g. a
     map that stopped firing during fine-tuning: they keep z = 0 and no weight) and ``layer_``
     (the frozen ``SparseLayer``); after ``iterate``, ``iterations_`` and ``test_features_``
@@ -158,29 +141,19 @@ class QSENN(LastLayer):
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
                  alpha: float = 0.99, n_lambdas: int = 100, epsilon: float = 1e-3,
-                 tol: float = 1e-4, max_iter: int = 2000, refit: str = "direct",
-                 device: str | torch.device | None = None, progress: bool = True):
+                 tol: float = 1e-4, max_iter: int = 2000, device: str | torch.device | None = None,
+                 progress: bool = True):
         self.n_features, self.per_class = n_features, per_class
-        self.refit = check_choice("refit", refit, ("direct", "path"))
         self.select_alpha, self.alpha, self.n_lambdas = select_alpha, alpha, n_lambdas
         self.epsilon, self.tol, self.max_iter = epsilon, tol, max_iter
         self.device, self.progress = device, progress
 
     def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
-             selection: FeatureSelection | None = None,
-             warm_start: tuple[Tensor, Tensor] | None = None) -> None:
-        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1.
-
-        ``warm_start=(W, b)``, a dense solution on the same n_f selected features (an earlier
-        fit's ``dense_weight_``, ``dense_bias_``), replaces the path of step 2 by one solve at
-        the path's last λ from that start (``path_`` is then None); it needs ``selection``.
-        """
+             selection: FeatureSelection | None = None) -> None:
+        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1."""
         _check_sizes(pooled.shape[1], self.n_features, self.per_class)
         opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
                     max_iter=self.max_iter, device=self.device, progress=self.progress)
-        if warm_start is not None and selection is None:
-            raise ValueError("warm_start is a solution on selected features: pass the selection "
-                             "it was fitted on as well (fit(..., selection=..., warm_start=...)).")
         if selection is None:
             selection = select_features(pooled, labels, self.n_features, alpha=self.select_alpha,
                                         **opts)
@@ -189,8 +162,6 @@ class QSENN(LastLayer):
             raise ValueError(f"selection must hold {self.n_features} indices into the "
                              f"{pooled.shape[1]} features, got {len(selection.indices)} up to "
                              f"{int(selection.indices.max())}.")
-        if warm_start is not None:
-            warm_start = self._check_warm_start(warm_start, selection)
         self.selection_ = selection
         chosen = pooled[:, selection.indices]
         # a selected map that stopped firing after fine-tuning: it keeps z = 0 and gets no weight
@@ -203,52 +174,16 @@ class QSENN(LastLayer):
         z, mean, std = standardize(chosen[:, ~constant])
         self.mean_, self.std_ = chosen.mean(dim=0), torch.ones(len(constant))
         self.mean_[~constant], self.std_[~constant] = mean, std
-        # on the varying ones (path_.weights and solution_.weight have their columns only)
-        if warm_start is None:
-            self.path_: ElasticNetPath | None = elastic_net_path(
-                z, labels, alpha=self.alpha, num_classes=self.n_classes_, **opts)
-            self.solution_: ElasticNetFit = self.path_.entry(-1)
-        else:
-            self.path_ = None
-            self.solution_ = self._solve_last(z, labels, warm_start[0][:, ~constant],
-                                              warm_start[1])
+        # the path on the varying ones (path_.weights has their columns only)
+        self.path_: ElasticNetPath = elastic_net_path(z, labels, alpha=self.alpha,
+                                                      num_classes=self.n_classes_, **opts)
         self.dense_weight_ = torch.zeros(self.n_classes_, len(constant))
-        self.dense_weight_[:, ~constant] = self.solution_.weight.float().cpu()
-        self.dense_bias_ = self.solution_.bias.float().cpu()
+        self.dense_weight_[:, ~constant] = self.path_.weights[-1].float().cpu()
+        self.dense_bias_ = self.path_.biases[-1].float().cpu()
         self.ternary_ = quantise_ternary(self.dense_weight_, self.per_class)
         bias = qsenn_bias(self.ternary_.weight, self.dense_bias_)
         self.layer_ = SparseLayer(selection.indices, self.ternary_.weight, self.mean_, self.std_,
                                   bias)
-
-    def last_lambda(self, z: Tensor, labels: Tensor) -> float:
-        """ε·λ_max as the path's last entry has it (the same log-spaced grid, to the last bit)."""
-        top = lambda_max(z, labels, self.alpha, num_classes=self.n_classes_)
-        grid = torch.logspace(math.log10(top), math.log10(self.epsilon * top), self.n_lambdas,
-                              dtype=torch.float64)
-        return float(grid[-1])
-
-    def _solve_last(self, z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor) -> ElasticNetFit:
-        """W^d at the path's last λ by one certified solve from (``weight``, ``bias``)."""
-        lam = self.last_lambda(z, labels)
-        start = ElasticNetFit(weight.to(z), bias.to(z), lam, self.alpha, False, math.inf, 0, False)
-        return fit_elastic_net(z, labels, lam, alpha=self.alpha, init=start,
-                               num_classes=self.n_classes_, tol=self.tol,
-                               max_iter=self.max_iter, device=self.device)
-
-    def _check_warm_start(self, warm_start: Any, selection: FeatureSelection
-                          ) -> tuple[Tensor, Tensor]:
-        if not isinstance(warm_start, (tuple, list)) or len(warm_start) != 2:
-            raise ValueError("warm_start must be a pair (W, b), e.g. (dense_weight_, dense_bias_) "
-                             "of an earlier fit.")
-        weight, bias = (torch.as_tensor(t, dtype=torch.float32) for t in warm_start)
-        shape = (self.n_classes_, len(selection.indices))
-        if weight.shape != shape or bias.shape != shape[:1]:
-            raise ValueError(f"warm_start must be W of shape {shape} and b of shape "
-                             f"({shape[0]},) (classes × selected features), got "
-                             f"{tuple(weight.shape)} and {tuple(bias.shape)}.")
-        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            raise ValueError("warm_start contains NaN or infinite values.")
-        return weight, bias
 
     def iterate(self, model: nn.Module, data: Any, schedule: tuple[tuple[int, float], ...],
                 *, checkpoint: str | None = None, refit_first: bool = True,
@@ -262,11 +197,6 @@ class QSENN(LastLayer):
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
         ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
         ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
-        From the second round on, the refit keeps the selection and, with ``refit="direct"`` (the
-        default), solves at the path's last λ directly, warm-started from the round before's W^d
-        (``fit``'s ``warm_start``): the same unique W^d as the path's last entry up to the
-        certified gap, without the λ before it; ``refit="path"`` runs the whole path each time,
-        as the paper does.
         The test accuracies are read from one pass over ``data.test`` per backbone (the new
         layer's and the fine-tuned model's of the round before share it); the final model's
         test features are kept in ``test_features_``.
@@ -287,9 +217,7 @@ class QSENN(LastLayer):
         for i, (epochs, lr) in enumerate(schedule):
             if i > 0 or refit_first:
                 fs = extract_features(current, data.eval_train, progress=self.progress)
-                warm = None if selection is None or self.refit == "path" else \
-                    (self.dense_weight_, self.dense_bias_)
-                self.fit(fs, selection=selection, warm_start=warm)
+                self.fit(fs, selection=selection)
             selection = self.selection_
             current = self.attach(current)
             if test is None:

@@ -133,38 +133,6 @@ def test_qsenn_fit_gives_a_ternary_layer_on_the_informative_features():
     assert again.selection_ is q.selection_ and torch.equal(again.weight_, W)
 
 
-@pytest.mark.parametrize("shift", [0.3, 1.0])
-@pytest.mark.parametrize("epsilon", [1e-3, 0.05])
-def test_a_warm_started_refit_is_the_paths_last_entry(shift, epsilon):
-    """The refit of a later iteration (one solve at ε·λ_max from the round before's W^d) gives
-    the path's last entry, on features that moved (``shift``) as fine-tuning moves them: the same
-    λ to the bit and the objective within the certified gaps; at ε = 0.05, where the gap pins
-    W^d down more tightly, the same ternary layer (support, signs, m) and nearly the same bias."""
-    gen = torch.Generator().manual_seed(1)
-    y = torch.arange(600) % 6
-    x = torch.randn(600, 14, generator=gen)  # classes that overlap, as real features' do
-    for j, col in enumerate((1, 2, 5, 7, 9, 11)):
-        x[:, col] += 0.8 * (y == j).float() - 0.4 * (y == (j + 1) % 6).float()
-    opts = dict(n_lambdas=30, epsilon=epsilon, progress=False)
-    first = QSENN(6, 2, **opts).fit(x, y)
-    moved = x + shift * torch.rand(x.shape, generator=gen) * (y[:, None] % 3 == 0)
-    path = QSENN(6, 2, **opts).fit(moved, y, selection=first.selection_)
-    direct = QSENN(6, 2, **opts).fit(moved, y, selection=first.selection_,
-                                     warm_start=(first.dense_weight_, first.dense_bias_))
-    assert direct.path_ is None and path.path_ is not None
-    assert direct.solution_.lam == float(path.path_.lambdas[-1])
-    assert direct.solution_.converged and direct.solution_.gap <= direct.tol
-    p_path, p_direct = path.solution_.objective, direct.solution_.objective
-    assert abs(p_path - p_direct) <= direct.tol * max(p_path, p_direct)
-    if epsilon < 0.01:  # nearly flat in W there: two certified points differ by ~0.05 at τ
-        return
-    assert torch.allclose(direct.dense_weight_, path.dense_weight_, atol=0.05)
-    assert torch.equal(direct.weight_ != 0, path.weight_ != 0)
-    assert torch.equal(torch.sign(direct.weight_), torch.sign(path.weight_))
-    assert direct.ternary_.m == pytest.approx(path.ternary_.m, rel=2e-2)
-    assert torch.allclose(direct.layer_.bias, path.layer_.bias, atol=0.1)
-
-
 def test_qsenn_bad_inputs():
     x, y = informative_data()
     with pytest.raises(ValueError, match=r"per_class \(k\) must lie in \[1, n_features=2\]"):
@@ -229,11 +197,9 @@ def test_iterate_refits_on_fine_tuned_features(tmp_path):
     assert torch.equal(out.head.selection, q.selection_.indices)
 
 
-@pytest.mark.parametrize("how", ["direct", "path"])
-def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch, how):
+def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
     """refit_first=False: the first round reuses fit(model's features), the same layers result
-    with one path fewer; with refit="path" the later rounds run the whole path, with "direct"
-    none."""
+    with one path fewer."""
     import companion.classify.qsenn as qsenn_module
     from companion.features import extract_features
 
@@ -244,14 +210,13 @@ def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch, how):
     layers = {}
     for refit in (True, False):
         model, Data = tiny_cnn_and_data()
-        q = QSENN(4, 2, n_lambdas=10, refit=how, progress=False)
+        q = QSENN(4, 2, n_lambdas=10, progress=False)
         if not refit:
             q.fit(extract_features(model, Data.eval_train, progress=False))
         runs.clear()
         q.iterate(model, Data, paper_schedule((1, 1), lr=1e-3), batch_size=32, dropout=0.0,
                   refit_first=refit)
-        assert len(runs) == int(refit) + (how == "path")  # "direct": iteration 1 runs no path
-        assert (q.path_ is None) == (how == "direct")
+        assert len(runs) == 2 - (not refit)
         layers[refit] = [(it.ternary.weight, it.bias, it.accuracy) for it in q.iterations_]
     for (w, b, a), (w2, b2, a2) in zip(layers[True], layers[False], strict=True):
         assert torch.equal(w, w2) and torch.allclose(b, b2) and a == pytest.approx(a2)
