@@ -28,7 +28,7 @@ from companion.classify.base import NotFittedError  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
-from companion.classify.qsenn import quantise_ternary  # noqa: E402
+from companion.classify.qsenn import QSENN, quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -678,6 +678,8 @@ CASES = [
      r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
     ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
      ValueError, r"all 4 selected features are constant over these samples.*without selection"),
+    ("Q-SENN refit path of one point", call(QSENN, refit_lambdas=1), ValueError,
+     r"refit_lambdas must lie in \[2, n_lambdas=100\].*got 1"),
     ("Q-SENN iterate reusing a fit that was never made", qsenn_iterate_without_refit(False),
      NotFittedError, r"not fitted yet: call fit\(features\) first"),
     ("Q-SENN iterate reusing a fit on other features", qsenn_iterate_without_refit(True),
