@@ -28,7 +28,7 @@ from companion.classify.base import NotFittedError  # noqa: E402
 from companion.classify.chiqpm import CHiQPM, forced_pairs  # noqa: E402
 from companion.classify.data import load_data  # noqa: E402
 from companion.classify.dino_qpm import frozen_vit  # noqa: E402
-from companion.classify.qsenn import quantise_ternary  # noqa: E402
+from companion.classify.qsenn import QSENN, quantise_ternary  # noqa: E402
 from companion.data.ambiguous_shapes import make_ambiguous_shapes  # noqa: E402
 from companion.data.concept_parts import make_concept_parts  # noqa: E402
 from companion.data.cub import CUB200  # noqa: E402
@@ -269,6 +269,11 @@ def cub_mask_of_another_size_in_annotations(tmp, mp):
     data = CUB200(tiny.root, segmentations=True, crop_to_bbox=True)
     Image.fromarray(np.zeros((48, 64), np.uint8)).save(data._mask_path(0))
     return lambda: data.annotations(0)
+
+
+def cub_segmentation_without_segmentations(tmp, mp):
+    data = CUB200(write_tiny_cub(tmp / "cub").root)
+    return lambda: data.segmentation(0)
 
 
 def cub_keep_decoded_with_crops(tmp, mp):
@@ -531,6 +536,8 @@ CASES = [
      r"segmentation .*\.png is 7x5 pixels but its image .*\.jpg is 32x24.*download=True"),
     ("CUB mask of another size, annotations", cub_mask_of_another_size_in_annotations,
      RuntimeError, r"is 64x48 pixels but its image .* is 32x24"),
+    ("CUB segmentation without segmentations", cub_segmentation_without_segmentations,
+     ValueError, r"made without segmentations: pass segmentations=True"),
     ("CUB keep_decoded with crops", cub_keep_decoded_with_crops, ValueError,
      r"keep_decoded keeps whole images without masks; .* crop_to_bbox=True"),
     ("CUB image cache limit 'lots'", cub_image_cache_limit("lots"), ValueError,
@@ -671,6 +678,8 @@ CASES = [
      r"Only 3 of the 12 features vary over these samples, fewer than n_features=4"),
     ("Q-SENN every selected feature constant", qsenn_fit(4, 2, constant_selected=True),
      ValueError, r"all 4 selected features are constant over these samples.*without selection"),
+    ("Q-SENN refit path of one point", call(QSENN, refit_lambdas=1), ValueError,
+     r"refit_lambdas must lie in \[2, n_lambdas=100\].*got 1"),
     ("Q-SENN iterate reusing a fit that was never made", qsenn_iterate_without_refit(False),
      NotFittedError, r"not fitted yet: call fit\(features\) first"),
     ("Q-SENN iterate reusing a fit on other features", qsenn_iterate_without_refit(True),

@@ -347,5 +347,5 @@ def cub_object_masks(root: Any = None, *, image_size: int = 224, download: bool 
     resize = round(int(image_size) * 8 / 7)  # as companion.data.transforms.image_transforms
     geometry = T.Compose([T.Resize(resize), T.CenterCrop(int(image_size)), T.ToTensor()])
     test = CUB200(root, "test", segmentations=True, download=download, mask_transform=geometry)
-    return torch.stack([test[i][2][0]  # (image, label, mask (1, S, S))
+    return torch.stack([test.segmentation(i)[0]  # (1, S, S): the mask alone, no image decoded
                         for i in tqdm(range(len(test)), desc="masks", disable=not progress)])

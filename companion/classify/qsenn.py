@@ -4,7 +4,11 @@ The recipe of Norrenbrock et al. (2024) on cached pooled features f (N × D):
 
 1. ``select_features`` (SLDD's, reused): n_f features by the group-lasso path, in iteration 0 only.
 2. ``elastic_net_path`` (α = 0.99) on the n_f selected, standardised features; the least
-   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d.
+   regularised solution W^d (λ = ε·λ_max, the path's last entry) and its bias b^d. The paper
+   runs glm-saga's whole path every time; ``refit_lambdas`` walks the refits of the later
+   iterations down a shorter geometric path to the same last λ: only that entry is used, and
+   with α < 1 the objective is strongly convex in W, so it is one unique minimiser whichever
+   route reaches it (each route certified by the same duality gap).
 3. ``quantise_ternary``: τ = the midpoint between the (k·n_c)-th and (k·n_c + 1)-th largest |W^d|;
    the k·n_c entries above it become sign(w)·m with one global m = mean |w| of the kept entries,
    the rest 0.
@@ -22,6 +26,7 @@ class has the same net count (here: every class gets bias B).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from ..features import FeatureSet, extract_features
-from ..solvers.elastic_net import ElasticNetPath, constant_columns, elastic_net_path, standardize
+from ..solvers.elastic_net import (
+    ElasticNetPath,
+    constant_columns,
+    elastic_net_path,
+    lambda_max,
+    standardize,
+)
 from .base import LastLayer
 from .sldd import FeatureSelection, _check_sizes, keep_largest, select_features
 from .sparse import SparseLayer
@@ -141,16 +152,24 @@ class QSENN(LastLayer):
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
                  alpha: float = 0.99, n_lambdas: int = 100, epsilon: float = 1e-3,
-                 tol: float = 1e-4, max_iter: int = 2000, device: str | torch.device | None = None,
-                 progress: bool = True):
+                 tol: float = 1e-4, max_iter: int = 2000, refit_lambdas: int | None = None,
+                 device: str | torch.device | None = None, progress: bool = True):
+        if refit_lambdas is not None and not 2 <= int(refit_lambdas) <= int(n_lambdas):
+            raise ValueError(f"refit_lambdas must lie in [2, n_lambdas={n_lambdas}] (points on "
+                             f"the refits' paths; None: n_lambdas), got {refit_lambdas}.")
         self.n_features, self.per_class = n_features, per_class
+        self.refit_lambdas = refit_lambdas
         self.select_alpha, self.alpha, self.n_lambdas = select_alpha, alpha, n_lambdas
         self.epsilon, self.tol, self.max_iter = epsilon, tol, max_iter
         self.device, self.progress = device, progress
 
     def _fit(self, pooled: Tensor, labels: Tensor, maps: Tensor | None,
-             selection: FeatureSelection | None = None) -> None:
-        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1."""
+             selection: FeatureSelection | None = None, refit: bool = False) -> None:
+        """Steps 1–5; ``selection`` (an earlier fit's ``selection_``) skips step 1.
+
+        ``refit=True`` (a later iteration's fit) walks a path of ``refit_lambdas`` points to the
+        same last λ where that is set.
+        """
         _check_sizes(pooled.shape[1], self.n_features, self.per_class)
         opts = dict(n_lambdas=self.n_lambdas, epsilon=self.epsilon, tol=self.tol,
                     max_iter=self.max_iter, device=self.device, progress=self.progress)
@@ -175,7 +194,8 @@ class QSENN(LastLayer):
         self.mean_, self.std_ = chosen.mean(dim=0), torch.ones(len(constant))
         self.mean_[~constant], self.std_[~constant] = mean, std
         # the path on the varying ones (path_.weights has their columns only)
-        self.path_: ElasticNetPath = elastic_net_path(z, labels, alpha=self.alpha,
+        lambdas = self.refit_path(z, labels) if refit and self.refit_lambdas else None
+        self.path_: ElasticNetPath = elastic_net_path(z, labels, alpha=self.alpha, lambdas=lambdas,
                                                       num_classes=self.n_classes_, **opts)
         self.dense_weight_ = torch.zeros(self.n_classes_, len(constant))
         self.dense_weight_[:, ~constant] = self.path_.weights[-1].float().cpu()
@@ -184,6 +204,15 @@ class QSENN(LastLayer):
         bias = qsenn_bias(self.ternary_.weight, self.dense_bias_)
         self.layer_ = SparseLayer(selection.indices, self.ternary_.weight, self.mean_, self.std_,
                                   bias)
+
+    def refit_path(self, z: Tensor, labels: Tensor) -> Tensor:
+        """``refit_lambdas`` log-spaced λ from λ_max to the full path's last λ (to the bit)."""
+        top = lambda_max(z, labels, self.alpha, num_classes=self.n_classes_)
+        ends = (math.log10(top), math.log10(self.epsilon * top))
+        last = torch.logspace(*ends, self.n_lambdas, dtype=torch.float64)[-1]
+        short = torch.logspace(*ends, int(self.refit_lambdas), dtype=torch.float64)
+        short[-1] = last
+        return short
 
     def iterate(self, model: nn.Module, data: Any, schedule: tuple[tuple[int, float], ...],
                 *, checkpoint: str | None = None, refit_first: bool = True,
@@ -197,6 +226,8 @@ class QSENN(LastLayer):
         each round's fine-tuning; other keywords go to :func:`~companion.classify.finetune`.
         ``refit_first=False`` starts from the current fit (``fit`` on ``model``'s features of
         ``data.eval_train``, as a chapter does step by step) instead of fitting the same again.
+        From the second round on the refit keeps the selection and, with ``refit_lambdas``, walks
+        the shorter path to the same last λ.
         The test accuracies are read from one pass over ``data.test`` per backbone (the new
         layer's and the fine-tuned model's of the round before share it); the final model's
         test features are kept in ``test_features_``.
@@ -217,7 +248,7 @@ class QSENN(LastLayer):
         for i, (epochs, lr) in enumerate(schedule):
             if i > 0 or refit_first:
                 fs = extract_features(current, data.eval_train, progress=self.progress)
-                self.fit(fs, selection=selection)
+                self.fit(fs, selection=selection, refit=selection is not None)
             selection = self.selection_
             current = self.attach(current)
             if test is None:

@@ -116,6 +116,14 @@ class CUB200(Dataset):
             return image, label
         return image, label, (mask if self.mask_transform is None else self.mask_transform(mask))
 
+    def segmentation(self, index: int):
+        """The mask of image ``index`` (``mask_transform`` applied), without decoding the image."""
+        if not self.segmentations:
+            raise ValueError("this CUB200 was made without segmentations: pass "
+                             "segmentations=True to read the masks.")
+        _, mask, _ = self._read(index, image=False)
+        return mask if self.mask_transform is None else self.mask_transform(mask)
+
     def annotations(self, index: int) -> CUBAnnotation:
         """Box, parts, attributes (and mask) of image ``index``, in the returned image's frame."""
         _, mask, origin = self._read(index, image=False)

@@ -133,6 +133,39 @@ def test_qsenn_fit_gives_a_ternary_layer_on_the_informative_features():
     assert again.selection_ is q.selection_ and torch.equal(again.weight_, W)
 
 
+@pytest.mark.parametrize("shift", [0.3, 1.0])
+@pytest.mark.parametrize("epsilon", [1e-3, 0.05])
+def test_a_refit_on_a_shorter_path_ends_at_the_whole_paths_last_entry(shift, epsilon):
+    """A later iteration's refit down ``refit_lambdas`` points reaches the whole path's last
+    entry, on features that moved (``shift``) as fine-tuning moves them: the same λ to the bit and
+    the objective within the certified gaps; at ε = 0.05, where the gap pins W^d down more
+    tightly, the same ternary layer (support, signs, m) and a bias within 6 %."""
+    gen = torch.Generator().manual_seed(1)
+    y = torch.arange(600) % 6
+    x = torch.randn(600, 14, generator=gen)  # classes that overlap, as real features' do
+    for j, col in enumerate((1, 2, 5, 7, 9, 11)):
+        x[:, col] += 0.8 * (y == j).float() - 0.4 * (y == (j + 1) % 6).float()
+    opts = dict(n_lambdas=30, epsilon=epsilon, progress=False)
+    first = QSENN(6, 2, **opts).fit(x, y)
+    moved = x + shift * torch.rand(x.shape, generator=gen) * (y[:, None] % 3 == 0)
+    whole = QSENN(6, 2, **opts).fit(moved, y, selection=first.selection_, refit=True)
+    short = QSENN(6, 2, refit_lambdas=5, **opts).fit(moved, y, selection=first.selection_,
+                                                      refit=True)
+    assert (len(whole.path_), len(short.path_)) == (30, 5)
+    assert float(short.path_.lambdas[-1]) == float(whole.path_.lambdas[-1])
+    assert float(short.path_.lambdas[0]) == float(whole.path_.lambdas[0])
+    assert bool(short.path_.converged[-1]) and float(short.path_.gaps[-1]) <= short.tol
+    p_whole, p_short = float(whole.path_.objectives[-1]), float(short.path_.objectives[-1])
+    assert abs(p_whole - p_short) <= short.tol * max(p_whole, p_short)
+    if epsilon < 0.01:  # nearly flat in W there: two certified points differ by ~0.05 at τ
+        return
+    assert torch.allclose(short.dense_weight_, whole.dense_weight_, atol=0.05)
+    assert torch.equal(torch.sign(short.weight_), torch.sign(whole.weight_))
+    assert short.ternary_.m == pytest.approx(whole.ternary_.m, rel=2e-2)
+    # the bias rule's pattern is the ternary layer's; its scale B = max |b^d| is pinned less
+    assert torch.allclose(short.layer_.bias, whole.layer_.bias, rtol=0.06, atol=0.02)
+
+
 def test_qsenn_bad_inputs():
     x, y = informative_data()
     with pytest.raises(ValueError, match=r"per_class \(k\) must lie in \[1, n_features=2\]"):
@@ -206,17 +239,19 @@ def test_iterate_can_start_from_the_fit_on_the_same_features(monkeypatch):
     runs = []
     path = qsenn_module.elastic_net_path
     monkeypatch.setattr(qsenn_module, "elastic_net_path",
-                        lambda *a, **kw: runs.append(1) or path(*a, **kw))
+                        lambda *a, **kw: runs.append(kw["lambdas"]) or path(*a, **kw))
     layers = {}
     for refit in (True, False):
         model, Data = tiny_cnn_and_data()
-        q = QSENN(4, 2, n_lambdas=10, progress=False)
+        q = QSENN(4, 2, n_lambdas=10, refit_lambdas=4, progress=False)
         if not refit:
             q.fit(extract_features(model, Data.eval_train, progress=False))
         runs.clear()
         q.iterate(model, Data, paper_schedule((1, 1), lr=1e-3), batch_size=32, dropout=0.0,
                   refit_first=refit)
         assert len(runs) == 2 - (not refit)
+        # iteration 0 walks the whole path, iteration 1 the shorter one
+        assert [None if r is None else len(r) for r in runs] == [None, 4][int(not refit):]
         layers[refit] = [(it.ternary.weight, it.bias, it.accuracy) for it in q.iterations_]
     for (w, b, a), (w2, b2, a2) in zip(layers[True], layers[False], strict=True):
         assert torch.equal(w, w2) and torch.allclose(b, b2) and a == pytest.approx(a2)

@@ -87,6 +87,8 @@ def test_segmentations_follow_the_mask_transform(tiny):
     x, y, w, h = tiny.bbox[int(data.image_ids[0])]
     assert mask[0, int(y) + 1, int(x) + 1] == 1.0 and mask[0, 0, 0] == 0.0
     np.testing.assert_allclose(data.annotations(0).segmentation, mask[0].numpy())
+    for i in range(len(data)):  # the mask alone, as the item holds it
+        assert torch.equal(data.segmentation(i), data[i][2])
 
 
 def test_transforms_and_loader(tiny):
