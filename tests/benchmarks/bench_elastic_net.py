@@ -4,12 +4,12 @@ Both solvers get the same standardised features, the same λ path (λ_max down t
 the table reports the objective each reaches at every compared λ, the total wall time and the
 process CPU time (with ``--threads 1`` the CPU time is robust against other work on the machine).
 Ours stops every λ at a certified relative duality gap ≤ ``--tol`` (the gap is printed per λ).
-On the smoke size (20 λ down to 0.001·λ_max, one thread, a loaded machine) ours took 1.1 CPU-s
-against glm-saga's 28.8 in the same run (26×; the solver before the predictor step took 2.5 CPU-s
-right after it, 10.7× against glm-saga's 21.0 CPU-s on a quieter machine), lower in objective at
-every λ and 8 % lower at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200
-classes (100 λ to 0.001·λ_max; ours only): 50 CPU-s, certified at every λ, against 197 CPU-s
-before (run right after it on the same loaded machine; 250 Newton iterations against 647).
+On the smoke size (20 λ down to 0.001·λ_max, one thread, idle cores) ours took 0.61 CPU-s against
+glm-saga's 19.0 in the same run (31×; on a loaded machine 1.1 against 28.8, 26×, and the solver
+before the predictor step 2.5 CPU-s right after it), lower in objective at every λ and 8 % lower
+at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200 classes (100 λ to
+0.001·λ_max; ours only): 35 CPU-s on idle cores, certified at every λ; 50 against 197 CPU-s
+before, run right after it on the same loaded machine (250 Newton iterations against 647).
 At the CUB-like size (``--ours-only``) ours took 65 CPU-s against 169 before (530 iterations
 against 1,500, mostly proximal gradient on more than 160 screened columns).
 
