@@ -84,7 +84,10 @@ def test_solution_satisfies_kkt(seed, d, c, alpha, frac, group):
     fit = fit_elastic_net(x, y, lam, alpha=alpha, group=group, tol=1e-9 if alpha == 1 else 1e-12,
                           max_iter=50000, device="cpu")
     assert fit.converged
-    assert kkt_residual(x, y, fit, bias=False) < 1e-6
+    # on the support the gap is second-order in the residual too: at α = 1 (tol 1e-9) it bounds a
+    # non-zero weight's residual only to about 1e-5 (seed 0, d = 3, c = 2, frac 0.8125: 4.8e-6
+    # at a gap of 9e-10); tol 1e-12 is out of reach there for some draws
+    assert kkt_residual(x, y, fit, bias=False) < (1e-6 if alpha < 1 else 1e-4)
     # the gap is second-order in the bias's gradient r (the shift δ = N·r of the dual point costs
     # O(r²)), so tol 1e-9 bounds r only to about 1e-5 (seed 0, d = 2, c = 2, α = 1, frac 0.875: 1.7e-6)
     assert bias_gradient(x, y, fit) < 1e-4
