@@ -26,7 +26,6 @@ class has the same net count (here: every class gets bias B).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ from ..solvers.elastic_net import (
     ElasticNetPath,
     constant_columns,
     elastic_net_path,
+    lambda_grid,
     lambda_max,
     standardize,
 )
@@ -208,10 +208,8 @@ class QSENN(LastLayer):
     def refit_path(self, z: Tensor, labels: Tensor) -> Tensor:
         """``refit_lambdas`` log-spaced λ from λ_max to the full path's last λ (to the bit)."""
         top = lambda_max(z, labels, self.alpha, num_classes=self.n_classes_)
-        ends = (math.log10(top), math.log10(self.epsilon * top))
-        last = torch.logspace(*ends, self.n_lambdas, dtype=torch.float64)[-1]
-        short = torch.logspace(*ends, int(self.refit_lambdas), dtype=torch.float64)
-        short[-1] = last
+        short = lambda_grid(top, int(self.refit_lambdas), self.epsilon)
+        short[-1] = lambda_grid(top, self.n_lambdas, self.epsilon)[-1]
         return short
 
     def iterate(self, model: nn.Module, data: Any, schedule: tuple[tuple[int, float], ...],

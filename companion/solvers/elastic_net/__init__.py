@@ -43,6 +43,7 @@ Public API
 ----------
 ``standardize(features, mean=None, std=None) -> (z, mean, std)``
 ``lambda_max(features, labels, alpha, group=False) -> float``
+``lambda_grid(top, n_lambdas, epsilon) -> Tensor`` (the path's log-spaced λ)
 ``elastic_net_objective(features, labels, weight, bias, lam, alpha, group=False) -> float``
 ``fit_elastic_net(features, labels, lam, *, alpha, group, init, tol, max_iter, device)
 -> ElasticNetFit``
@@ -51,7 +52,7 @@ max_features, val, device, progress) -> ElasticNetPath``
 """
 
 from .problem import constant_columns, elastic_net_objective, lambda_max, standardize
-from .solve import ElasticNetFit, ElasticNetPath, elastic_net_path, fit_elastic_net
+from .solve import ElasticNetFit, ElasticNetPath, elastic_net_path, fit_elastic_net, lambda_grid
 
 __all__ = [
     "ElasticNetFit",
@@ -60,6 +61,7 @@ __all__ = [
     "elastic_net_objective",
     "elastic_net_path",
     "fit_elastic_net",
+    "lambda_grid",
     "lambda_max",
     "standardize",
 ]

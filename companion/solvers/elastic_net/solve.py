@@ -322,6 +322,11 @@ def fit_elastic_net(features: Tensor, labels: Tensor, lam: float, *, alpha: floa
     return ElasticNetFit(weight.cpu(), bias.cpu(), lam, alpha, group, obj, n_iter, converged, gap)
 
 
+def lambda_grid(top: float, n_lambdas: int, epsilon: float) -> Tensor:
+    """The path's λ: ``n_lambdas`` log-spaced values from ``top`` (λ_max) down to ε·top (float64)."""
+    return torch.logspace(math.log10(top), math.log10(epsilon * top), n_lambdas, dtype=torch.float64)
+
+
 def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n_lambdas: int = 100,
                      epsilon: float = 1e-3, lambdas: Tensor | None = None, group: bool = False,
                      tol: float = 1e-4, max_iter: int = 2000, max_features: int | None = None,
@@ -341,7 +346,7 @@ def elastic_net_path(features: Tensor, labels: Tensor, *, alpha: float = 0.99, n
         if n_lambdas < 1 or not 0 < epsilon <= 1:
             raise ValueError(f"need n_lambdas ≥ 1 and 0 < epsilon ≤ 1, got {n_lambdas} and {epsilon}.")
         top = lambda_max(prob.x, prob.labels, alpha, group, n_classes)
-        lambdas = torch.logspace(math.log10(top), math.log10(epsilon * top), n_lambdas, dtype=torch.float64)
+        lambdas = lambda_grid(top, n_lambdas, epsilon)
     lambdas = torch.as_tensor(lambdas, dtype=torch.float64).flatten()
     if not (lambdas > 0).all() or (lambdas[1:] > lambdas[:-1]).any():
         raise ValueError("lambdas must be positive and non-increasing (the path runs from λ_max down; at "
