@@ -146,8 +146,9 @@ class QSENN(LastLayer):
     ``selection``), ``path_``, ``dense_weight_`` and ``dense_bias_`` (W^d, b^d), ``ternary_`` (W,
     m, τ), ``mean_`` and ``std_``, ``constant_`` (selected features that no longer vary, e.g. a
     map that stopped firing during fine-tuning: they keep z = 0 and no weight) and ``layer_``
-    (the frozen ``SparseLayer``); after ``iterate``, ``iterations_`` and ``test_features_``
-    (the final model's test features).
+    (the frozen ``SparseLayer``); after ``iterate``, ``iterations_``, ``test_features_`` (the
+    final model's test features) and ``fit_test_features_`` (those of the backbone the last fit
+    was made on, before its fine-tuning: the fitted state above belongs to them).
     """
 
     def __init__(self, n_features: int = 50, per_class: int = 5, *, select_alpha: float = 0.8,
@@ -228,7 +229,8 @@ class QSENN(LastLayer):
         the shorter path to the same last λ.
         The test accuracies are read from one pass over ``data.test`` per backbone (the new
         layer's and the fine-tuned model's of the round before share it); the final model's
-        test features are kept in ``test_features_``.
+        test features are kept in ``test_features_``, those the last fit's layer started on in
+        ``fit_test_features_``.
         """
         from .finetune import finetune
 
@@ -251,7 +253,7 @@ class QSENN(LastLayer):
             current = self.attach(current)
             if test is None:
                 test = extract_features(current, data.test, progress=self.progress)
-            start = _accuracy(current.head, test)
+            start, fit_test = _accuracy(current.head, test), test
             finetune(current, current.head, data.train, epochs=int(epochs), lr=float(lr),
                      checkpoint=None if checkpoint is None else f"{checkpoint}_it{i}",
                      **{"progress": self.progress, **finetune_kwargs})
@@ -260,7 +262,7 @@ class QSENN(LastLayer):
                                      start, _accuracy(current.head, test)))
         self.iterations_ = tuple(records)
         self.layer_ = current.head
-        self.test_features_ = test
+        self.test_features_, self.fit_test_features_ = test, fit_test
         return current
 
 

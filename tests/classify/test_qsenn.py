@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from companion.classify import QSENN
 from companion.classify.qsenn import paper_schedule, qsenn_bias, quantise_ternary
+from companion.classify.sparse import SparseLayer
 
 
 def informative_data(n=400, d=12, c=4, informative=(2, 5, 7, 9), seed=0):
@@ -316,3 +317,11 @@ def test_iterate_reads_the_test_accuracies_from_one_pass_per_backbone(monkeypatc
     final = extract_features(out, Data.test, progress=False)
     assert torch.equal(q.test_features_.pooled, final.pooled)
     assert torch.equal(q.test_features_.labels, final.labels)
+    # the last fit's state belongs to the backbone before the last fine-tuning: its layer, rebuilt
+    # from that state, gives the last round's start accuracy on fit_test_features_
+    rebuilt = SparseLayer(q.selected_, q.ternary_.weight, q.mean_, q.std_, q.iterations_[-1].bias)
+    with torch.no_grad():
+        logits = rebuilt(q.fit_test_features_.pooled)
+    assert float((logits.argmax(1) == q.fit_test_features_.labels).double().mean()) == \
+        pytest.approx(q.iterations_[-1].start_accuracy, abs=1e-9)
+    assert not torch.equal(q.fit_test_features_.pooled, q.test_features_.pooled)
