@@ -1,10 +1,11 @@
 """Tests of the efficiency measures: keep ratios, FLOP counts against the analytic count, timing."""
 
-import time
+import types
 
 import pytest
 import torch
 
+from companion.metrics import efficiency
 from companion.metrics.efficiency import (
     Timing,
     count_flops,
@@ -46,10 +47,24 @@ def test_operations_are_counted_one_per_call():
     assert count_operations(lambda: block.feed_forward(block.attend(tokens))) > 10
 
 
-def test_interleaved_timing_orders_slow_and_fast_calls():
-    out = time_interleaved({"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.006)},
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """A clock that only the timed functions advance (no wall-clock in a test): a call of
+    ``fake_clock(low, high)`` takes between low and high units, varying from call to call."""
+    clock = {"now": 0.0, "calls": 0}
+
+    def advance(low, high):
+        clock["calls"] += 1
+        clock["now"] += low + (high - low) * (clock["calls"] * 0.37 % 1)
+
+    monkeypatch.setattr(efficiency, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    return advance
+
+
+def test_interleaved_timing_orders_slow_and_fast_calls(fake_clock):
+    out = time_interleaved({"fast": lambda: fake_clock(1.0, 1.5), "slow": lambda: fake_clock(6.0, 6.5)},
                            repeats=5, warmup=1, progress=False)
-    assert out["fast"].median >= 0.001 and out["slow"].median >= 0.006
+    assert 1.0 <= out["fast"].median <= 1.5 and 6.0 <= out["slow"].median <= 6.5
     assert out["slow"].median > out["fast"].median
     assert out["fast"].q25 <= out["fast"].median <= out["fast"].q75 and out["fast"].repeats == 5
     with pytest.raises(ValueError):
@@ -70,12 +85,12 @@ def test_timing_waits_for_cuda_kernels(monkeypatch, device, per_call):
     assert all(d == torch.device(device) for d in synced)
 
 
-def test_speedup_interval_bootstraps_paired_rounds():
+def test_speedup_interval_bootstraps_paired_rounds(fake_clock):
     base = Timing(0.0, 0.0, 0.0, 4, (4.0, 4.0, 8.0, 4.0))
     other = Timing(0.0, 0.0, 0.0, 4, (2.0, 2.0, 4.0, 2.0))  # always twice as fast
     iv = speedup_interval(base, other, n_boot=50)
     assert (iv.estimate, iv.low, iv.high) == (2.0, 2.0, 2.0)
-    out = time_interleaved({"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.004)},
+    out = time_interleaved({"fast": lambda: fake_clock(1.0, 1.5), "slow": lambda: fake_clock(3.0, 5.0)},
                            repeats=8, warmup=0, progress=False)
     assert len(out["fast"].samples) == 8
     iv = speedup_interval(out["slow"], out["fast"], n_boot=50)
