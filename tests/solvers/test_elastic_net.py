@@ -86,7 +86,7 @@ def residual_bound(x, fit):
     """
     lip = float(torch.linalg.matrix_norm(x.double(), ord=2)) ** 2 / (2 * x.shape[0])
     lip += fit.lam * (1 - fit.alpha)
-    if fit.group and (norms := fit.weight.double().norm(dim=0)).any():
+    if fit.group and (norms := fit.weight.detach().double().norm(dim=0)).any():
         lip += fit.lam * fit.alpha / float(norms[norms > 0].min())
     return 2 * math.sqrt(2 * lip * max(fit.gap, 1e-14) * fit.objective)
 
