@@ -253,7 +253,8 @@ class QSENN(LastLayer):
             current = self.attach(current)
             if test is None:
                 test = extract_features(current, data.test, progress=self.progress)
-            start, fit_test = _accuracy(current.head, test), test
+            fit_test = test  # the features the new layer starts on
+            start = _accuracy(current.head, test)
             finetune(current, current.head, data.train, epochs=int(epochs), lr=float(lr),
                      checkpoint=None if checkpoint is None else f"{checkpoint}_it{i}",
                      **{"progress": self.progress, **finetune_kwargs})

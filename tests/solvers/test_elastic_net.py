@@ -30,7 +30,8 @@ def make_data(n=240, d=8, c=3, seed=0, dtype=torch.float64):
 def kkt_residual(x, y, fit, bias=True):
     """Max violation of the optimality conditions of the elastic-net problem at ``fit`` (``bias``:
     with the unpenalised bias's gradient)."""
-    w, b = fit.weight.double().requires_grad_(), fit.bias.double().requires_grad_()
+    w = fit.weight.detach().double().requires_grad_()
+    b = fit.bias.detach().double().requires_grad_()
     loss = torch.nn.functional.cross_entropy(x.double() @ w.T + b, y)
     gw, gb = torch.autograd.grad(loss, (w, b))
     w = w.detach()
@@ -86,7 +87,7 @@ def residual_bound(x, fit):
     """
     lip = float(torch.linalg.matrix_norm(x.double(), ord=2)) ** 2 / (2 * x.shape[0])
     lip += fit.lam * (1 - fit.alpha)
-    if fit.group and (norms := fit.weight.detach().double().norm(dim=0)).any():
+    if fit.group and (norms := fit.weight.double().norm(dim=0)).any():
         lip += fit.lam * fit.alpha / float(norms[norms > 0].min())
     return 2 * math.sqrt(2 * lip * max(fit.gap, 1e-14) * fit.objective)
 
