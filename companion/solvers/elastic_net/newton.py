@@ -10,11 +10,13 @@ duality gap ≤ ``tol`` stops) and then takes up to two steps:
    diagonal blocks of the multinomial Hessian), the model plus the exact penalty is minimised by
    cyclic coordinate descent over the columns, all classes at once (glmnet's inner loop on the Gram
    matrices: no pass over the data), and the step is shortened until it lowers the objective
-   (Armijo; Yuan, Ho & Lin, 2012).
+   (Armijo; Yuan, Ho & Lin, 2012). Only zero weights that violate their condition may join.
 2. A Newton–CG step on the support (the non-zero weights, where the penalty is smooth): conjugate
    gradients on the exact Hessian (applied as a product, never formed) preconditioned by the
    Cholesky factors of the same per-class Grams restricted to each class's support, then a line
    search that stops entries at zero when they would change sign (Lee, Sun & Saunders, 2014).
+   Lasso: weights the first direction takes across zero are sent to zero and CG solves again for
+   the others with that move fixed, so the line search rarely needs to shorten the step.
    The block preconditioner takes the features' correlations out of the system, which is what
    stalled unpreconditioned (Jacobi) CG at small λ; the class coupling −p_k p_l is left to CG.
 
@@ -30,6 +32,7 @@ products run in float32 (they only steer the step).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -72,11 +75,12 @@ def _class_grams(curv: Tensor, pairs: tuple[Tensor, Tensor, Tensor], size: int) 
 
 
 def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: float, group: bool,
-                     sweeps: int = _SWEEPS) -> Tensor:
+                     sweeps: int = _SWEEPS, movable: Tensor | None = None) -> Tensor:
     """Coordinate descent on gᵀ(u − z) + ½ Σ_k (u_k − z_k)ᵀ G_k (u_k − z_k) + R(u) from u = z.
 
     ``z`` = [W, b] (C, s + 1), the last column the unpenalised bias. Each step updates one column for
     all classes (group: one proximal step on the column's norm, with the largest class curvature).
+    ``movable`` (C, s, bool; not for the group variant) keeps the other weights where they are.
     """
     s = z.shape[1] - 1
     # column-major copies, so that the column updated is contiguous: u (s + 1, C) and the model's
@@ -84,6 +88,7 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
     u, r = z.T.contiguous(), grad.T.contiguous()
     rows = gram.permute(1, 2, 0).contiguous()  # rows[j] = (G_k[j, :])_k as (s + 1, C)
     diag = gram.diagonal(dim1=1, dim2=2).T.contiguous()
+    keep = None if movable is None else movable.T.to(z.dtype).contiguous()
     l1, ridge = lam * alpha, lam * (1 - alpha)
     shrink = -1 / (diag + ridge)
     scale = float(z[:, :s].abs().max()) if s else 0.0
@@ -101,6 +106,8 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
             else:  # the minimiser over u_j: −S(r_j − G_jj u_j, λα) / (G_jj + λ(1−α)), S soft-thresholding
                 new = torch.nn.functional.softshrink(torch.addcmul(r[j], old, diag[j], value=-1), l1)
                 new *= shrink[j]
+                if keep is not None:
+                    new = torch.addcmul(old, new - old, keep[j])
             r.addcmul_(rows[j], new - old)
             u[j] = new
         scale = max(scale, float(u[:s].abs().max()) if s else 0.0)
@@ -143,7 +150,7 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
 
     x1h, ph = x1.float(), p.float()
 
-    def hess(v: Tensor) -> Tensor:  # (H + ∇²R) v on the support
+    def hess(v: Tensor, free: Tensor) -> Tensor:  # (H + ∇²R) v on the entries ``free``
         v = v * free
         u = ph * (v.float() @ x1h.T)
         u -= ph * u.sum(dim=0, keepdim=True)
@@ -155,34 +162,19 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
             out[:, :s] += lam * alpha * (vw - unit * (unit * vw).sum(dim=0, keepdim=True)) / norm
         return out * free
 
-    pre = gram * (free[:, :, None] * free[:, None, :])
-    diag = pre.diagonal(dim1=1, dim2=2)
-    diag += 1 - free
-    diag[:, :s] += pen_diag
-    chol, _ = torch.linalg.cholesky_ex(pre)
-
-    def precond(r: Tensor) -> Tensor:
-        return torch.cholesky_solve(r[..., None], chol).squeeze(-1) * free
-    r = -g
-    target = _CG_RTOL * float(r.norm())
-    d = torch.zeros_like(r)
-    zv = precond(r)
-    sd = zv.clone()
-    rz = float((r * zv).sum())
-    for _ in range(_CG_MAX):
-        h = hess(sd)
-        curv = float((sd * h).sum())
-        if not curv > 0:
-            break
-        a = rz / curv
-        d += a * sd
-        r -= a * h
-        if float(r.norm()) <= target:
-            break
-        zv = precond(r)
-        rz_new = float((r * zv).sum())
-        sd = zv + (rz_new / rz) * sd
-        rz = rz_new
+    d = _conjugate_gradients(-g, free, gram, pen_diag, hess)
+    if not group:
+        # weights the step would take across zero: send them to zero and solve again for the rest
+        # with that move as a known term, so that the others' step is made for the weights as they
+        # will be (truncating them after the step leaves the others' step made for weights that
+        # cross, and the line search then halves it many times)
+        cross = (weight != 0) & ((weight + d[:, :s]) * weight <= 0)
+        if cross.any():
+            to_zero = torch.zeros_like(d)
+            to_zero[:, :s] = torch.where(cross, -weight, 0.0)
+            free[:, :s] *= ~cross
+            d = to_zero + _conjugate_gradients(-g - hess(to_zero, torch.ones_like(free)), free,
+                                               gram, pen_diag, hess)
     slope = float((g * d).sum())
     if not slope < 0:
         return weight, bias, p, primal, False
@@ -200,13 +192,58 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
     return weight, bias, p, primal, False
 
 
+def _conjugate_gradients(rhs: Tensor, free: Tensor, gram: Tensor, pen_diag: Tensor,
+                         hess: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """Preconditioned CG for (H + ∇²R) d = rhs on the entries ``free`` (to ``_CG_RTOL``).
+
+    The preconditioner is the Cholesky factor of each class's Gram restricted to its free entries
+    (plus the penalty's diagonal ``pen_diag``); ``hess(v, free)`` is the Hessian product.
+    """
+    s = pen_diag.shape[1]
+    pre = gram * (free[:, :, None] * free[:, None, :])
+    diag = pre.diagonal(dim1=1, dim2=2)
+    diag += 1 - free
+    diag[:, :s] += pen_diag * free[:, :s]
+    chol, _ = torch.linalg.cholesky_ex(pre)
+
+    def precond(r: Tensor) -> Tensor:
+        return torch.cholesky_solve(r[..., None], chol).squeeze(-1) * free
+    r = rhs * free
+    target = _CG_RTOL * float(r.norm())
+    d = torch.zeros_like(r)
+    zv = precond(r)
+    sd = zv.clone()
+    rz = float((r * zv).sum())
+    for _ in range(_CG_MAX):
+        h = hess(sd, free)
+        curv = float((sd * h).sum())
+        if not curv > 0:
+            break
+        a = rz / curv
+        d += a * sd
+        r -= a * h
+        if float(r.norm()) <= target:
+            break
+        zv = precond(r)
+        rz_new = float((r * zv).sum())
+        sd = zv + (rz_new / rz) * sd
+        rz = rz_new
+    return d
+
+
 def _quasi_newton_step(x1: Tensor, labels: Tensor, grad: Tensor, weight: Tensor, bias: Tensor,
                        primal: float, gram: Tensor, lam: float, alpha: float,
                        group: bool) -> tuple[Tensor, Tensor, Tensor, float] | None:
-    """Step to the block-diagonal model's minimiser, shortened until the objective decreases."""
+    """Step to the block-diagonal model's minimiser, shortened until the objective decreases.
+
+    Lasso: of the zero weights only those that violate their optimality condition may join. The
+    model leaves out the classes' coupling, and through a class's Gram it would switch in weights
+    within their threshold that the full Newton step then switches out again, round after round.
+    """
     s = weight.shape[1]
     z = torch.cat([weight, bias[:, None]], dim=1)
-    d = _model_minimiser(grad, gram, z, lam, alpha, group) - z
+    movable = None if group else (weight != 0) | (grad[:, :s].abs() > lam * alpha)
+    d = _model_minimiser(grad, gram, z, lam, alpha, group, movable=movable) - z
     decrease = float((grad * d).sum()) + float(_penalty(weight + d[:, :s], lam, alpha, group)) \
         - float(_penalty(weight, lam, alpha, group))
     t = 1.0
