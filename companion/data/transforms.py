@@ -22,9 +22,12 @@ def image_transforms(image_size: int = 224, resize: int | None = None,
     """``(augmented, plain)`` ImageNet-normalised transforms: random or centre crop after a resize.
 
     ``resize`` (the shorter side before cropping) defaults to ``image_size * 8 / 7`` (256 for 224).
-    ``trivial_augment`` adds TrivialAugmentWide, as SLDD trains.
+    ``trivial_augment`` adds TrivialAugmentWide, as SLDD trains. ToTensor + Normalize and
+    TrivialAugmentWide are the faster equivalents of :mod:`companion.data.fast_transforms`.
     """
     from torchvision import transforms as T
+
+    from .fast_transforms import CachedTrivialAugmentWide, ToNormalizedTensor
 
     if int(image_size) < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}.")
@@ -32,11 +35,13 @@ def image_transforms(image_size: int = 224, resize: int | None = None,
     if resize < int(image_size):
         raise ValueError(f"resize ({resize}) must be at least image_size ({image_size}): the crop "
                          "is taken from the resized image.")
-    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    to_tensor = ToNormalizedTensor(IMAGENET_MEAN, IMAGENET_STD)
     augment = [T.Resize(resize), T.RandomCrop(image_size), T.RandomHorizontalFlip(),
-               T.ColorJitter(0.1, 0.1, 0.1)] + ([T.TrivialAugmentWide()] if trivial_augment else [])
-    plain = T.Compose([T.Resize(resize), T.CenterCrop(image_size), T.ToTensor(), norm])
-    return T.Compose([*augment, T.ToTensor(), norm]), plain
+               T.ColorJitter(0.1, 0.1, 0.1)]
+    if trivial_augment:
+        augment.append(CachedTrivialAugmentWide())
+    plain = T.Compose([T.Resize(resize), T.CenterCrop(image_size), to_tensor])
+    return T.Compose([*augment, to_tensor]), plain
 
 
 def display_images(dataset: Dataset, indices: Sequence[int]) -> torch.Tensor:
