@@ -1,8 +1,9 @@
 """Faster equivalents of torchvision transforms that return the same tensors, bit for bit.
 
 The classification data runs these once per image and epoch on the CPU, in the loader's process:
-torchvision's ``ToTensor`` + ``Normalize`` convert, check and copy each image twice, and
-``TrivialAugmentWide`` rebuilds its table of 14 operations and their magnitudes for every image.
+torchvision's ``ToTensor`` + ``Normalize`` convert, check and copy each image twice,
+``ColorJitter`` finds its random order of adjustments with up to ten comparisons of 0-d tensors,
+and ``TrivialAugmentWide`` rebuilds its table of 14 operations and their magnitudes every time.
 The replacements do the same float32 arithmetic in the same order and draw the same random
 numbers, so items and everything trained on them are unchanged.
 """
@@ -18,7 +19,7 @@ from torch import Tensor
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-__all__ = ["CachedTrivialAugmentWide", "ToNormalizedTensor"]
+__all__ = ["CachedTrivialAugmentWide", "FastColorJitter", "ToNormalizedTensor"]
 
 
 class ToNormalizedTensor:
@@ -57,3 +58,16 @@ class CachedTrivialAugmentWide(T.TrivialAugmentWide):
         if num_bins not in self._spaces:
             self._spaces[num_bins] = super()._augmentation_space(num_bins)
         return self._spaces[num_bins]
+
+
+class FastColorJitter(T.ColorJitter):
+    """``ColorJitter`` walking its random order of adjustments as Python ints, not 0-d tensors."""
+
+    def forward(self, img: Image.Image | Tensor) -> Image.Image | Tensor:
+        order, *factors = self.get_params(self.brightness, self.contrast, self.saturation,
+                                          self.hue)
+        adjust = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+        for i in order.tolist():
+            if factors[i] is not None:
+                img = adjust[i](img, factors[i])
+        return img

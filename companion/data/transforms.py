@@ -22,12 +22,12 @@ def image_transforms(image_size: int = 224, resize: int | None = None,
     """``(augmented, plain)`` ImageNet-normalised transforms: random or centre crop after a resize.
 
     ``resize`` (the shorter side before cropping) defaults to ``image_size * 8 / 7`` (256 for 224).
-    ``trivial_augment`` adds TrivialAugmentWide, as SLDD trains. ToTensor + Normalize and
-    TrivialAugmentWide are the faster equivalents of :mod:`companion.data.fast_transforms`.
+    ``trivial_augment`` adds TrivialAugmentWide, as SLDD trains. ColorJitter, TrivialAugmentWide
+    and ToTensor + Normalize are the faster equivalents of :mod:`companion.data.fast_transforms`.
     """
     from torchvision import transforms as T
 
-    from .fast_transforms import CachedTrivialAugmentWide, ToNormalizedTensor
+    from .fast_transforms import CachedTrivialAugmentWide, FastColorJitter, ToNormalizedTensor
 
     if int(image_size) < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}.")
@@ -37,7 +37,7 @@ def image_transforms(image_size: int = 224, resize: int | None = None,
                          "is taken from the resized image.")
     to_tensor = ToNormalizedTensor(IMAGENET_MEAN, IMAGENET_STD)
     augment = [T.Resize(resize), T.RandomCrop(image_size), T.RandomHorizontalFlip(),
-               T.ColorJitter(0.1, 0.1, 0.1)]
+               FastColorJitter(0.1, 0.1, 0.1)]
     if trivial_augment:
         augment.append(CachedTrivialAugmentWide())
     plain = T.Compose([T.Resize(resize), T.CenterCrop(image_size), to_tensor])

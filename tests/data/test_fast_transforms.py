@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from companion.data.fast_transforms import CachedTrivialAugmentWide, ToNormalizedTensor
+from companion.data import fast_transforms as fast_tf
 from companion.data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_transforms
 
 
@@ -23,7 +23,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def test_to_normalized_tensor_matches_to_tensor_then_normalize():
-    fast = ToNormalizedTensor(IMAGENET_MEAN, IMAGENET_STD)
+    fast = fast_tf.ToNormalizedTensor(IMAGENET_MEAN, IMAGENET_STD)
     slow = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     for image in _images():
         assert _same(fast(image), slow(image))
@@ -35,16 +35,16 @@ def test_to_normalized_tensor_falls_back_for_other_inputs(kind):
     pic = Image.fromarray(pixels[..., 0]) if kind == "grey" else pixels
     mean, std = ((0.5,), (0.25,)) if kind == "grey" else (IMAGENET_MEAN, IMAGENET_STD)
     slow = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-    assert _same(ToNormalizedTensor(mean, std)(pic), slow(pic))
+    assert _same(fast_tf.ToNormalizedTensor(mean, std)(pic), slow(pic))
 
 
 def test_to_normalized_tensor_rejects_zero_std():
     with pytest.raises(ValueError, match="std must not contain zeros"):
-        ToNormalizedTensor((0.5,), (0.0,))
+        fast_tf.ToNormalizedTensor((0.5,), (0.0,))
 
 
 def test_cached_trivial_augment_draws_as_torchvision():
-    fast, slow = CachedTrivialAugmentWide(), T.TrivialAugmentWide()
+    fast, slow = fast_tf.CachedTrivialAugmentWide(), T.TrivialAugmentWide()
     for k, image in enumerate(_images(200)):
         torch.manual_seed(k)
         a = np.asarray(fast(image))
@@ -52,6 +52,22 @@ def test_cached_trivial_augment_draws_as_torchvision():
         b = np.asarray(slow(image))
         assert np.array_equal(a, b)
     assert len(fast._spaces) == 1
+
+
+@pytest.mark.parametrize("hue", [0.0, 0.1])
+def test_fast_color_jitter_draws_as_torchvision(hue):
+    options = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=hue)
+    fast, slow = fast_tf.FastColorJitter(**options), T.ColorJitter(**options)
+    for k, image in enumerate(_images(100)):
+        torch.manual_seed(k)
+        a = np.asarray(fast(image))
+        torch.manual_seed(k)
+        assert np.array_equal(a, np.asarray(slow(image)))
+    x = torch.rand(3, 16, 16)
+    torch.manual_seed(0)
+    a = fast(x)
+    torch.manual_seed(0)
+    assert torch.equal(a, slow(x))
 
 
 def test_image_transforms_match_torchvision_pipeline():
