@@ -15,8 +15,9 @@ duality gap ≤ ``tol`` stops) and then takes up to two steps:
    gradients on the exact Hessian (applied as a product, never formed) preconditioned by the
    Cholesky factors of the same per-class Grams restricted to each class's support, then a line
    search that stops entries at zero when they would change sign (Lee, Sun & Saunders, 2014).
-   Lasso: weights the first direction takes across zero are sent to zero and CG solves again for
-   the others with that move fixed, so the line search rarely needs to shorten the step.
+   Lasso: where the step with the weights it takes across zero stopped at zero does not lower the
+   objective enough, those weights are sent to zero and CG solves again for the others with that
+   move fixed, so the line search rarely needs to shorten the step.
    The block preconditioner takes the features' correlations out of the system, which is what
    stalled unpreconditioned (Jacobi) CG at small λ; the class coupling −p_k p_l is left to CG.
 
@@ -162,34 +163,39 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
             out[:, :s] += lam * alpha * (vw - unit * (unit * vw).sum(dim=0, keepdim=True)) / norm
         return out * free
 
-    d = _conjugate_gradients(-g, free, gram, pen_diag, hess)
-    if not group:
-        # weights the step would take across zero: send them to zero and solve again for the rest
-        # with that move as a known term, so that the others' step is made for the weights as they
-        # will be (truncating them after the step leaves the others' step made for weights that
-        # cross, and the line search then halves it many times)
-        cross = (weight != 0) & ((weight + d[:, :s]) * weight <= 0)
-        if cross.any():
-            to_zero = torch.zeros_like(d)
-            to_zero[:, :s] = torch.where(cross, -weight, 0.0)
-            free[:, :s] *= ~cross
-            d = to_zero + _conjugate_gradients(-g - hess(to_zero, torch.ones_like(free)), free,
-                                               gram, pen_diag, hess)
-    slope = float((g * d).sum())
-    if not slope < 0:
+    def search(d: Tensor, tries: int) -> tuple[Tensor, Tensor, Tensor, float, bool]:
+        """Backtracking from t = 1 (at most ``tries`` points); entries that change sign stop at 0."""
+        slope = float((g * d).sum())
+        t = 1.0
+        for _ in range(tries if slope < 0 else 0):
+            w_new = weight + t * d[:, :s]
+            if not group:
+                w_new = torch.where(w_new * weight > 0, w_new, torch.zeros_like(w_new))
+            b_new = bias + t * d[:, s]
+            f_new, p_new = _softmax_ce(torch.addmm(b_new[:, None], w_new, x1[:, :s].T), labels)
+            after = float(f_new) + float(_penalty(w_new, lam, alpha, group))
+            if after <= primal + _ARMIJO * t * slope:
+                return w_new, b_new, p_new, after, True
+            t *= 0.5
         return weight, bias, p, primal, False
-    t = 1.0
-    for _ in range(20):
-        w_new = weight + t * d[:, :s]
-        if not group:
-            w_new = torch.where(w_new * weight > 0, w_new, torch.zeros_like(w_new))
-        b_new = bias + t * d[:, s]
-        f_new, p_new = _softmax_ce(torch.addmm(b_new[:, None], w_new, x1[:, :s].T), labels)
-        after = float(f_new) + float(_penalty(w_new, lam, alpha, group))
-        if after <= primal + _ARMIJO * t * slope:
-            return w_new, b_new, p_new, after, True
-        t *= 0.5
-    return weight, bias, p, primal, False
+
+    d = _conjugate_gradients(-g, free, gram, pen_diag, hess)
+    cross = (weight != 0) & ((weight + d[:, :s]) * weight <= 0)
+    if group or not cross.any():
+        return search(d, 20)
+    # Lasso, weights the step takes across zero: the full step with them stopped at zero, and
+    # where that does not lower the objective enough, the weights sent to zero and the others'
+    # step solved again with that move fixed (stopping them after a step made for weights that
+    # cross leaves the others' step wrong; backtracking it took 5 to 10 trials)
+    step = search(d, 1)
+    if step[-1]:
+        return step
+    to_zero = torch.zeros_like(d)
+    to_zero[:, :s] = torch.where(cross, -weight, 0.0)
+    free[:, :s] *= ~cross
+    d = to_zero + _conjugate_gradients(-g - hess(to_zero, torch.ones_like(free)), free, gram,
+                                       pen_diag, hess)
+    return search(d, 20)
 
 
 def _conjugate_gradients(rhs: Tensor, free: Tensor, gram: Tensor, pen_diag: Tensor,
