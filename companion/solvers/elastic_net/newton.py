@@ -17,7 +17,8 @@ duality gap ≤ ``tol`` stops) and then takes up to two steps:
    search that stops entries at zero when they would change sign (Lee, Sun & Saunders, 2014).
    Lasso: where the step with the weights it takes across zero stopped at zero does not lower the
    objective enough, those weights are sent to zero and CG solves again for the others with that
-   move fixed, so the line search rarely needs to shorten the step.
+   move fixed, so the line search rarely needs to shorten the step; where that step gains less
+   than a tenth of what it promised, the first one is backtracked as well and the better kept.
    The block preconditioner takes the features' correlations out of the system, which is what
    stalled unpreconditioned (Jacobi) CG at small λ; the class coupling −p_k p_l is left to CG.
 
@@ -193,9 +194,15 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
     to_zero = torch.zeros_like(d)
     to_zero[:, :s] = torch.where(cross, -weight, 0.0)
     free[:, :s] *= ~cross
-    d = to_zero + _conjugate_gradients(-g - hess(to_zero, torch.ones_like(free)), free, gram,
-                                       pen_diag, hess)
-    return search(d, 20)
+    solved = to_zero + _conjugate_gradients(-g - hess(to_zero, torch.ones_like(free)), free, gram,
+                                            pen_diag, hess)
+    step = search(solved, 20)
+    if step[3] - primal <= 0.1 * float((g * solved).sum()):
+        return step
+    # less than a tenth of the decrease it promised (a weight sent to zero that belongs on the
+    # support, e.g. one the support step has just switched in): backtrack the first step as well
+    other = search(d, 20)
+    return other if other[3] < step[3] else step
 
 
 def _conjugate_gradients(rhs: Tensor, free: Tensor, gram: Tensor, pen_diag: Tensor,
