@@ -82,7 +82,8 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
 
     ``z`` = [W, b] (C, s + 1), the last column the unpenalised bias. Each step updates one column for
     all classes (group: one proximal step on the column's norm, with the largest class curvature).
-    ``movable`` (C, s, bool; not for the group variant) keeps the other weights where they are.
+    ``movable`` (C, s, bool; not for the group variant, and holding every non-zero weight) keeps
+    the other weights at zero.
     """
     s = z.shape[1] - 1
     # column-major copies, so that the column updated is contiguous: u (s + 1, C) and the model's
@@ -109,7 +110,7 @@ def _model_minimiser(grad: Tensor, gram: Tensor, z: Tensor, lam: float, alpha: f
                 new = torch.nn.functional.softshrink(torch.addcmul(r[j], old, diag[j], value=-1), l1)
                 new *= shrink[j]
                 if keep is not None:
-                    new = torch.addcmul(old, new - old, keep[j])
+                    new *= keep[j]
             r.addcmul_(rows[j], new - old)
             u[j] = new
         scale = max(scale, float(u[:s].abs().max()) if s else 0.0)
@@ -164,10 +165,9 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
             out[:, :s] += lam * alpha * (vw - unit * (unit * vw).sum(dim=0, keepdim=True)) / norm
         return out * free
 
-    def search(d: Tensor, tries: int) -> tuple[Tensor, Tensor, Tensor, float, bool]:
-        """Backtracking from t = 1 (at most ``tries`` points); entries that change sign stop at 0."""
+    def search(d: Tensor, tries: int, t: float = 1.0) -> tuple[Tensor, Tensor, Tensor, float, bool]:
+        """Backtracking from ``t`` (at most ``tries`` points); entries that change sign stop at 0."""
         slope = float((g * d).sum())
-        t = 1.0
         for _ in range(tries if slope < 0 else 0):
             w_new = weight + t * d[:, :s]
             if not group:
@@ -201,7 +201,7 @@ def _newton_cg_step(x1: Tensor, labels: Tensor, onehot_t: Tensor, weight: Tensor
         return step
     # less than a tenth of the decrease it promised (a weight sent to zero that belongs on the
     # support, e.g. one the support step has just switched in): backtrack the first step as well
-    other = search(d, 20)
+    other = search(d, 19, t=0.5)  # t = 1 failed above
     return other if other[3] < step[3] else step
 
 
