@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ..batches import to_numpy
 
@@ -46,7 +47,8 @@ def probe_scores(train_x, train_y, test_x, test_y, *, shots: int = 10, draws: in
     """Test accuracy of a linear probe, a ``shots``-shot linear probe (mean of ``draws``) and k-NN.
 
     Features are flattened per sample; the linear probes standardise them, k-NN uses cosine
-    distance.
+    distance. The fits run on one BLAS thread: at these sizes (a few thousand samples, a few
+    hundred features) threads cost more than they save.
     """
     xa, xb = (to_numpy(v, float).reshape(len(v), -1) for v in (train_x, test_x))
     ya, yb = to_numpy(train_y, int).reshape(-1), to_numpy(test_y, int).reshape(-1)
@@ -54,9 +56,10 @@ def probe_scores(train_x, train_y, test_x, test_y, *, shots: int = 10, draws: in
         raise ValueError(f"train and test features must have the same width and one label per "
                          f"sample; got {xa.shape}, {len(ya)} labels and {xb.shape}, {len(yb)}.")
     k = min(int(k), len(xa))
-    linear = float((_linear(xa, ya, xb) == yb).mean())
-    few = [float((_linear(xa[i], ya[i], xb) == yb).mean())
-           for i in (few_shot_indices(ya, shots, seed + d) for d in range(draws))]
-    knn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(xa, ya)
-    return {"linear": linear, f"{shots}-shot": float(np.mean(few)),
-            f"{k}-NN": float((knn.predict(xb) == yb).mean())}
+    with threadpool_limits(limits=1):
+        linear = float((_linear(xa, ya, xb) == yb).mean())
+        few = [float((_linear(xa[i], ya[i], xb) == yb).mean())
+               for i in (few_shot_indices(ya, shots, seed + d) for d in range(draws))]
+        knn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(xa, ya)
+        nearest = float((knn.predict(xb) == yb).mean())
+    return {"linear": linear, f"{shots}-shot": float(np.mean(few)), f"{k}-NN": nearest}
