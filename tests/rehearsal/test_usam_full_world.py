@@ -26,7 +26,6 @@ sys.path.insert(0, str(TESTS / "data"))
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "rehearsal"))
 from coco_fixture import REAL_N_IMAGES, TINY_AREA, write_real_shapes_coco  # noqa: E402
-from sam2_fixture import write_official_mlps, write_tiny_sam2_hub  # noqa: E402
 from test_full_world import execute_full_world, text_of, with_parameters  # noqa: E402
 from test_rehearsal import with_constants  # noqa: E402
 
@@ -71,6 +70,9 @@ def test_the_coco_fixture_has_cocos_real_shapes(real_coco):
 
 
 def test_usam_rehearsal(real_coco, tmp_path):
+    # imported here: transformers takes 4 s to import, which every other rehearsal test would pay
+    from sam2_fixture import write_official_mlps, write_tiny_sam2_hub
+
     hf_home = write_tiny_sam2_hub(tmp_path / "hf")
     hub_before = sorted(p.relative_to(hf_home) for p in hf_home.rglob("*"))
     nb = with_parameters(jupytext.read(BOOK / "usam.md"), profile="full", coco_root=str(real_coco))
