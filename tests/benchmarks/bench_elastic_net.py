@@ -4,9 +4,9 @@ Both solvers get the same standardised features, the same λ path (λ_max down t
 the table reports the objective each reaches at every compared λ, the total wall time and the
 process CPU time (with ``--threads 1`` the CPU time is robust against other work on the machine).
 Ours stops every λ at a certified relative duality gap ≤ ``--tol`` (the gap is printed per λ).
-On the smoke size (20 λ down to 0.001·λ_max, one thread, idle cores) ours took 0.61 CPU-s against
-glm-saga's 19.0 in the same run (31×; on a loaded machine 1.1 against 28.8, 26×, and the solver
-before the predictor step 2.5 CPU-s right after it), lower in objective at every λ and 8 % lower
+On the smoke size (20 λ down to 0.001·λ_max, one thread, idle cores) ours took 0.33 CPU-s (median of
+3 calls; the first call 0.52) against glm-saga's 12.8 in the same run (38.7×; 24.6× against the
+first call), lower in objective at every λ and 8 % lower
 at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200 classes (100 λ to
 0.001·λ_max; ours only): 35 CPU-s on idle cores, certified at every λ; 50 against 197 CPU-s
 before, run right after it on the same loaded machine (250 Newton iterations against 647).
@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import io
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-4,
                         help="ours: relative duality gap (glm-saga: its own tol)")
     parser.add_argument("--ours-only", action="store_true", help="skip glm-saga (e.g. at the CUB size)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of our path; the median is compared (glm-saga runs once)")
     parser.add_argument("--lookbehind", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
@@ -122,11 +125,16 @@ def main() -> None:
         warm = x[:: max(1, len(x) // 200)]  # warm-up on 200 rows (the columns that vary there)
         elastic_net_path(warm[:, warm.std(dim=0) > 0], y[:: max(1, len(x) // 200)], n_lambdas=2,
                          device=args.device, progress=False)
-        cpu = time.process_time()
-        ours = elastic_net_path(x, y, alpha=args.alpha, n_lambdas=k, epsilon=eps, tol=args.tol,
-                                device=args.device, progress=False)
-        cpu_ours = time.process_time() - cpu
-        print(f"ours (certified gap ≤ {args.tol:g}): {ours.seconds:.2f} s wall, {cpu_ours:.2f} s CPU; "
+        walls, cpus = [], []
+        for _ in range(args.repeats):  # the same call each time; the first pays one-time costs
+            cpu = time.process_time()
+            ours = elastic_net_path(x, y, alpha=args.alpha, n_lambdas=k, epsilon=eps, tol=args.tol,
+                                    device=args.device, progress=False)
+            cpus.append(time.process_time() - cpu)
+            walls.append(ours.seconds)
+        wall_ours, cpu_ours = statistics.median(walls), statistics.median(cpus)
+        print(f"ours (certified gap ≤ {args.tol:g}), median of {args.repeats}: {wall_ours:.2f} s wall, "
+              f"{cpu_ours:.2f} s CPU (first call {walls[0]:.2f} s wall, {cpus[0]:.2f} s CPU); "
               f"max certified relative gap {float(ours.gaps.max()):.2e}", flush=True)
         if args.ours_only or size == "rehearsal":  # glm-saga would take hours here
             print(f"{'i':>3} {'lambda':>10} {'obj ours':>12} {'rel gap':>9} {'iters':>6} {'nnz':>6}")
@@ -150,10 +158,10 @@ def main() -> None:
             print(f"{i:>3} {lam:>10.5f} {obj_o:>12.6f} {obj_t:>13.6f} {rel:>+9.2e} "
                   f"{float(ours.gaps[i]):>9.2e} {int((ours.weights[i] != 0).sum()):>8} "
                   f"{int((entry['weight'] != 0).sum()):>8}")
-        print(f"time ours {ours.seconds:.2f} s, glm-saga {t_theirs:.2f} s, "
-              f"speed-up {t_theirs / ours.seconds:.1f}x (CPU time {cpu_ours:.1f} s vs {cpu_theirs:.1f} s, "
-              f"{cpu_theirs / cpu_ours:.1f}x); worst relative objective excess of ours "
-              f"{worst:+.2e} (negative = ours lower)")
+        print(f"time ours {wall_ours:.2f} s (median), glm-saga {t_theirs:.2f} s, "
+              f"speed-up {t_theirs / wall_ours:.1f}x (CPU time {cpu_ours:.2f} s vs {cpu_theirs:.1f} s, "
+              f"{cpu_theirs / cpu_ours:.1f}x; against ours' first call {cpu_theirs / cpus[0]:.1f}x); "
+              f"worst relative objective excess of ours {worst:+.2e} (negative = ours lower)")
 
 
 if __name__ == "__main__":
