@@ -10,11 +10,12 @@ first call), lower in objective at every λ and 8 % lower
 at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200 classes (100 λ to
 0.001·λ_max; ours only): 35 CPU-s on idle cores, certified at every λ; 50 against 197 CPU-s
 before, run right after it on the same loaded machine (250 Newton iterations against 647).
-At the CUB-like size (``--ours-only``) ours took 65 CPU-s against 169 before (530 iterations
-against 1,500, mostly proximal gradient on more than 160 screened columns).
-At the CUB-like size with ``--max-epochs 50`` (one thread, idle cores) ours took 74 CPU-s and
-glm-saga 1,961 (26.4×), still 0.18–0.52 % above our objective at every λ below λ_max: it needs
-more than 26× our time to match; whether it needs 30× is not measured.
+At the CUB-like size ours took 65 CPU-s against 169 before (``--ours-only``; 530 iterations
+against 1,500, mostly proximal gradient on more than 160 screened columns). There glm-saga with its
+own settings (up to 2000 epochs per λ) would take about a day; capped with ``--max-epochs 50`` (one
+thread, idle cores) it took 1,961 CPU-s, 26.4× ours (74 in that run), and still ended 0.18–0.52 %
+above our objective at every λ below λ_max: it needs more than 26× our time to match; whether it
+needs 30× is not measured.
 
     python tests/benchmarks/bench_elastic_net.py                    # smoke and CUB-like sizes
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
@@ -22,9 +23,8 @@ more than 26× our time to match; whether it needs 30× is not measured.
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --ours-only
     python tests/benchmarks/bench_elastic_net.py --size rehearsal --threads 1
 
-At the CUB-like size glm-saga with its own settings (up to 2000 epochs per λ) takes about a day; with
-``--max-epochs`` capped it stops early, and the table shows which objective each solver reached
-in its time.
+With ``--max-epochs`` capped glm-saga stops early, and the table shows which objective each
+solver reached in its time.
     python tests/benchmarks/bench_elastic_net.py --size cub --n-lambdas 10 --epsilon 0.01 --tol 1e-3
 """
 
