@@ -4,7 +4,7 @@ The committed checkpoint ``companion/vpp/checkpoints/vpp_smoke.pt`` was made on 
 
     python -m companion.vpp.pretrain --seed 0
 
-(one thread, about half an hour on a shared CPU). :func:`load_or_train` loads it when it is present
+(one thread, about twenty minutes on a shared CPU). :func:`load_or_train` loads it when it is present
 and trains the same models otherwise.
 """
 
@@ -40,11 +40,12 @@ class PretrainConfig:
     n_videos: int = 512
     n_frames: int = 8
     image_size: int = 96
+    patch_size: int = 6              # 256 tokens per frame: enough for pruning to pay on a CPU
     dim: int = 64
     dense_epochs: int = 3
     dense_lr: float = 1e-3
     dense_batch: int = 16
-    sparse_epochs: int = 3
+    sparse_epochs: int = 6
     sparse_lr: float = 1e-3          # selection modules; backbone and head train at ×0.1
     sparse_batch: int = 8
     chain_length: int = 3
@@ -75,7 +76,8 @@ def train_dense(data: MovingShapes, config: PretrainConfig = PretrainConfig(), s
     small segmenter; pass e.g. :func:`~companion.vpp.timm_port.from_timm` for a pretrained one)."""
     torch.manual_seed(seed)
     if model is None:
-        model = VideoSegmenter(VideoSegmenterConfig(image_size=config.image_size, dim=config.dim,
+        model = VideoSegmenter(VideoSegmenterConfig(image_size=config.image_size,
+                                                    patch_size=config.patch_size, dim=config.dim,
                                                     num_classes=len(data.classes)))
     history = fit(model, data.frames(), epochs=config.dense_epochs, loss=frame_loss, optimizer="adamw",
         lr=config.dense_lr, weight_decay=0.05, batch_size=config.dense_batch, scheduler="cosine",

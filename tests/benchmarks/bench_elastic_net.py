@@ -4,22 +4,23 @@ Both solvers get the same standardised features, the same λ path (λ_max down t
 the table reports the objective each reaches at every compared λ, the total wall time and the
 process CPU time (with ``--threads 1`` the CPU time is robust against other work on the machine).
 Ours stops every λ at a certified relative duality gap ≤ ``--tol`` (the gap is printed per λ).
-On the smoke size (20 λ down to 0.001·λ_max, one thread, idle cores) ours took 0.33 CPU-s (median of
-3 calls; the first call 0.52) against glm-saga's 12.8 in the same run (38.7×; 24.6× against the
-first call), lower in objective at every λ and 8 % lower
+On the smoke size (20 λ down to 0.001·λ_max, one thread, idle cores) ours took 0.32–0.34 CPU-s
+(median of 3 calls; the first call 0.37–0.38) against glm-saga's 11.5–11.9 in the same run, three
+runs: 34.0–36.4×, 30.4–31.6× against the first call; lower in objective at every λ and 8 % lower
 at the smallest. ``--size rehearsal`` is Q-SENN's and SLDD's path over 200 classes (100 λ to
 0.001·λ_max; ours only): 35 CPU-s on idle cores, certified at every λ; 50 against 197 CPU-s
 before, run right after it on the same loaded machine (250 Newton iterations against 647).
 At the CUB-like size ours took 65 CPU-s against 169 before (``--ours-only``; 530 iterations
 against 1,500, mostly proximal gradient on more than 160 screened columns). There glm-saga with its
-own settings (up to 2000 epochs per λ) would take about a day; capped with ``--max-epochs 50`` (one
-thread, idle cores) it took 1,961 CPU-s, 26.4× ours (74 in that run), and still ended 0.18–0.52 %
-above our objective at every λ below λ_max: it needs more than 26× our time to match; whether it
-needs 30× is not measured.
+own settings (up to 2000 epochs per λ) would take about a day; capped with ``--max-epochs 70`` (one
+thread; the other core busy) it took 2,883 CPU-s, 38.7× ours (74.6 in that run; 36.8× at the pace
+per epoch of its 50-epoch run on idle cores, 1,961 CPU-s), and still ended 0.09–0.25 % above our
+objective at every λ below λ_max (0.18–0.52 % after 50 epochs): it needs more than 36× our time
+to match.
 
     python tests/benchmarks/bench_elastic_net.py                    # smoke and CUB-like sizes
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1
-    python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --max-epochs 50
+    python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --max-epochs 70
     python tests/benchmarks/bench_elastic_net.py --size cub --threads 1 --ours-only
     python tests/benchmarks/bench_elastic_net.py --size rehearsal --threads 1
 

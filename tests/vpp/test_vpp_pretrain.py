@@ -8,7 +8,7 @@ from companion.vpp.pretrain import CHECKPOINT, PretrainConfig, load, load_or_tra
 
 
 def test_pretraining_script_learns_on_a_small_budget():
-    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, dim=16, dense_epochs=6,
+    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, patch_size=8, dim=16, dense_epochs=6,
                             dense_lr=3e-3, dense_batch=6, sparse_epochs=1, sparse_batch=6,
                             frame_range=1)
     models = pretrain(config, seed=0, device="cpu", progress=False)
@@ -16,12 +16,12 @@ def test_pretraining_script_learns_on_a_small_budget():
     assert dense[-1] < 0.8 * dense[0]
     assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
     assert models.histories["vpp"].epochs == 1 and models.histories["dense-ft"].epochs == 1
-    assert models.dense.config.dim == 16
+    assert models.dense.config.dim == 16 and models.dense.config.patch_size == 8
 
 
 
 def test_saved_models_load_back_with_the_same_outputs(tmp_path):
-    config = PretrainConfig(n_videos=2, n_frames=3, image_size=32, dim=16, dense_epochs=1,
+    config = PretrainConfig(n_videos=2, n_frames=3, image_size=32, patch_size=8, dim=16, dense_epochs=1,
                             dense_batch=2, sparse_epochs=1, sparse_batch=2, frame_range=1)
     models = pretrain(config, seed=0, device="cpu", progress=False)
     path = save(models, tmp_path / "vpp.pt")
@@ -35,6 +35,7 @@ def test_saved_models_load_back_with_the_same_outputs(tmp_path):
 def test_committed_checkpoint_loads():
     models = load()
     assert models.dense.config.image_size == models.config.image_size == 96
+    assert models.dense.config.patch_size == models.config.patch_size
     assert models.vpp.schedule.map_block == 1 and models.svit.schedule.map_block is None
 
 
