@@ -128,7 +128,8 @@ class TemporalMappingModule(nn.Module):
         """The previous-frame source of every token (B, N) and its copied deep feature X̂ (B, N, D).
 
         In training A = GumbelSoftmax_hard(τ_m Φ) and X̂ = A X_6^{t−1} (gradient to the early
-        tokens); at evaluation the argmax of Φ, and X̂ is gathered by index.
+        tokens); at evaluation the argmax of Φ, and X̂ is gathered by index. A single frame at
+        evaluation computes Φ on its kept sources only (the same argmax, less work).
         """
         if prior.early.shape != early.shape:
             raise ValueError(f"The prior was made from tokens of shape {tuple(prior.early.shape)} "
@@ -136,6 +137,11 @@ class TemporalMappingModule(nn.Module):
                              "the same size; start a new clip (prior=None) when the size changes.")
         sources = prior.keep > 0.5
         sources = sources | ~sources.any(1, keepdim=True)  # a frame that kept nothing: any source
+        if not self.training and early.shape[0] == 1:
+            kept = sources[0].nonzero().squeeze(1)
+            phi = self.phi_dist.index_select(1, kept).addmm_(early[0], prior.early[0, kept].T)
+            source = kept[phi.argmax(-1)]
+            return source[None], prior.deep.index_select(1, source)
         bias = self.phi_dist.masked_fill(~sources[:, None, :], float("-inf"))
         phi = torch.baddbmm(bias, early, prior.early.transpose(1, 2))
         if self.training:

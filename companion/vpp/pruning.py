@@ -155,7 +155,7 @@ class PrunedSegmenter(nn.Module):
                 chosen = mapping.keep[0].nonzero().squeeze(1)
             if start in sched.sm_blocks:
                 k = min(keep_count(sched.sm_ratios[sched.sm_blocks.index(start)], N), kept.shape[1])
-                chosen = self.selectors[str(start)].margin(kept)[0].topk(k).indices.sort().values
+                chosen = self.selectors[str(start)].margin(kept)[0].topk(k).indices
             if chosen is not None:
                 if not synced:  # the tokens left behind keep their current values
                     grid, synced = written(), True

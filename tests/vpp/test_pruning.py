@@ -86,6 +86,22 @@ def test_mapping_only_uses_sources_kept_in_the_previous_deep_layer():
     assert set(out.source.unique().tolist()) <= {2, 5}
 
 
+def test_one_frame_at_evaluation_associates_as_a_batch_does():
+    """A single frame scores only its kept sources; a batch masks the others out: same choice."""
+    mapper = TemporalMappingModule(8, 4).eval()
+    g = torch.Generator().manual_seed(2)
+    x, early, deep = (torch.randn(3, 16, 8, generator=g) for _ in range(3))
+    keep = (torch.rand(3, 16, generator=g) < 0.5).float()
+    keep[2] = 0  # a frame that kept nothing: every token is a source
+    source, mapped = mapper.associate(x, _prior_from(early, deep, keep))
+    for b in range(3):
+        one = _prior_from(early[b:b + 1], deep[b:b + 1], keep[b:b + 1])
+        alone, copied = mapper.associate(x[b:b + 1], one)
+        assert torch.equal(alone, source[b:b + 1]) and torch.equal(copied, mapped[b:b + 1])
+        if keep[b].any():
+            assert keep[b, alone[0]].all()
+
+
 def test_mapping_scores_at_evaluation_are_the_smoothed_softmax_of_training():
     """Evaluation's sigmoid of the smoothed logit margin against the training formula without
     noise: the softmax of the smoothed log-softmax, and the top-K of those scores kept."""
