@@ -77,7 +77,8 @@ def attend(attn: nn.MultiheadAttention, q: torch.Tensor, kv: torch.Tensor) -> to
 
 @dataclass(frozen=True)
 class VideoSegmenterConfig:
-    """Sizes of :class:`VideoSegmenter` (defaults: the smoke world's ViT with 144 tokens)."""
+    """Sizes of :class:`VideoSegmenter` (defaults: a small ViT with 144 tokens; the smoke world's
+    model cuts its frames into 6×6 patches, see :class:`~companion.vpp.pretrain.PretrainConfig`)."""
 
     image_size: int = 96
     patch_size: int = 8
