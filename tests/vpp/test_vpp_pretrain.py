@@ -8,9 +8,9 @@ from companion.vpp.pretrain import CHECKPOINT, PretrainConfig, load, load_or_tra
 
 
 def test_pretraining_script_learns_on_a_small_budget():
-    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, patch_size=8, dim=16, dense_epochs=6,
-                            dense_lr=3e-3, dense_batch=6, sparse_epochs=1, sparse_batch=6,
-                            frame_range=1)
+    config = PretrainConfig(n_videos=6, n_frames=3, image_size=32, patch_size=8, dim=16,
+                            dense_epochs=6, dense_lr=3e-3, dense_batch=6, sparse_epochs=1,
+                            sparse_batch=6, frame_range=1)
     models = pretrain(config, seed=0, device="cpu", progress=False)
     dense = models.histories["dense"].train_loss
     assert dense[-1] < 0.8 * dense[0]
@@ -21,8 +21,9 @@ def test_pretraining_script_learns_on_a_small_budget():
 
 
 def test_saved_models_load_back_with_the_same_outputs(tmp_path):
-    config = PretrainConfig(n_videos=2, n_frames=3, image_size=32, patch_size=8, dim=16, dense_epochs=1,
-                            dense_batch=2, sparse_epochs=1, sparse_batch=2, frame_range=1)
+    config = PretrainConfig(n_videos=2, n_frames=3, image_size=32, patch_size=8, dim=16,
+                            dense_epochs=1, dense_batch=2, sparse_epochs=1, sparse_batch=2,
+                            frame_range=1)
     models = pretrain(config, seed=0, device="cpu", progress=False)
     path = save(models, tmp_path / "vpp.pt")
     loaded = load_or_train(path, config=config, progress=False)
